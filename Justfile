@@ -1,0 +1,24 @@
+# Recipes for invfeat; `just --list` shows them.
+venv := ".venv"
+py := venv + "/bin/python"
+
+# create the venv and install the project with its dev extras
+setup:
+    python3.11 -m venv {{venv}}
+    {{venv}}/bin/pip install -e '.[dev]'
+
+# the test suite (what CI runs)
+test:
+    {{py}} -m pytest
+
+# the main job on the embedded default
+demo:
+    {{py}} -m experiments shufflebits selftest
+
+# speed tables (printed, never asserted)
+bench:
+    {{py}} benchmarks/shufflebits.py
+
+# ruff lint
+lint:
+    {{venv}}/bin/ruff check .

@@ -1,0 +1,1 @@
+"""`python -m experiments ...`: a thin command line over the invfeat library."""
