@@ -1,0 +1,81 @@
+"""The attribute-recognition head: features -> one logit vector per auxiliary attribute."""
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import numpy as np
+
+
+def block_widths(feature_dim: int, num_classes: int, block_num: int) -> tuple[int, ...]:
+    """Dense widths shrinking geometrically from `feature_dim` to `num_classes` in `block_num` steps.
+
+    Block k (1-based) has width feature_dim * r**k with r = (num_classes / feature_dim)**(1/block_num),
+    truncated to an integer; the last block is exactly `num_classes` wide.
+    """
+    if block_num < 1:
+        raise ValueError(f"block_num must be >= 1, got {block_num}")
+    if num_classes < 2:
+        raise ValueError(f"an attribute needs at least 2 classes, got {num_classes}")
+    ratio = (num_classes / feature_dim) ** (1.0 / block_num)
+    widths = [max(int(feature_dim * ratio**k), 1) for k in range(1, block_num + 1)]
+    widths[-1] = num_classes
+    return tuple(widths)
+
+
+class AttributeHead(nn.Module):
+    """Per attribute: `block_num` x (BatchNorm -> Dropout -> Dense), ReLU between blocks.
+
+    Returns a tuple of logits, one [B, C_a] array per attribute (softmax belongs to the loss).
+    All attributes share the input and live in one module, so one jitted step trains them all.
+    """
+
+    num_classes: Sequence[int]
+    block_num: int = 1
+    dropout_rate: float = 0.0
+    bn_momentum: float = 0.99  # Keras' BatchNormalization defaults
+    bn_epsilon: float = 1e-3
+
+    @nn.compact
+    def __call__(self, features_BD: jax.Array, train: bool = False) -> tuple[jax.Array, ...]:
+        feature_dim = features_BD.shape[-1]
+        logits = []
+        for a, classes in enumerate(self.num_classes):
+            x = features_BD
+            widths = block_widths(feature_dim, classes, self.block_num)
+            for k, width in enumerate(widths):
+                x = nn.BatchNorm(
+                    use_running_average=not train,
+                    momentum=self.bn_momentum,
+                    epsilon=self.bn_epsilon,
+                    name=f"attr{a}_bn{k}",
+                )(x)
+                x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+                x = nn.Dense(width, name=f"attr{a}_dense{k}")(x)
+                if k + 1 < len(widths):
+                    x = nn.relu(x)
+            logits.append(x)
+        return tuple(logits)
+
+
+def balanced_class_weights(labels_NA: np.ndarray, num_classes: Sequence[int]) -> np.ndarray:
+    """Class weights n / (C * count_c) per attribute, padded to [A, max C]; -1 labels are ignored.
+
+    Classes absent from the labels get weight 0 (they contribute no loss anyway).
+    """
+    labels_NA = np.asarray(labels_NA)
+    if labels_NA.ndim != 2 or labels_NA.shape[1] != len(num_classes):
+        raise ValueError(
+            f"labels must be [N, {len(num_classes)}] (one column per attribute), "
+            f"got shape {labels_NA.shape}"
+        )
+    weights_AC = np.zeros((len(num_classes), max(num_classes)), np.float32)
+    for a, classes in enumerate(num_classes):
+        column = labels_NA[:, a]
+        column = column[column >= 0]
+        if column.size and column.max() >= classes:
+            raise ValueError(f"attribute {a}: label {column.max()} >= num_classes {classes}")
+        counts = np.bincount(column, minlength=classes).astype(np.float64)
+        present = counts > 0
+        weights_AC[a, :classes][present] = column.size / (present.sum() * counts[present])
+    return weights_AC
