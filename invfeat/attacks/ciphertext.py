@@ -1,0 +1,81 @@
+"""The attacker's preprocessing of feature vectors that may be ciphertext.
+
+ShuffleBits ciphertext is float32 whose bits were permuted: read as floats it holds NaN, inf and
+huge values, on which a network trained naively only produces NaN losses. A reasonable adversary
+reads the bits instead. Each encoding maps float32 [B, D] to finite float32 [B, D'] (never NaN,
+for any bit pattern), and is a pure jnp function that composes inside jit:
+
+- `bits` (default): the 32 bits of every float, most significant first, as {0, 1}: [B, 32 D].
+- `bytes`: the 4 bytes of every float, most significant first, scaled to [0, 1]: [B, 4 D].
+- `signed-log`: the value itself with NaN -> 0 and +-inf -> +-float32 max, squashed by
+  sign(x) log(1 + |x|): [B, D] in about [-88.8, 88.8].
+
+The same encodings apply to plaintext features, so plaintext and ciphertext attacks can be
+compared on equal terms.
+"""
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+DEFAULT_ENCODING = "bits"
+
+
+def _as_uint32(features_BD: jax.Array) -> jax.Array:
+    dtype = np.dtype(getattr(features_BD, "dtype", np.float64))
+    if dtype != np.float32:
+        raise TypeError(
+            f"bit-level encodings read float32 features, got {dtype}; casting would "
+            "alter ciphertext bits, so cast only plaintext, and before encrypting"
+        )
+    return jax.lax.bitcast_convert_type(jnp.asarray(features_BD), jnp.uint32)
+
+
+def _fields(features_BD: jax.Array, width: int) -> jax.Array:
+    """Split each 32-bit word into 32 / width unsigned fields, most significant first: [B, D*n]."""
+    words_BD = _as_uint32(features_BD)
+    shifts = jnp.arange(32 - width, -1, -width, dtype=jnp.uint32)
+    fields = (words_BD[..., None] >> shifts) & jnp.uint32(2**width - 1)
+    return fields.reshape(*words_BD.shape[:-1], -1)
+
+
+def bits_encoding(features_BD: jax.Array) -> jax.Array:
+    return _fields(features_BD, 1).astype(jnp.float32)
+
+
+def bytes_encoding(features_BD: jax.Array) -> jax.Array:
+    return _fields(features_BD, 8).astype(jnp.float32) / 255.0
+
+
+def signed_log_encoding(features_BD: jax.Array) -> jax.Array:
+    x = jnp.asarray(features_BD, jnp.float32)
+    big = jnp.finfo(jnp.float32).max
+    x = jnp.nan_to_num(x, nan=0.0, posinf=big, neginf=-big)
+    return jnp.sign(x) * jnp.log1p(jnp.abs(x))
+
+
+ENCODINGS: dict[str, tuple[Callable[[jax.Array], jax.Array], int]] = {
+    "bits": (bits_encoding, 32),
+    "bytes": (bytes_encoding, 4),
+    "signed-log": (signed_log_encoding, 1),
+}
+
+
+def _check(encoding: str) -> None:
+    if encoding not in ENCODINGS:
+        raise ValueError(f"unknown feature encoding {encoding!r}; choose one of {list(ENCODINGS)}")
+
+
+def encode_features(
+    features_BD: jax.Array | np.ndarray, encoding: str = DEFAULT_ENCODING
+) -> jax.Array:
+    """Finite float32 [B, encoded_dim(D)] features for the attack networks."""
+    _check(encoding)
+    return ENCODINGS[encoding][0](features_BD)
+
+
+def encoded_dim(feature_dim: int, encoding: str = DEFAULT_ENCODING) -> int:
+    _check(encoding)
+    return feature_dim * ENCODINGS[encoding][1]
