@@ -18,7 +18,7 @@ from typing import Any
 
 import tensorflow_datasets as tfds
 
-# (real builders: added next commit)
+from invfeat.data.builders import real  # noqa: F401  (registers the real builders)
 from invfeat.data.builders.common import (
     REGISTRY,
     ReidBuilder,

@@ -121,9 +121,10 @@ class ReidBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     CITATION: ClassVar[str] = ""
     HOMEPAGE: ClassVar[str | None] = None
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if not inspect.isabstract(cls):  # TFDS has set `cls.name` (snake_case of the class)
+    def __init_subclass__(cls, skip_registration: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(skip_registration=skip_registration, **kwargs)
+        # TFDS has set `cls.name` (snake_case of the class name unless the class sets it).
+        if not skip_registration and not inspect.isabstract(cls):
             REGISTRY[cls.name] = cls
 
     def __init__(self, *, file_format: str = "array_record", **kwargs: Any) -> None:

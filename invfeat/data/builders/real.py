@@ -1,0 +1,149 @@
+"""TFDS builders of the real re-ID datasets, read from where the user unpacked them.
+
+Splits: train, query, gallery (and val for MSMT17). Records follow `common.reid_features`.
+Attributes are joined by identity from the packaged tables (train images <- the "train" table,
+query/gallery <- "test"), in the raw column order of `attributes.attribute_schema(dataset)`;
+identities without annotations (Market-1501 distractors, identity 0; DukeMTMC-reID gallery-only
+distractor identities) get all -1. MSMT17 has no attribute annotations: its attribute vector
+has length 0. Market-1501 junk images (identity -1) are not written. Files that cannot be parsed
+or decoded are left out with a warning naming them, and listed in the dataset's metadata
+(`rejected_files`).
+"""
+
+from __future__ import annotations
+
+import pathlib
+import warnings
+from collections.abc import Iterable, Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from invfeat.data.attributes import AttributeTable, attribute_schema, load_attribute_table
+from invfeat.data.builders.common import ReidBuilder, ReidRecord, decode_image
+from invfeat.data.layouts import ImageEntry, LayoutWarning, parse
+
+_ATTRIBUTE_SPLIT = {"train": "train", "val": "train", "query": "test", "gallery": "test"}
+
+_INSTRUCTIONS = """\
+Download {what} yourself (it is not redistributed) and unpack it; pass the folder that holds
+`{folder}` (or its parent) as the manual dir:
+
+    python -m experiments data build --dataset {name} --manual-dir /path/to/unpacked
+
+Expected layout:
+{layout}
+"""
+
+
+class _RealReidBuilder(ReidBuilder, skip_registration=True):
+    """Shared logic: parse the layout, join attributes, read and check every image."""
+
+    ATTRIBUTE_DATASET: ClassVar[str | None] = None  # name of the attribute table, if any
+
+    def _split_records(self, dl_manager: Any) -> dict[str, Iterable[ReidRecord]]:
+        layout = parse(self.name, pathlib.Path(dl_manager.manual_dir))
+        self.info.metadata["rejected_files"] = [list(r) for r in layout.rejected]
+        self.info.metadata["junk_images_dropped"] = layout.junk
+        return {
+            split: self._records(split, entries, self._table(split))
+            for split, entries in layout.splits.items()
+        }
+
+    def _table(self, split: str) -> AttributeTable | None:
+        if self.ATTRIBUTE_DATASET is None:
+            return None
+        return load_attribute_table(self.ATTRIBUTE_DATASET, _ATTRIBUTE_SPLIT[split])
+
+    def _records(
+        self, split: str, entries: list[ImageEntry], table: AttributeTable | None
+    ) -> Iterator[ReidRecord]:
+        if table is None:
+            attributes_NA = np.zeros([len(entries), 0], np.int64)
+        else:
+            attributes_NA = table.lookup([e.identity for e in entries])
+        unreadable = []
+        for entry, attributes in zip(entries, attributes_NA, strict=True):
+            data = entry.path.read_bytes()
+            try:
+                decode_image(data, entry.file_name)
+            except ValueError as e:
+                unreadable.append(entry.file_name)
+                warnings.warn(f"{entry.path}: left out: {e}", LayoutWarning, stacklevel=2)
+                continue
+            yield ReidRecord(data, entry.identity, entry.camera, attributes, entry.file_name)
+        self.info.metadata["rejected_files"] += [[f, "cannot decode"] for f in unreadable]
+
+
+class Market1501(_RealReidBuilder):
+    """Market-1501 (Zheng et al., ICCV 2015) with Market-1501_Attribute (Lin et al.)."""
+
+    name = "market1501"
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "Market-1501-v15.09.15, raw attributes."}
+    SPLITS = ("train", "query", "gallery")
+    ATTRIBUTES = attribute_schema("market1501")
+    ATTRIBUTE_DATASET = "market1501"
+    DESCRIPTION = "Market-1501 person re-ID crops, 6 cameras; identity 0 = distractor."
+    HOMEPAGE = "https://zheng-lab-anu.github.io/Project/project_reid.html"
+    CITATION = """@inproceedings{zheng2015scalable,
+  title={Scalable person re-identification: A benchmark},
+  author={Zheng, Liang and Shen, Liyue and Tian, Lu and Wang, Shengjin and Wang, Jingdong and Tian, Qi},
+  booktitle={ICCV}, year={2015}}"""
+    MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS.format(
+        what="Market-1501-v15.09.15.zip",
+        folder="Market-1501-v15.09.15",
+        name="market1501",
+        layout="  Market-1501-v15.09.15/{bounding_box_train,bounding_box_test,query}/"
+        "PPPP_cCsS_FFFFFF_NN.jpg",
+    )
+
+
+class DukemtmcReid(_RealReidBuilder):
+    """DukeMTMC-reID (Zheng et al., ICCV 2017) with DukeMTMC-attribute (Lin et al.)."""
+
+    name = "dukemtmc_reid"
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "DukeMTMC-reID, raw attributes."}
+    SPLITS = ("train", "query", "gallery")
+    ATTRIBUTES = attribute_schema("dukemtmc_reid")
+    ATTRIBUTE_DATASET = "dukemtmc_reid"
+    DESCRIPTION = "DukeMTMC-reID person re-ID crops, 8 cameras (CC BY-NC-SA 4.0)."
+    HOMEPAGE = "https://github.com/layumi/DukeMTMC-reID_evaluation"
+    CITATION = """@inproceedings{ristani2016MTMC,
+  title={Performance Measures and a Data Set for Multi-Target, Multi-Camera Tracking},
+  author={Ristani, Ergys and Solera, Francesco and Zou, Roger and Cucchiara, Rita and Tomasi, Carlo},
+  booktitle={ECCV Workshops}, year={2016}}"""
+    MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS.format(
+        what="DukeMTMC-reID.zip",
+        folder="DukeMTMC-reID",
+        name="dukemtmc_reid",
+        layout="  DukeMTMC-reID/{bounding_box_train,bounding_box_test,query}/PPPP_cC_fFFFFFFF.jpg",
+    )
+
+
+class Msmt17(_RealReidBuilder):
+    """MSMT17_V2 (Wei et al., CVPR 2018); no attribute annotations (attribute length 0)."""
+
+    name = "msmt17"
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "MSMT17_V2 lists."}
+    SPLITS = ("train", "val", "query", "gallery")
+    ATTRIBUTES = ()
+    DESCRIPTION = (
+        "MSMT17_V2 person re-ID crops, 15 cameras. Test identities are numbered from 0 again:"
+        " they are other people than the train identities with the same numbers."
+    )
+    HOMEPAGE = "https://www.pkuvmc.com/dataset.html"
+    CITATION = """@inproceedings{wei2018person,
+  title={Person Transfer GAN to Bridge Domain Gap for Person Re-Identification},
+  author={Wei, Longhui and Zhang, Shiliang and Gao, Wen and Tian, Qi},
+  booktitle={CVPR}, year={2018}}"""
+    MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS.format(
+        what="MSMT17_V2 (by request from its authors)",
+        folder="MSMT17_V2",
+        name="msmt17",
+        layout="  MSMT17_V2/list_{train,val,query,gallery}.txt  (lines: 'PPPP/name.jpg PID')\n"
+        "  MSMT17_V2/mask_train_v2/PPPP/PPPP_NNN_CC_*.jpg, MSMT17_V2/mask_test_v2/...",
+    )
