@@ -185,7 +185,7 @@ def load_attribute_table(
         flags = np.stack(
             [values[:, i] for i, a in enumerate(attributes) if _colour_group(a.name) == group], 1
         )
-        on = flags.sum(1)
+        on = np.sum(flags == 1, axis=1)
         dropped[f"{group}_colour_none"] = int(np.sum(on == 0))
         dropped[f"{group}_colour_several"] = int(np.sum(on > 1))
     return AttributeTable(
