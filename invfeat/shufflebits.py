@@ -1,0 +1,473 @@
+"""ShuffleBits: encrypt float features by permuting the bits of every element, as jnp ops.
+
+Two modes.
+
+* **Static key** (`Key`, the published scheme): one secret permutation of the bit positions of a
+  float type (16, 32 or 64 bits). `Key.from_index_array` / `Key.from_seed` take the published
+  convention: bit string `np.binary_repr(int_view, width)` (most significant bit first), output
+  string position i takes input string position `index_array[i]`, decryption by `np.argsort`;
+  `from_seed(s)` is `np.random.default_rng(s).shuffle(np.arange(bits))`.
+* **One-time pad** (`Secret` + per-vector nonces): a 256-bit secret keys ChaCha20 (RFC 8439
+  block function, computed here in uint32 jnp ops). For the vector with nonce `N` (three uint32
+  words, i.e. the 96-bit RFC nonce), blocks with counters 0, 1, ... give `bits` words `w`; the
+  permutation is `src = argsort(w)` (stable): output bit j (LSB = 0) takes input bit `src[j]`.
+  A tie between two of the 32-bit words (probability about bits^2 / 2^33, ~1.2e-7 per float32
+  vector) favours the lower index: a negligible bias. Nonces have shape `x.shape[:-1] + (3,)`,
+  dtype uint32; get them from `fresh_nonces(shape)` (os.urandom; 96 random bits, so a repeat is
+  unlikely before ~2^48 vectors) or from a counter that never repeats under one secret.
+
+Both modes apply the permutation as a Benes network of delta swaps (`2 log2(bits) - 1` stages of
+shift/xor/and on the unsigned view), routed on the host for a static key and in jnp, per vector,
+for one-time keys, so everything stays inside one compiled XLA program (no callbacks).
+
+What it protects and what not. The permutation is a bijection on bit patterns, so anyone with the
+key (or secret and nonce) recovers the exact original bits, and nothing else about the model
+changes. A static key is one fixed bijection: equal plaintext floats give equal ciphertexts, and
+an attacker who can query the encrypting API can learn on (image, ciphertext) pairs directly, or
+recover the permutation from a few chosen outputs; it hides features from someone who sees stored
+vectors only and cannot query. The one-time mode gives each vector a fresh pseudo-random
+permutation, so no stable mapping can be learned across vectors; still, within one vector all
+elements share a permutation, the Hamming weight of every element is preserved, and nonces must
+never repeat under one secret. Neither mode authenticates: tampering is not detected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import stat
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+WIDTHS = (16, 32, 64)
+NONCE_WORDS = 3
+FILE_FORMAT = "invfeat-shufflebits"
+FILE_VERSION = 1
+_UINT = {16: np.uint16, 32: np.uint32, 64: np.uint64}
+_MAX_FILE_BYTES = 1 << 16
+
+
+class KeyFileError(ValueError):
+    """A key or secret file is missing, unsafe or malformed (the message names the file)."""
+
+
+# ----------------------------------------------------------------------------- Benes routing
+
+
+def benes_shifts(bits: int) -> tuple[int, ...]:
+    """Delta-swap distances of the Benes network on `bits` positions, in application order."""
+    half = [bits >> (k + 1) for k in range(bits.bit_length() - 1)]  # bits/2, ..., 1
+    return tuple(half + half[-2::-1])
+
+
+def _pack(swap: Any, block: int, xp: Any, uint: type) -> Any:
+    """Bit mask with bit (b * block + i) set where swap[..., b, i]."""
+    n_blocks, width = swap.shape[-2:]
+    pos = (xp.arange(n_blocks)[:, None] * block + xp.arange(width)[None, :]).astype(uint)
+    ones = xp.ones(pos.shape, uint) << pos
+    return xp.sum(xp.where(swap, ones, xp.zeros_like(ones)), axis=(-2, -1), dtype=uint)
+
+
+def benes_masks(src: Any, xp: Any = jnp) -> Any:
+    """Stage masks [..., 2 log2(n) - 1] applying the bit permutation src[..., n] (n = 16/32/64).
+
+    Output bit j takes input bit src[j]. Works with numpy (host) or jax.numpy (traced) as `xp`:
+    the looping algorithm, with each cycle's colour set by its smallest output index (found by
+    pointer doubling), so it runs as fixed array ops for every vector at once.
+    """
+    n = src.shape[-1]
+    uint = _UINT[n]
+    batch = src.shape[:-1]
+    blocks = xp.reshape(xp.asarray(src).astype(np.int32), (-1, 1, n))
+    first, last = [], []
+    m = n
+    while m > 2:
+        h = m // 2
+        idx = xp.arange(m, dtype=np.int32)
+
+        def take(a: Any, i: Any) -> Any:
+            return xp.take_along_axis(a, xp.broadcast_to(i, a.shape), axis=-1)
+
+        inv = xp.argsort(blocks, axis=-1).astype(np.int32)
+        nxt = take(inv, take(blocks, idx ^ h) ^ h)  # same sub-network as output j
+        low, hop = xp.broadcast_to(idx, blocks.shape), nxt
+        for _ in range(m.bit_length() - 1):
+            low, hop = xp.minimum(low, take(low, hop)), take(hop, hop)
+        lower = low > take(low, idx ^ h)  # output j is fed through the lower sub-network
+        first.append(_pack(take(lower, inv)[..., :h], m, xp, uint))
+        last.append(_pack(lower[..., :h], m, xp, uint))
+        top, bottom = blocks[..., :h], blocks[..., h:]
+        upper_src = xp.where(lower[..., :h], bottom, top) % h
+        lower_src = xp.where(lower[..., :h], top, bottom) % h
+        blocks = xp.reshape(xp.stack([upper_src, lower_src], axis=-2), (blocks.shape[0], -1, h))
+        m = h
+    first.append(_pack(blocks[..., :1] == 1, 2, xp, uint))
+    masks = xp.stack(first + last[::-1], axis=-1)
+    return xp.reshape(masks, batch + (masks.shape[-1],))
+
+
+def _delta_swaps(u: jax.Array, shifts: tuple[int, ...], masks: list[Any]) -> jax.Array:
+    """Swap bits i and i + d wherever mask bit i is set, stage by stage."""
+    kind = u.dtype.type
+    for d, m in zip(shifts, masks, strict=True):
+        t = ((u >> kind(d)) ^ u) & m
+        u = u ^ t ^ (t << kind(d))
+    return u
+
+
+# ----------------------------------------------------------------------------- keys
+
+
+def _check_permutation(index_array: Any, where: str) -> np.ndarray:
+    arr = np.asarray(index_array)
+    if arr.ndim != 1 or arr.size not in WIDTHS:
+        raise ValueError(f"{where}: a key permutes {WIDTHS} bit positions; got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{where}: index array must hold integers, got dtype {arr.dtype}")
+    if not np.array_equal(np.sort(arr), np.arange(arr.size)):
+        raise ValueError(f"{where}: index array is not a permutation of 0..{arr.size - 1}")
+    return arr.astype(np.int64)
+
+
+class Key:
+    """A static ShuffleBits key: one secret permutation of the bit positions of a float type."""
+
+    __slots__ = ("_index_array", "_masks", "bits")
+
+    def __init__(self, index_array: Any):
+        arr = _check_permutation(index_array, "Key")
+        self.bits = int(arr.size)
+        self._index_array = arr
+        n = self.bits
+        src = n - 1 - arr[n - 1 - np.arange(n)]  # published string positions -> LSB-0 bits
+        self._masks = tuple(int(m) for m in benes_masks(src[None], np)[0])
+
+    @classmethod
+    def from_index_array(cls, index_array: Any) -> Key:
+        """The published `index_array` convention (MSB-first string positions)."""
+        return cls(index_array)
+
+    @classmethod
+    def from_seed(cls, seed: int, bits: int = 32) -> Key:
+        """The published `get_index_array(seed)`: a numpy default_rng shuffle of arange(bits)."""
+        arr = np.arange(bits)
+        np.random.default_rng(seed).shuffle(arr)
+        return cls(arr)
+
+    @classmethod
+    def generate(cls, bits: int = 32) -> Key:
+        """A uniformly random key from `secrets` (Fisher-Yates)."""
+        if bits not in WIDTHS:
+            raise ValueError(f"bits must be one of {WIDTHS}, got {bits}")
+        arr = list(range(bits))
+        for i in range(bits - 1, 0, -1):
+            j = secrets.randbelow(i + 1)
+            arr[i], arr[j] = arr[j], arr[i]
+        return cls(np.array(arr))
+
+    def to_index_array(self) -> np.ndarray:
+        """The key in the published convention (for interoperating with the original code)."""
+        return self._index_array.copy()
+
+    def stages(self, inverse: bool = False) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(shifts, masks) of the Benes network; the inverse runs the stages backwards."""
+        shifts = benes_shifts(self.bits)
+        return (shifts[::-1], self._masks[::-1]) if inverse else (shifts, self._masks)
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
+        """Write a versioned key file with mode 0600 (atomically)."""
+        payload = {"kind": "key", "bits": self.bits, "index_array": self._index_array.tolist()}
+        _write_private(Path(path), payload, overwrite)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Key:
+        key = load_key(path)
+        if not isinstance(key, Key):
+            raise KeyFileError(f"{path}: holds a one-time secret, not a static key")
+        return key
+
+    def _digest(self) -> bytes:
+        return hashlib.sha256(self._index_array.astype("<i8").tobytes()).digest()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Key) and hmac.compare_digest(self._digest(), other._digest())
+
+    def __hash__(self) -> int:
+        return hash(("Key", self._digest()))
+
+    def __repr__(self) -> str:
+        return f"Key(bits={self.bits}, permutation=<hidden>)"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        raise TypeError("ShuffleBits keys are not picklable; use Key.save")
+
+
+class Secret:
+    """A one-time-pad secret: 256 random bits keying ChaCha20 over per-vector nonces."""
+
+    __slots__ = ("_words",)
+
+    def __init__(self, secret_bytes: bytes):
+        if not isinstance(secret_bytes, bytes | bytearray) or len(secret_bytes) != 32:
+            raise ValueError("Secret needs exactly 32 bytes")
+        self._words = np.frombuffer(bytes(secret_bytes), "<u4").astype(np.uint32)
+
+    @classmethod
+    def generate(cls) -> Secret:
+        return cls(secrets.token_bytes(32))
+
+    def words(self) -> np.ndarray:
+        """The eight little-endian uint32 ChaCha20 key words."""
+        return self._words.copy()
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
+        """Write a versioned secret file with mode 0600 (atomically)."""
+        payload = {"kind": "secret", "secret": self._words.astype("<u4").tobytes().hex()}
+        _write_private(Path(path), payload, overwrite)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Secret:
+        secret = load_key(path)
+        if not isinstance(secret, Secret):
+            raise KeyFileError(f"{path}: holds a static key, not a one-time secret")
+        return secret
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and hmac.compare_digest(
+            self._words.tobytes(), other._words.tobytes()
+        )
+
+    def __hash__(self) -> int:
+        return hash(("Secret", hashlib.sha256(self._words.tobytes()).digest()))
+
+    def __repr__(self) -> str:
+        return "Secret(bits=256, value=<hidden>)"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        raise TypeError("ShuffleBits secrets are not picklable; use Secret.save")
+
+
+def _write_private(path: Path, payload: dict, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path}: already exists; refusing to overwrite a key file")
+    text = json.dumps({"format": FILE_FORMAT, "version": FILE_VERSION, **payload})
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_key(path: str | os.PathLike) -> Key | Secret:
+    """Read a key or secret file, checking permissions, format, version and contents."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise KeyFileError(f"{path}: cannot read key file ({e.strerror})") from None
+    if st.st_mode & 0o077:
+        raise KeyFileError(
+            f"{path}: key file is accessible to group/others "
+            f"(mode {stat.S_IMODE(st.st_mode):04o}); run chmod 600"
+        )
+    if st.st_size > _MAX_FILE_BYTES:
+        raise KeyFileError(f"{path}: too large to be a key file")
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise KeyFileError(f"{path}: corrupt key file (not valid JSON)") from None
+    if not isinstance(data, dict) or data.get("format") != FILE_FORMAT:
+        raise KeyFileError(f"{path}: not a {FILE_FORMAT} key file")
+    if data.get("version") != FILE_VERSION:
+        raise KeyFileError(
+            f"{path}: unsupported key file version {data.get('version')!r} "
+            f"(this code reads version {FILE_VERSION})"
+        )
+    kind = data.get("kind")
+    if kind == "key":
+        bits, arr = data.get("bits"), data.get("index_array")
+        if bits not in WIDTHS or not isinstance(arr, list) or len(arr) != bits:
+            raise KeyFileError(f"{path}: bad key width (bits must be one of {WIDTHS})")
+        if not all(isinstance(v, int) for v in arr) or sorted(arr) != list(range(bits)):
+            raise KeyFileError(f"{path}: key is not a permutation of 0..{bits - 1}")
+        return Key(np.array(arr))
+    if kind == "secret":
+        value = data.get("secret")
+        try:
+            raw = bytes.fromhex(value) if isinstance(value, str) else b""
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            raise KeyFileError(f"{path}: corrupt secret (expected 64 hex digits)")
+        return Secret(raw)
+    raise KeyFileError(f"{path}: unknown key kind {kind!r}")
+
+
+# ----------------------------------------------------------------------------- one-time PRF
+
+_SIGMA = (0x61707865, 0x3320646E, 0x79622D32, 0x6B206574)
+
+
+def _rotl(v: jax.Array, r: int) -> jax.Array:
+    return (v << np.uint32(r)) | (v >> np.uint32(32 - r))
+
+
+def chacha20_block(key_words: Any, counter: Any, nonce: Any) -> jax.Array:
+    """RFC 8439 ChaCha20 block: 8 key words, counter [...], nonce [..., 3] -> [..., 16] uint32."""
+    nonce = jnp.asarray(nonce, jnp.uint32)
+    batch = nonce.shape[:-1]
+    key_words = jnp.asarray(key_words, jnp.uint32)
+    init = (
+        [jnp.full(batch, c, jnp.uint32) for c in _SIGMA]
+        + [jnp.broadcast_to(key_words[i], batch) for i in range(8)]
+        + [jnp.broadcast_to(jnp.asarray(counter, jnp.uint32), batch)]
+        + [nonce[..., i] for i in range(NONCE_WORDS)]
+    )
+
+    def quarter(s: list, a: int, b: int, c: int, d: int) -> None:
+        s[a] = s[a] + s[b]
+        s[d] = _rotl(s[d] ^ s[a], 16)
+        s[c] = s[c] + s[d]
+        s[b] = _rotl(s[b] ^ s[c], 12)
+        s[a] = s[a] + s[b]
+        s[d] = _rotl(s[d] ^ s[a], 8)
+        s[c] = s[c] + s[d]
+        s[b] = _rotl(s[b] ^ s[c], 7)
+
+    def double_round(_: Any, state: tuple) -> tuple:
+        s = list(state)
+        for a, b, c, d in ((0, 4, 8, 12), (1, 5, 9, 13), (2, 6, 10, 14), (3, 7, 11, 15)):
+            quarter(s, a, b, c, d)
+        for a, b, c, d in ((0, 5, 10, 15), (1, 6, 11, 12), (2, 7, 8, 13), (3, 4, 9, 14)):
+            quarter(s, a, b, c, d)
+        return tuple(s)
+
+    out = jax.lax.fori_loop(0, 10, double_round, tuple(init))
+    return jnp.stack([o + i for o, i in zip(out, init, strict=True)], axis=-1)
+
+
+def one_time_permutation(secret: Secret, nonce: Any, bits: int) -> jax.Array:
+    """Per-vector bit permutation src[..., bits] (output bit j takes input bit src[j])."""
+    n_blocks = -(-bits // 16)
+    words = jnp.concatenate(
+        [chacha20_block(secret._words, i, nonce) for i in range(n_blocks)], axis=-1
+    )[..., :bits]
+    return jnp.argsort(words, axis=-1, stable=True).astype(jnp.int32)
+
+
+def fresh_nonces(shape: int | tuple[int, ...]) -> np.ndarray:
+    """Random nonces of shape `shape + (3,)` (uint32) from os.urandom, one per vector."""
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    count = int(np.prod(shape, dtype=np.int64)) * NONCE_WORDS
+    return np.frombuffer(os.urandom(4 * count), "<u4").astype(np.uint32).reshape(shape + (3,))
+
+
+# ----------------------------------------------------------------------------- encrypt/decrypt
+
+
+def _float_dtype(x: Any) -> np.dtype:
+    dtype = getattr(x, "dtype", None)
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"ShuffleBits encrypts float arrays, got {type(x).__name__} {dtype}")
+    dtype = np.dtype(dtype)
+    if dtype.itemsize == 8 and not jax.config.jax_enable_x64:
+        raise TypeError("float64 ShuffleBits needs 64-bit JAX: jax.config.update('jax_enable_x64')")
+    if dtype.itemsize * 8 not in WIDTHS:
+        raise TypeError(f"ShuffleBits supports 16/32/64-bit floats, got {dtype}")
+    return dtype
+
+
+def _apply(x: Any, key: Key | Secret, nonce: Any, inverse: bool) -> jax.Array:
+    dtype = _float_dtype(x)
+    bits = dtype.itemsize * 8
+    uint = _UINT[bits]
+    u = jax.lax.bitcast_convert_type(jnp.asarray(x), uint)
+    if isinstance(key, Key):
+        if nonce is not None:
+            raise ValueError("a static Key takes no nonce (nonces belong to one-time Secrets)")
+        if key.bits != bits:
+            raise ValueError(f"key width {key.bits} bits does not match {dtype} ({bits} bits)")
+        shifts, masks = key.stages(inverse)
+        kept = [(d, uint(m)) for d, m in zip(shifts, masks, strict=True) if m]
+        u = _delta_swaps(u, tuple(d for d, _ in kept), [m for _, m in kept])
+    elif isinstance(key, Secret):
+        if nonce is None:
+            raise ValueError("one-time mode needs nonce=..., e.g. fresh_nonces(x.shape[:-1])")
+        nonce = jnp.asarray(nonce)
+        expected = tuple(u.shape[:-1]) + (NONCE_WORDS,)
+        if u.ndim < 1 or nonce.dtype != jnp.uint32 or tuple(nonce.shape) != expected:
+            raise ValueError(
+                f"nonce must be uint32 of shape x.shape[:-1] + (3,) = {expected}, "
+                f"got {nonce.dtype} {tuple(nonce.shape)}"
+            )
+        masks_S = benes_masks(one_time_permutation(key, nonce, bits), jnp)[..., None, :]
+        shifts = benes_shifts(bits)
+        order = range(len(shifts) - 1, -1, -1) if inverse else range(len(shifts))
+        u = _delta_swaps(u, tuple(shifts[k] for k in order), [masks_S[..., k] for k in order])
+    else:
+        raise TypeError(f"key must be a shufflebits Key or Secret, got {type(key).__name__}")
+    return jax.lax.bitcast_convert_type(u, dtype)
+
+
+def encrypt(x: Any, key: Key | Secret, nonce: Any = None) -> jax.Array:
+    """Permute the bits of every element of float array x (same shape and dtype)."""
+    return _apply(x, key, nonce, inverse=False)
+
+
+def decrypt(y: Any, key: Key | Secret, nonce: Any = None) -> jax.Array:
+    """Invert `encrypt` exactly (needs the same key, and for one-time mode the same nonces)."""
+    return _apply(y, key, nonce, inverse=True)
+
+
+def published_string_encrypt(values: np.ndarray, index_array: Any) -> np.ndarray:
+    """The published per-element algorithm (binary string, index, int(..., 2)); slow reference."""
+    index_array = list(np.asarray(index_array))
+    width = len(index_array)
+    out = [
+        int("".join(s[i] for i in index_array), 2)
+        for s in (np.binary_repr(int(v), width) for v in np.asarray(values).ravel())
+    ]
+    return np.array(out, dtype=_UINT[width]).reshape(np.shape(values))
+
+
+# ----------------------------------------------------------------------------- Flax
+
+
+class ShuffleBits(nn.Module):
+    """Encrypts (or, with inverse=True, decrypts) its input; put it last in a model."""
+
+    key: Key | Secret
+    inverse: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array, nonce: jax.Array | None = None) -> jax.Array:
+        return _apply(x, self.key, nonce, self.inverse)
+
+
+def with_encryption(apply_fn: Callable[..., Any], key: Key | Secret) -> Callable[..., Any]:
+    """Wrap `apply_fn` so that every float output leaf is encrypted (pass nonce= for Secrets)."""
+
+    def apply_encrypted(*args: Any, nonce: Any = None, **kwargs: Any) -> Any:
+        return jax.tree.map(lambda y: encrypt(y, key, nonce), apply_fn(*args, **kwargs))
+
+    return apply_encrypted
