@@ -4,7 +4,6 @@ from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
-import numpy as np
 
 
 def block_widths(feature_dim: int, num_classes: int, block_num: int) -> tuple[int, ...]:
@@ -57,25 +56,3 @@ class AttributeHead(nn.Module):
             logits.append(x)
         return tuple(logits)
 
-
-def balanced_class_weights(labels_NA: np.ndarray, num_classes: Sequence[int]) -> np.ndarray:
-    """Class weights n / (C * count_c) per attribute, padded to [A, max C]; -1 labels are ignored.
-
-    Classes absent from the labels get weight 0 (they contribute no loss anyway).
-    """
-    labels_NA = np.asarray(labels_NA)
-    if labels_NA.ndim != 2 or labels_NA.shape[1] != len(num_classes):
-        raise ValueError(
-            f"labels must be [N, {len(num_classes)}] (one column per attribute), "
-            f"got shape {labels_NA.shape}"
-        )
-    weights_AC = np.zeros((len(num_classes), max(num_classes)), np.float32)
-    for a, classes in enumerate(num_classes):
-        column = labels_NA[:, a]
-        column = column[column >= 0]
-        if column.size and column.max() >= classes:
-            raise ValueError(f"attribute {a}: label {column.max()} >= num_classes {classes}")
-        counts = np.bincount(column, minlength=classes).astype(np.float64)
-        present = counts > 0
-        weights_AC[a, :classes][present] = column.size / (present.sum() * counts[present])
-    return weights_AC
