@@ -1,0 +1,220 @@
+"""Cameras and scenes: background, framing, occlusion and sensor effects around one pedestrian.
+
+A `Camera` is fixed per (domain, camera index): its scene (walls, floor, fixtures), colour cast,
+brightness, blur, noise, preferred viewpoint. `render_image` draws one crop: the camera's scene at
+a random offset with clutter, the person with pose/scale/crop jitter, a possible occluder, then
+the sensor. The canvas is drawn at twice the output width (2:1) and resized, so edges are smooth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+from invfeat.data.synth.appearance import Appearance, Traits
+from invfeat.data.synth.person import VIEWS, Pose, draw_person
+
+# Scene palettes per domain style: (walls, floors, fixtures), RGB.
+_STYLES = {
+    # campus in summer: pale buildings, grey paving, greenery
+    "market": (
+        [(196, 190, 176), (170, 176, 180), (210, 200, 180), (150, 150, 140), (120, 130, 110)],
+        [(140, 140, 136), (120, 118, 112), (160, 150, 140), (96, 100, 96)],
+        [(60, 110, 50), (80, 80, 80), (180, 60, 40), (40, 60, 110), (220, 220, 220)],
+    ),
+    # campus in winter: brick, dark paving, snow, bare trees
+    "duke": (
+        [(140, 90, 70), (110, 100, 95), (170, 160, 150), (90, 90, 96), (200, 200, 205)],
+        [(90, 90, 92), (200, 200, 206), (70, 66, 62), (130, 126, 120)],
+        [(60, 45, 35), (40, 40, 44), (230, 230, 235), (120, 40, 30), (90, 100, 80)],
+    ),
+    # indoor halls and outdoor streets, morning to evening
+    "msmt": (
+        [(220, 214, 196), (90, 96, 110), (184, 170, 150), (60, 60, 70), (230, 226, 220)],
+        [(200, 190, 170), (60, 60, 64), (150, 140, 120), (110, 120, 130)],
+        [(200, 180, 60), (30, 90, 140), (170, 40, 60), (240, 240, 240), (50, 50, 50)],
+    ),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Camera:
+    """One camera of a domain: its scene and its sensor."""
+
+    index: int
+    wall: tuple[int, int, int]
+    floor: tuple[int, int, int]
+    horizon: float  # fraction of the crop height where the floor starts
+    fixtures: tuple[tuple[float, float, float, float, tuple[int, int, int]], ...]  # x0,y0,x1,y1
+    gain: tuple[float, float, float]  # colour cast
+    brightness: float
+    contrast: float
+    blur: float  # Gaussian sigma at 64 px width
+    noise: float  # std in 0..255
+    low_res: float  # 1: sharp; <1: down- then up-sampled by this factor
+    views: tuple[float, float, float]  # P(front), P(back), P(side)
+    occlusion: float  # probability of an occluder
+
+
+def make_cameras(style: str, count: int, seed: int) -> tuple[Camera, ...]:
+    """`count` cameras of a domain style ("market", "duke", "msmt"), fixed by `seed`."""
+    if style not in _STYLES:
+        raise ValueError(f"unknown scene style {style!r}; known: {sorted(_STYLES)}")
+    walls, floors, fixtures = _STYLES[style]
+    rng = np.random.default_rng([seed, count, sum(map(ord, style))])
+    dark = 0.55 if style == "msmt" else 0.8
+    cams = []
+    for i in range(count):
+        items = []
+        for _ in range(int(rng.integers(3, 7))):
+            x0 = float(rng.uniform(-0.2, 2.8))
+            y0 = float(rng.uniform(-0.1, 0.6))
+            items.append(
+                (
+                    x0,
+                    y0,
+                    x0 + float(rng.uniform(0.1, 0.8)),
+                    y0 + float(rng.uniform(0.1, 0.5)),
+                    _jitter(rng, fixtures[rng.integers(len(fixtures))], 25),
+                )
+            )
+        cast = rng.normal(0.0, 0.04, 3) + (0.05 * np.array([1, 0, -1]) * rng.normal())
+        views = rng.dirichlet([2.0, 2.0, 1.5])
+        cams.append(
+            Camera(
+                index=i + 1,
+                wall=_jitter(rng, walls[rng.integers(len(walls))], 20),
+                floor=_jitter(rng, floors[rng.integers(len(floors))], 15),
+                horizon=float(rng.uniform(0.55, 0.8)),
+                fixtures=tuple(items),
+                gain=tuple(float(v) for v in np.clip(1.0 + cast, 0.8, 1.2)),
+                brightness=float(rng.uniform(dark, 1.15)),
+                contrast=float(rng.uniform(0.8, 1.1)),
+                blur=float(rng.uniform(0.0, 0.9)),
+                noise=float(rng.uniform(1.5, 6.0)),
+                low_res=float(rng.choice([1.0, 1.0, 0.75, 0.6])),
+                views=tuple(float(v) for v in 0.15 + 0.55 * views),
+                occlusion=float(rng.uniform(0.05, 0.25)),
+            )
+        )
+    return tuple(cams)
+
+
+def _jitter(rng: np.random.Generator, rgb, amount: float) -> tuple[int, int, int]:
+    rgb = np.array(rgb) * rng.uniform(0.85, 1.15) + rng.normal(0, amount * 0.3, 3)
+    return tuple(int(v) for v in np.clip(rgb, 0, 255))
+
+
+def _muted(rng: np.random.Generator, saturation: float = 0.4) -> tuple[int, int, int]:
+    """A plausible object colour: a grey level pulled part-way towards a random hue."""
+    grey = rng.uniform(30, 220)
+    rgb = grey * (1 - saturation) + rng.integers(0, 256, 3) * saturation
+    return tuple(int(v) for v in rgb)
+
+
+def _background(cam: Camera, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """The camera's scene at a random offset, plus clutter of this moment."""
+    img = np.empty((h, w, 3), np.uint8)
+    horizon = int(h * (cam.horizon + rng.uniform(-0.05, 0.05)))
+    ramp = np.linspace(0.85, 1.1, h, dtype=np.float32)[:, None]
+    img[:horizon] = (np.array(cam.wall, np.float32) * ramp[:horizon]).clip(0, 255)[:, None]
+    img[horizon:] = (np.array(cam.floor, np.float32) * ramp[horizon:]).clip(0, 255)[:, None]
+    offset = rng.uniform(0.0, 2.0)
+    for x0, y0, x1, y1, col in cam.fixtures:
+        a = (int((x0 - offset) * w), int(y0 * h))
+        b = (int((x1 - offset) * w), int(y1 * h))
+        cv2.rectangle(img, a, b, col, -1)
+    step = max(4, int(w * rng.uniform(0.15, 0.35)))
+    for x in range(int(-offset * w) % step, w, step):  # paving seams
+        cv2.line(
+            img,
+            (x, horizon),
+            (int(x + (x - w / 2) * 0.6), h),
+            tuple(int(v * 0.8) for v in cam.floor),
+            1,
+        )
+    for _ in range(int(rng.integers(0, 4))):  # passers-by and objects in the distance
+        col = _muted(rng)
+        cx, cy = int(rng.uniform(0, w)), int(rng.uniform(0.2, 0.8) * h)
+        ax, ay = int(w * rng.uniform(0.04, 0.14)), int(h * rng.uniform(0.05, 0.2))
+        cv2.ellipse(img, (cx, cy), (ax, ay), 0, 0, 360, col, -1, cv2.LINE_AA)
+    return img
+
+
+def _occlude(img: np.ndarray, rng: np.random.Generator) -> None:
+    """A car, railing or bench from below, or a passer-by or pole at a side."""
+    h, w = img.shape[:2]
+    col = _muted(rng, 0.5)
+    kind = rng.integers(3)
+    if kind == 0:
+        y = int(h * rng.uniform(0.68, 0.85))
+        cv2.rectangle(img, (0, y), (w, h), col, -1)
+        cv2.line(img, (0, y), (w, y), tuple(int(v * 0.6) for v in col), max(1, h // 60))
+    elif kind == 1:
+        x = int(w * rng.uniform(0.7, 0.85))
+        sign = rng.choice([-1, 1])
+        x0, x1 = (x, w) if sign > 0 else (0, w - x)
+        cv2.ellipse(
+            img,
+            ((x0 + x1) // 2, int(h * 0.6)),
+            ((x1 - x0) // 2 + w // 12, int(h * 0.45)),
+            0,
+            0,
+            360,
+            col,
+            -1,
+            cv2.LINE_AA,
+        )
+        cv2.circle(img, ((x0 + x1) // 2, int(h * 0.12)), w // 8, (200, 160, 130), -1, cv2.LINE_AA)
+    else:
+        x = int(w * rng.uniform(0.05, 0.95))
+        cv2.rectangle(img, (x - w // 16, 0), (x + w // 16, h), col, -1)
+
+
+def render_image(
+    app: Appearance,
+    traits: Traits,
+    cam: Camera,
+    rng: np.random.Generator,
+    size: tuple[int, int] = (128, 64),
+) -> np.ndarray:
+    """One crop [H, W, 3] RGB uint8 of the person seen by `cam`; all draws come from `rng`."""
+    out_h, out_w = size
+    w = 2 * out_w
+    h = 2 * w
+    img = _background(cam, h, w, rng)
+    view = VIEWS[rng.choice(3, p=np.array(cam.views) / sum(cam.views))]
+    scale = traits.height * rng.uniform(0.94, 1.05)
+    height = h * scale
+    pose = Pose(
+        view=view,
+        facing=int(rng.choice([-1, 1])),
+        phase=float(rng.uniform(0, 2 * np.pi)),
+        cx=w * (0.5 + rng.uniform(-0.07, 0.07)),
+        top=(h - height) * rng.uniform(0.2, 0.8),
+        height=height,
+    )
+    draw_person(img, app, traits, pose)
+    if rng.random() < cam.occlusion:
+        _occlude(img, rng)
+    img = cv2.resize(img, (out_w, out_h), interpolation=cv2.INTER_AREA)
+    return _sensor(img, cam, rng)
+
+
+def _sensor(img: np.ndarray, cam: Camera, rng: np.random.Generator) -> np.ndarray:
+    """Colour cast, exposure, blur, resolution loss and noise of the camera."""
+    h, w = img.shape[:2]
+    if cam.low_res < 1.0:
+        small = (max(8, int(w * cam.low_res)), max(16, int(h * cam.low_res)))
+        img = cv2.resize(cv2.resize(img, small, interpolation=cv2.INTER_AREA), (w, h))
+    sigma = cam.blur * w / 64 + rng.uniform(0.0, 0.3)
+    if sigma > 0.25:
+        img = cv2.GaussianBlur(img, (0, 0), sigma)
+    x = img.astype(np.float32)
+    gain = np.array(cam.gain, np.float32) * (cam.brightness * rng.uniform(0.9, 1.1))
+    offset = (1.0 - cam.contrast) * float(x.mean()) * gain
+    x *= cam.contrast * gain
+    x += offset + rng.standard_normal(x.shape, dtype=np.float32) * cam.noise
+    return np.clip(x, 0, 255).astype(np.uint8)
