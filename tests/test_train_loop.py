@@ -1,0 +1,189 @@
+"""The fit loop: no recompilation, resume equality, NaN stop, interrupts, logs, evaluators."""
+
+import json
+
+import chex
+import jax
+import numpy as np
+import optax
+import pytest
+import train_toy as toy
+
+from invfeat.train import evaluators, mesh, state
+from invfeat.train.checkpoint import CheckpointConfig, Checkpointer
+from invfeat.train.loop import CHECKPOINT_DIR, METRICS_FILE, fit
+
+TX = optax.adam(1e-2)
+STEP = state.make_train_step(toy.make_loss_fn(), TX)
+EVERY_2 = CheckpointConfig(every_steps=2, every_epoch=False, keep_last=5)
+
+
+@pytest.fixture(scope="module")
+def m():
+    return mesh.make_mesh()
+
+
+def _fresh(m):
+    return state.create_train_state(toy.init_fn, TX, m, seed=3)
+
+
+def _params(result):
+    return jax.device_get(result.state.params), jax.device_get(result.state.model_state)
+
+
+class Kill(Exception):
+    pass
+
+
+def _kill_at(step):
+    def hook(s, _):
+        if s == step:
+            raise Kill
+
+    return hook
+
+
+def _fit(m, workdir, data=None, **kwargs):
+    kwargs = {
+        "num_steps": 6,
+        "steps_per_epoch": 3,
+        "checkpoint": EVERY_2,
+        "progress": False,
+        **kwargs,
+    }
+    return fit(_fresh(m), STEP, data or toy.ToyData(16), mesh=m, workdir=workdir, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(m, tmp_path_factory):
+    return _fit(m, tmp_path_factory.mktemp("full"))
+
+
+def test_uninterrupted_run_logs_and_checkpoints(uninterrupted, tmp_path_factory):
+    result = uninterrupted
+    assert result.step == 6 and result.stop_reason is None
+    assert int(result.state.step) == 6
+    epochs = [r for r in result.history if r["kind"] == "epoch"]
+    assert [r["step"] for r in epochs] == [3, 6]
+    assert {"train/loss", "train/accuracy", "train/grad_norm", "steps_per_s"} <= set(epochs[0])
+
+
+def test_resume_after_kill_is_bit_exact(m, tmp_path, uninterrupted):
+    with pytest.raises(Kill):
+        _fit(m, tmp_path, hooks=[_kill_at(5)])
+    ckpt = Checkpointer(tmp_path / CHECKPOINT_DIR)
+    assert ckpt.all_steps() == [2, 4]
+    ckpt.close()
+    resumed = _fit(m, tmp_path, resume=True)
+    assert resumed.step == 6
+    chex.assert_trees_all_equal(_params(resumed), _params(uninterrupted))
+    records = [json.loads(line) for line in (tmp_path / METRICS_FILE).read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "epoch"] == [3, 6]
+
+
+def _interrupt_at(step):
+    def hook(s, _):
+        if s == step:
+            raise KeyboardInterrupt
+
+    return hook
+
+
+def test_keyboard_interrupt_saves_then_reraises(m, tmp_path, uninterrupted):
+    no_schedule = CheckpointConfig(every_epoch=False)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(m, tmp_path, hooks=[_interrupt_at(3)], checkpoint=no_schedule)
+    ckpt = Checkpointer(tmp_path / CHECKPOINT_DIR)
+    assert ckpt.all_steps() == [3]
+    ckpt.close()
+    resumed = _fit(m, tmp_path, resume=True, checkpoint=no_schedule)
+    chex.assert_trees_all_equal(_params(resumed), _params(uninterrupted))
+
+
+def test_no_recompilation_after_first_step(m, tmp_path):
+    counted = chex.assert_max_traces(state.make_train_step(toy.make_loss_fn(), TX), n=1)
+    result = fit(
+        _fresh(m),
+        counted,
+        toy.ToyData(16),
+        mesh=m,
+        num_steps=4,
+        steps_per_epoch=2,
+        workdir=tmp_path,
+        checkpoint=CheckpointConfig(every_steps=1),
+        progress=False,
+    )
+    assert result.step == 4
+    resumed = fit(
+        _fresh(m),
+        counted,
+        toy.ToyData(16),
+        mesh=m,
+        num_steps=6,
+        steps_per_epoch=2,
+        workdir=tmp_path,
+        resume=True,
+        progress=False,
+    )
+    assert resumed.step == 6
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(m, tmp_path, capsys):
+    result = _fit(m, tmp_path, data=toy.ToyData(16, nan_at=4), progress=True)  # step 5 is NaN
+    assert result.stop_reason is not None and "non-finite" in result.stop_reason
+    assert "step 5" in result.stop_reason and "last good checkpoint is step 4" in result.stop_reason
+    assert "last good checkpoint is step 4" in capsys.readouterr().err
+    assert result.step == 4
+    ckpt = Checkpointer(tmp_path / CHECKPOINT_DIR)
+    assert ckpt.all_steps() == [2, 4]
+    good = ckpt.restore(_fresh(m))
+    ckpt.close()
+    chex.assert_trees_all_equal(jax.device_get(good.state), jax.device_get(result.state))
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(jax.device_get(result.state)))
+    assert result.history[-1]["kind"] == "stopped"
+
+
+class ScriptedScore:
+    """Yields a fixed sequence of scores, one per call."""
+
+    def __init__(self, scores):
+        self.scores = list(scores)
+
+    def run(self, state):
+        del state
+        return [("score", self.scores.pop(0))]
+
+
+def test_evaluators_by_name_and_keep_best(m, tmp_path):
+    def eval_step(st, batch):
+        return {"loss": toy.make_loss_fn()(st.params, st.model_state, batch, st.rng)[0]}
+
+    val = evaluators.create(
+        "mean_metrics",
+        eval_step=eval_step,
+        mesh=m,
+        batches=lambda: [toy.global_batch(100 + i, 8) for i in range(2)],
+    )
+    assert "mean_metrics" in evaluators.available()
+    with pytest.raises(KeyError, match="unknown evaluator"):
+        evaluators.create("nope")
+    result = fit(
+        _fresh(m),
+        STEP,
+        toy.ToyData(16),
+        mesh=m,
+        num_steps=5,
+        steps_per_epoch=1,
+        workdir=tmp_path,
+        progress=False,
+        evaluators={"val": val, "s": ScriptedScore([0.1, 0.9, 0.2, 0.3, 0.05])},
+        checkpoint=CheckpointConfig(keep_last=2, best_metric="s/score", best_mode="max"),
+    )
+    epochs = [r for r in result.history if r["kind"] == "epoch"]
+    assert [r["s/score"] for r in epochs] == [0.1, 0.9, 0.2, 0.3, 0.05]
+    assert all(np.isfinite(r["val/loss"]) for r in epochs)
+    ckpt = Checkpointer(tmp_path / CHECKPOINT_DIR, CheckpointConfig(best_metric="s/score"))
+    assert ckpt.all_steps() == [2, 4, 5]
+    assert ckpt.best_step() == 2
+    assert ckpt.restore(_fresh(m), step=2).meta["metrics"]["s/score"] == 0.9
+    ckpt.close()
