@@ -1,0 +1,243 @@
+"""grain loaders over re-ID splits: order, decode, resize, augment, batch, shard, lay out globally.
+
+A loader yields this process's batches as dicts of numpy arrays (the project's batch layout):
+"image" [B,H,W,3] float32 RGB in [0,1], "identity"/"camera"/"index" [B] int32, "attributes"
+[B,A] int32 (-1 unknown), "valid" [B] bool (False on padding, only when drop_remainder=False),
+and "file_name" [B] bytes if asked for. B = batch_size // process_count.
+
+How it stays deterministic and resumable: the global sequence of records is a pure function
+of (seed, epoch) (`sampling.py`), identical on every process; global batch b holds positions
+[b*G, (b+1)*G) and process p takes its contiguous B of them, so the per-process batches of all
+processes, concatenated in process order, form the global batch a single process would load.
+Augmentation randomness is keyed by the global position too. The grain iterator's
+`get_state()` / `set_state()` (a small JSON-able dict) is what a checkpoint saves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import cv2
+import grain
+import jax
+import numpy as np
+
+from invfeat.data.builders.common import decode_image
+from invfeat.data.sampling import Order, PKOrder, SequentialOrder, ShuffledOrder, record_at
+
+ENDLESS = 2**62  # positions of an endless loader
+
+
+@dataclasses.dataclass(frozen=True)
+class LoaderConfig:
+    """How to read one split. `batch_size` is global (summed over processes)."""
+
+    batch_size: int
+    image_size: tuple[int, int] = (128, 64)  # (H, W)
+    shuffle: bool = True
+    seed: int = 0
+    num_epochs: int | None = None  # None: endless
+    drop_remainder: bool = True
+    augment: bool = False  # horizontal flip + random crop after zero padding
+    crop_padding: int = 8
+    pk: tuple[int, int] | None = None  # (P, K): identity-balanced batches, batch_size = P*K
+    num_threads: int = 2  # grain reader threads (decode runs there; OpenCV releases the GIL)
+    prefetch_batches: int = 4
+    include_file_names: bool = False
+
+
+class ArraySource:
+    """In-memory random-access source: a dict of equally long arrays, one row per record.
+
+    "image" may be decoded uint8 [N,H,W,3] or encoded bytes; the other keys as in the records.
+    """
+
+    def __init__(self, arrays: Mapping[str, Any]):
+        lengths = {k: len(v) for k, v in arrays.items()}
+        if "image" not in arrays or "identity" not in arrays or len(set(lengths.values())) != 1:
+            raise ValueError(f"ArraySource needs equally long 'image' and 'identity'; {lengths}")
+        self._arrays = dict(arrays)
+        self._length = lengths["image"]
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {k: v[index] for k, v in self._arrays.items()}
+
+    def column(self, key: str) -> np.ndarray:
+        return np.asarray(self._arrays[key])
+
+
+def read_identities(source: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """The identity of every record of a source (for identity-balanced sampling)."""
+    if isinstance(source, ArraySource):
+        return source.column("identity").astype(np.int64)
+    getitems = getattr(source, "__getitems__", None)
+    out = []
+    for start in range(0, len(source), 1024):
+        idx = list(range(start, min(start + 1024, len(source))))
+        rows = getitems(idx) if getitems else [source[i] for i in idx]
+        out.extend(int(r["identity"]) for r in rows)
+    return np.asarray(out, np.int64)
+
+
+def load_image(image: Any, size_HW: tuple[int, int], name: str = "<record>") -> np.ndarray:
+    """Encoded bytes or a decoded array -> RGB uint8 [H, W, 3] at `size_HW`."""
+    if isinstance(image, bytes | np.bytes_):
+        image = decode_image(bytes(image), name)
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        image = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+    h, w = size_HW
+    if image.shape[:2] != (h, w):
+        shrink = image.shape[0] > h and image.shape[1] > w
+        image = cv2.resize(
+            image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        )
+    return image
+
+
+def augment_image(image_HWC: np.ndarray, rng: np.random.Generator, padding: int) -> np.ndarray:
+    """Random horizontal flip, then a random crop of the zero-padded image back to its size."""
+    if rng.random() < 0.5:
+        image_HWC = image_HWC[:, ::-1]
+    if padding > 0:
+        h, w = image_HWC.shape[:2]
+        padded = np.zeros((h + 2 * padding, w + 2 * padding, 3), np.uint8)
+        padded[padding : padding + h, padding : padding + w] = image_HWC
+        y, x = rng.integers(0, 2 * padding + 1, size=2)
+        image_HWC = padded[y : y + h, x : x + w]
+    return np.ascontiguousarray(image_HWC)
+
+
+def make_order(source: Sequence[Any], config: LoaderConfig) -> Order:
+    if config.pk is not None:
+        p, k = config.pk
+        if p * k != config.batch_size:
+            raise ValueError(f"pk={config.pk} needs batch_size={p * k}, got {config.batch_size}")
+        return PKOrder(read_identities(source), p, k, config.seed)
+    if config.shuffle:
+        return ShuffledOrder(len(source), config.seed)
+    return SequentialOrder(len(source))
+
+
+def make_loader(
+    source: Sequence[Mapping[str, Any]],
+    config: LoaderConfig,
+    *,
+    process_index: int | None = None,
+    process_count: int | None = None,
+) -> grain.IterDataset:
+    """This process's batches of `source`; `iter()` gives a checkpointable grain iterator."""
+    process_index = jax.process_index() if process_index is None else process_index
+    process_count = jax.process_count() if process_count is None else process_count
+    if config.batch_size % process_count:
+        raise ValueError(
+            f"batch_size {config.batch_size} is not divisible by process_count {process_count}"
+        )
+    global_B = config.batch_size
+    local_B = global_B // process_count
+    order = make_order(source, config)
+    epochs = ENDLESS // order.epoch_length if config.num_epochs is None else config.num_epochs
+    total = epochs * order.epoch_length  # real global positions
+    num_batches = total // global_B if config.drop_remainder else -(-total // global_B)
+    if num_batches == 0:
+        raise ValueError(f"{total} records make no full batch of {global_B} (drop_remainder)")
+
+    def local_to_global(i: int) -> int:
+        batch, offset = divmod(i, local_B)
+        return batch * global_B + process_index * local_B + offset
+
+    def read(i: int) -> dict[str, Any]:
+        position = local_to_global(i)
+        valid = position < total
+        index = record_at(order, position if valid else 0)
+        record = source[index]
+        name = _text(record.get("file_name", index))
+        image = load_image(record["image"], config.image_size, name)
+        if config.augment:
+            rng = np.random.default_rng([config.seed, position, 0xA06])
+            image = augment_image(image, rng, config.crop_padding)
+        element = {
+            "image": image,
+            "identity": np.int32(record["identity"]),
+            "camera": np.int32(record.get("camera", -1)),
+            "attributes": np.asarray(record.get("attributes", ()), np.int32),
+            "index": np.int32(index),
+        }
+        if not config.drop_remainder:
+            element["valid"] = np.bool_(valid)
+        if config.include_file_names:
+            element["file_name"] = name.encode()
+        return element
+
+    dataset = (
+        grain.MapDataset.range(num_batches * local_B)
+        .map(read)
+        .batch(local_B, drop_remainder=True)
+        .map(_to_float)
+    )
+    options = grain.ReadOptions(
+        num_threads=config.num_threads, prefetch_buffer_size=config.prefetch_batches
+    )
+    return dataset.to_iter_dataset(options)
+
+
+def load_split(
+    name: str,
+    split: str,
+    config: LoaderConfig,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    **loader_kwargs: Any,
+) -> grain.IterDataset:
+    """`make_loader` over a built split opened with `tfds.data_source`."""
+    from invfeat.data.builders import open_split
+
+    return make_loader(open_split(name, split, data_dir=data_dir), config, **loader_kwargs)
+
+
+def materialize(
+    source: Sequence[Mapping[str, Any]], image_size: tuple[int, int], num_threads: int = 2
+) -> ArraySource:
+    """Decodes and resizes a whole split into memory (uint8 images), for tiny runs and demos."""
+    config = LoaderConfig(
+        batch_size=1, image_size=image_size, shuffle=False, num_epochs=1, drop_remainder=False,
+        num_threads=num_threads, include_file_names=True,
+    )  # fmt: skip
+    images, rows = [], []
+    for batch in make_loader(source, config, process_index=0, process_count=1):
+        images.append(np.rint(batch.pop("image")[0] * 255.0).astype(np.uint8))
+        rows.append({k: v[0] for k, v in batch.items() if k != "valid"})
+    arrays = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+    return ArraySource({"image": np.stack(images), **arrays})
+
+
+def global_batch(
+    batch: Mapping[str, np.ndarray], mesh: jax.sharding.Mesh, axis: str = "data"
+) -> dict[str, jax.Array]:
+    """Lays this process's batch out as one global batch sharded along `axis` of `mesh`.
+
+    Host-only keys (strings such as "file_name") are left out.
+    """
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axis))
+    return {
+        key: jax.make_array_from_process_local_data(sharding, value)
+        for key, value in batch.items()
+        if np.asarray(value).dtype.kind not in "OSU"
+    }
+
+
+def _to_float(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    batch["image"] = batch["image"].astype(np.float32) * np.float32(1.0 / 255.0)
+    return batch
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes | np.bytes_):
+        return bytes(value).decode()
+    return str(value)
