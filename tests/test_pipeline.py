@@ -16,6 +16,7 @@ from invfeat.data.pipeline import (
     ArraySource,
     LoaderConfig,
     augment_image,
+    augment_params,
     global_batch,
     load_split,
     make_loader,
@@ -163,17 +164,22 @@ def test_resume_from_saved_state_sees_the_same_batches(market_dir, arrays):
                 np.testing.assert_array_equal(a[key], b[key], key)
 
 
-def test_augment_flips_and_crops():
-    image = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
-    outs = [augment_image(image, np.random.default_rng(s), padding=0) for s in range(20)]
-    assert any((o == image[:, ::-1]).all() for o in outs)
-    assert any((o == image).all() for o in outs)
-    cropped = [augment_image(image, np.random.default_rng(s), padding=2) for s in range(20)]
-    assert all(c.shape == image.shape for c in cropped)
-    assert any((c == 0).any() for c in cropped)  # some zero padding comes in
-    # A shifted crop is a translated copy: the interior matches a shifted image region.
-    assert any(((c[1:, 1:] == image[:-1, :-1]) | (c[1:, 1:] == image[:-1, :-1][:, ::-1])).all()
-               for c in cropped)  # fmt: skip
+def test_augment_flip_shift_equals_pad_and_crop():
+    image = np.random.default_rng(0).integers(1, 256, (6, 4, 3), dtype=np.uint8)
+    p = 2
+    padded = np.zeros((6 + 2 * p, 4 + 2 * p, 3), np.uint8)
+    for flip in (False, True):
+        source = image[:, ::-1] if flip else image
+        padded[p:-p, p:-p] = source
+        for dy in range(-p, p + 1):
+            for dx in range(-p, p + 1):
+                expected = padded[p + dy : p + dy + 6, p + dx : p + dx + 4]
+                np.testing.assert_array_equal(augment_image(image, flip, dy, dx), expected)
+    params = [augment_params(0, position, p) for position in range(400)]
+    flips = [f for f, _, _ in params]
+    assert 150 < sum(flips) < 250  # about half are flipped
+    assert {dy for _, dy, _ in params} == {dx for _, _, dx in params} == set(range(-p, p + 1))
+    assert params != [augment_params(1, position, p) for position in range(400)]
 
 
 def test_global_batch_on_the_data_mesh(arrays):

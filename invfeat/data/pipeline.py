@@ -76,11 +76,9 @@ def read_identities(source: Sequence[Mapping[str, Any]]) -> np.ndarray:
     """The identity of every record of a source (for identity-balanced sampling)."""
     if isinstance(source, ArraySource):
         return source.column("identity").astype(np.int64)
-    getitems = getattr(source, "__getitems__", None)
     out = []
     for start in range(0, len(source), 1024):
-        idx = list(range(start, min(start + 1024, len(source))))
-        rows = getitems(idx) if getitems else [source[i] for i in idx]
+        rows = _get_many(source, list(range(start, min(start + 1024, len(source)))))
         out.extend(int(r["identity"]) for r in rows)
     return np.asarray(out, np.int64)
 
@@ -101,17 +99,28 @@ def load_image(image: Any, size_HW: tuple[int, int], name: str = "<record>") -> 
     return image
 
 
-def augment_image(image_HWC: np.ndarray, rng: np.random.Generator, padding: int) -> np.ndarray:
-    """Random horizontal flip, then a random crop of the zero-padded image back to its size."""
-    if rng.random() < 0.5:
+def augment_params(seed: int, position: int, padding: int) -> tuple[bool, int, int]:
+    """(flip, dy, dx) for the element at a global position: a cheap hash of (seed, position)."""
+    h = _mix64(_mix64(seed) ^ position)
+    span = 2 * padding + 1
+    return bool(h & 1), (h >> 8) % span - padding, (h >> 32) % span - padding
+
+
+def augment_image(image_HWC: np.ndarray, flip: bool, dy: int, dx: int) -> np.ndarray:
+    """Optional horizontal flip, then a shift by (dy, dx) filled with zeros.
+
+    Equals cropping the image zero-padded by p at offset (p + dy, p + dx) back to its size.
+    """
+    if flip:
         image_HWC = image_HWC[:, ::-1]
-    if padding > 0:
-        h, w = image_HWC.shape[:2]
-        padded = np.zeros((h + 2 * padding, w + 2 * padding, 3), np.uint8)
-        padded[padding : padding + h, padding : padding + w] = image_HWC
-        y, x = rng.integers(0, 2 * padding + 1, size=2)
-        image_HWC = padded[y : y + h, x : x + w]
-    return np.ascontiguousarray(image_HWC)
+    if dy == 0 and dx == 0:
+        return np.ascontiguousarray(image_HWC)
+    h, w = image_HWC.shape[:2]
+    out = np.zeros_like(image_HWC)
+    out[max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)] = image_HWC[
+        max(0, dy) : h - max(0, -dy), max(0, dx) : w - max(0, -dx)
+    ]
+    return out
 
 
 def make_order(source: Sequence[Any], config: LoaderConfig) -> Order:
@@ -148,39 +157,33 @@ def make_loader(
     if num_batches == 0:
         raise ValueError(f"{total} records make no full batch of {global_B} (drop_remainder)")
 
-    def local_to_global(i: int) -> int:
-        batch, offset = divmod(i, local_B)
-        return batch * global_B + process_index * local_B + offset
+    def read_batch(b: int) -> dict[str, np.ndarray]:
+        start = b * global_B + process_index * local_B
+        positions = range(start, start + local_B)
+        indices = [record_at(order, pos if pos < total else 0) for pos in positions]
+        elements = []
+        for pos, index, record in zip(positions, indices, _get_many(source, indices), strict=True):
+            name = _text(record.get("file_name", index))
+            image = load_image(record["image"], config.image_size, name)
+            if config.augment:
+                image = augment_image(image, *augment_params(config.seed, pos, config.crop_padding))
+            element = {
+                "image": image,
+                "identity": np.int32(record["identity"]),
+                "camera": np.int32(record.get("camera", -1)),
+                "attributes": np.asarray(record.get("attributes", ()), np.int32),
+                "index": np.int32(index),
+            }
+            if not config.drop_remainder:
+                element["valid"] = np.bool_(pos < total)
+            if config.include_file_names:
+                element["file_name"] = name.encode()
+            elements.append(element)
+        batch = {k: np.stack([e[k] for e in elements]) for k in elements[0]}
+        batch["image"] = batch["image"].astype(np.float32) * np.float32(1.0 / 255.0)
+        return batch
 
-    def read(i: int) -> dict[str, Any]:
-        position = local_to_global(i)
-        valid = position < total
-        index = record_at(order, position if valid else 0)
-        record = source[index]
-        name = _text(record.get("file_name", index))
-        image = load_image(record["image"], config.image_size, name)
-        if config.augment:
-            rng = np.random.default_rng([config.seed, position, 0xA06])
-            image = augment_image(image, rng, config.crop_padding)
-        element = {
-            "image": image,
-            "identity": np.int32(record["identity"]),
-            "camera": np.int32(record.get("camera", -1)),
-            "attributes": np.asarray(record.get("attributes", ()), np.int32),
-            "index": np.int32(index),
-        }
-        if not config.drop_remainder:
-            element["valid"] = np.bool_(valid)
-        if config.include_file_names:
-            element["file_name"] = name.encode()
-        return element
-
-    dataset = (
-        grain.MapDataset.range(num_batches * local_B)
-        .map(read)
-        .batch(local_B, drop_remainder=True)
-        .map(_to_float)
-    )
+    dataset = grain.MapDataset.range(num_batches).map(read_batch)
     options = grain.ReadOptions(
         num_threads=config.num_threads, prefetch_buffer_size=config.prefetch_batches
     )
@@ -232,9 +235,18 @@ def global_batch(
     }
 
 
-def _to_float(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    batch["image"] = batch["image"].astype(np.float32) * np.float32(1.0 / 255.0)
-    return batch
+def _get_many(source: Sequence[Mapping[str, Any]], indices: list[int]) -> Sequence[Any]:
+    """Records at `indices`, in one call where the source reads in batches (tfds sources do)."""
+    getitems = getattr(source, "__getitems__", None)
+    return getitems(indices) if getitems is not None else [source[i] for i in indices]
+
+
+def _mix64(x: int) -> int:
+    """splitmix64 finaliser: a well-mixed 64-bit hash of an integer."""
+    x = (x + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return x ^ (x >> 31)
 
 
 def _text(value: Any) -> str:
