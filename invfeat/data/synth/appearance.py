@@ -47,6 +47,7 @@ SKIN_TONES = np.array(
     np.float32,
 )
 HAIR_COLOURS = np.array([(24, 20, 18), (58, 38, 24), (96, 64, 36), (150, 110, 60), (200, 170, 110)])
+BOOT_COLOURS = ((26, 22, 20), (104, 62, 30), (168, 118, 66), (92, 88, 84))
 TEXTURES = ("plain", "plain", "vstripes", "hstripes", "check", "logo", "collar")
 ACCESSORIES = ("none", "none", "glasses", "scarf", "belt", "watch")
 
@@ -93,6 +94,8 @@ class Traits:
     hat_rgb: tuple[int, int, int]
     hat_style: int
     bag_rgb: tuple[int, int, int]
+    handbag_rgb: tuple[int, int, int]
+    boot_rgb: tuple[int, int, int]
     accessory: str
     accessory_rgb: tuple[int, int, int]
     arm_swing: float
@@ -170,6 +173,14 @@ def _rgb(rng: np.random.Generator, lo: int = 0, hi: int = 256) -> tuple[int, int
     return tuple(int(v) for v in rng.integers(lo, hi, 3))
 
 
+def _contrasting(rng: np.random.Generator, against: np.ndarray) -> tuple[int, int, int]:
+    """A random colour whose brightness differs clearly from `against` (hat vs hair)."""
+    rgb = rng.integers(20, 236, 3).astype(np.float32)
+    if abs(rgb.mean() - float(np.mean(against))) < 70:
+        rgb = np.clip(rgb + (90 if np.mean(against) < 128 else -90), 0, 255)
+    return tuple(int(v) for v in rgb)
+
+
 def sample_traits(app: Appearance, rng: np.random.Generator) -> Traits:
     """Draw the identity-specific traits of one identity."""
     skin = SKIN_TONES[rng.integers(len(SKIN_TONES))] * rng.uniform(0.94, 1.04)
@@ -195,9 +206,11 @@ def sample_traits(app: Appearance, rng: np.random.Generator) -> Traits:
         texture=TEXTURES[rng.integers(len(TEXTURES))],
         texture_rgb=_rgb(rng),
         shoe_rgb=tuple(int(v) for v in np.clip(shoe + rng.normal(0, 12, 3), 0, 255)),
-        hat_rgb=_rgb(rng, 20, 230),
+        hat_rgb=_contrasting(rng, hair),
         hat_style=int(rng.integers(2)),
         bag_rgb=_rgb(rng, 10, 200),
+        handbag_rgb=_contrasting(rng, np.array(COLOURS[down[0]])),
+        boot_rgb=tuple(int(v) for v in BOOT_COLOURS[rng.integers(len(BOOT_COLOURS))]),
         accessory=ACCESSORIES[rng.integers(len(ACCESSORIES))],
         accessory_rgb=_rgb(rng),
         arm_swing=float(rng.uniform(0.3, 1.0)),

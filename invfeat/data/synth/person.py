@@ -21,7 +21,7 @@ _SHIFT = 4  # fractional bits of OpenCV coordinates
 _ONE = 1 << _SHIFT
 _AA = cv2.LINE_AA
 _HEAD_BY_AGE = (1.28, 1.1, 1.0, 1.0)
-_HEIGHT_BY_AGE = (0.74, 0.9, 1.0, 0.95)
+_HEIGHT_BY_AGE = (0.74, 0.92, 1.0, 0.95)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +122,7 @@ def _pattern(shape, colours, texture: str, tex_rgb, period: int) -> np.ndarray:
         rows = palette[(np.arange(h) // max(2, period)) % len(palette)]
         return np.repeat(rows[:, None, :], w, axis=1)
     base = np.array(colours[0], np.float32)
-    palette = np.stack([base, 0.55 * base + 0.45 * np.array(tex_rgb, np.float32)]).astype(np.uint8)
+    palette = np.stack([base, 0.7 * base + 0.3 * np.array(tex_rgb, np.float32)]).astype(np.uint8)
     step = max(1, period // 3)
     if texture == "hstripes":
         rows = palette[((np.arange(h) // step) % 3 == 0).astype(np.intp)]
@@ -133,12 +133,17 @@ def _pattern(shape, colours, texture: str, tex_rgb, period: int) -> np.ndarray:
     if texture == "check":
         on = (np.arange(h)[:, None] // period + np.arange(w)[None, :] // period) % 2
         return palette[on]
-    return np.full((h, w, 3), palette[0], np.uint8)
+    raise ValueError(f"texture {texture!r} has no pattern")
 
 
-def _fill(img: np.ndarray, mask: np.ndarray, colours, tr: Traits, period: int) -> None:
-    """Paints the garment `mask` with its pattern, in place."""
-    cv2.copyTo(_pattern(img.shape, colours, tr.texture, tr.texture_rgb, period), mask, img)
+def _garment(c: _Canvas, draw, colours, tr: Traits, period: int) -> None:
+    """Draws a garment's shapes (`draw(target, colour)`) in its colour or its pattern."""
+    if len(colours) == 1 and tr.texture not in ("vstripes", "hstripes", "check"):
+        draw(c.img, colours[0])
+        return
+    mask = np.zeros(c.img.shape[:2], np.uint8)
+    draw(mask, 255)
+    cv2.copyTo(_pattern(c.img.shape, colours, tr.texture, tr.texture_rgb, period), mask, c.img)
 
 
 def draw_person(img: np.ndarray, app: Appearance, tr: Traits, pose: Pose) -> None:
@@ -191,77 +196,90 @@ def draw_person(img: np.ndarray, app: Appearance, tr: Traits, pose: Pose) -> Non
     for hipp, knee, ankle in legs:
         c.limb(hipp, knee, b.leg, skin if leg_skin else down0)
         c.limb(knee, ankle, b.leg * 0.85, skin if leg_skin else down0)
-        if app.boots:
-            boot_top = (knee[0] * 0.6 + ankle[0] * 0.4, knee[1] * 0.6 + ankle[1] * 0.4)
-            c.limb(boot_top, ankle, b.leg * 0.95, tr.shoe_rgb)
-        toe = (ankle[0] + (0.05 if side else 0.0), 1.0 - 0.012)
-        c.ellipse(((ankle[0] + toe[0]) / 2, 0.985), 0.045 if side else 0.032, 0.018, tr.shoe_rgb)
-    lower_mask = np.zeros(img.shape[:2], np.uint8)
-    hips = [(-b.ww, b.waist), (b.ww, b.waist), (b.hw, b.hip + 0.02), (-b.hw, b.hip + 0.02)]
-    if side:
-        hips = [
-            (-b.sw * 0.5, b.waist),
-            (b.sw * 0.55, b.waist),
-            (b.sw * 0.6, b.hip + 0.02),
-            (-b.sw * 0.55, b.hip + 0.02),
-        ]
-    c.poly(hips, 255, lower_mask)
-    if app.lower in ("pants", "shorts"):
-        for hipp, knee, ankle in legs:
-            end = ankle if app.lower == "pants" else _lerp(hipp, knee, 0.8)
-            c.limb(hipp, knee if app.lower == "pants" else end, b.leg * 1.08, 255, lower_mask)
-            if app.lower == "pants":
-                c.limb(knee, end, b.leg * 0.95, 255, lower_mask)
-    else:
-        hem = 0.88 if app.lower == "long_dress" else b.hip + 0.12
-        flare = 1.55 if app.lower == "long_dress" else 1.35
-        c.poly(
-            [(-b.ww, b.waist), (b.ww, b.waist), (b.hw * flare, hem), (-b.hw * flare, hem)],
-            255,
-            lower_mask,
-        )
-    _fill(img, lower_mask, tr.down_rgb, tr, period)
-    if app.boots:  # boots over trouser legs
+        toe = (ankle[0] + (0.055 if side else 0.0), 1.0 - 0.012)
+        c.ellipse(((ankle[0] + toe[0]) / 2, 0.983), 0.05 if side else 0.036, 0.021, tr.shoe_rgb)
+
+    def lower(target: np.ndarray, col) -> None:
+        if side:
+            hips = [
+                (-b.sw * 0.5, b.waist),
+                (b.sw * 0.55, b.waist),
+                (b.sw * 0.6, b.hip + 0.02),
+                (-b.sw * 0.55, b.hip + 0.02),
+            ]
+        else:
+            hips = [(-b.ww, b.waist), (b.ww, b.waist), (b.hw, b.hip + 0.02), (-b.hw, b.hip + 0.02)]
+        c.poly(hips, col, target)
+        if app.lower == "pants":
+            for hipp, knee, ankle in legs:
+                c.limb(hipp, knee, b.leg * 1.08, col, target)
+                c.limb(knee, ankle, b.leg * 0.95, col, target)
+        elif app.lower == "shorts":
+            for hipp, knee, _ in legs:
+                c.limb(hipp, _lerp(hipp, knee, 0.8), b.leg * 1.1, col, target)
+        else:
+            hem = 0.88 if app.lower == "long_dress" else b.hip + 0.12
+            flare = 1.55 if app.lower == "long_dress" else 1.35
+            c.poly(
+                [(-b.ww, b.waist), (b.ww, b.waist), (b.hw * flare, hem), (-b.hw * flare, hem)],
+                col,
+                target,
+            )
+
+    _garment(c, lower, tr.down_rgb, tr, period)
+    if app.boots:  # over trouser legs, with a cuff
         for _, knee, ankle in legs:
-            boot_top = (knee[0] * 0.55 + ankle[0] * 0.45, knee[1] * 0.55 + ankle[1] * 0.45)
-            c.limb(boot_top, ankle, b.leg * 1.05, tr.shoe_rgb)
+            top_ = _lerp(knee, ankle, 0.35)
+            c.limb(top_, (ankle[0], ankle[1] + 0.01), b.leg * 1.2, tr.boot_rgb)
+            c.limb(
+                _lerp(top_, ankle, -0.05),
+                _lerp(top_, ankle, 0.08),
+                b.leg * 1.3,
+                tuple(int(v * 0.7) for v in tr.boot_rgb),
+            )
 
     # Upper garment: torso (long coat to the thighs) and sleeves, then skin of arms and hands.
-    upper_mask = np.zeros(img.shape[:2], np.uint8)
     bottom = b.knee - 0.06 if app.coat_long else b.hip + 0.01
     bottom_w = b.hw * (1.18 if app.coat_long else 1.0)
-    if side:
-        d = b.sw * 0.55
-        torso = [(-d, b.sy), (d + 0.02, b.sy), (d * 0.95, bottom), (-d * 1.05, bottom)]
-    else:
-        torso = [
-            (-b.sw, b.sy + 0.01),
-            (b.sw, b.sy + 0.01),
-            (b.ww, b.waist),
-            (bottom_w, bottom),
-            (-bottom_w, bottom),
-            (-b.ww, b.waist),
-        ]
-    if not side:
-        for sx in (-1, 1):
-            c.ellipse(
-                (sx * b.sw * 0.86, b.sy + 0.025), b.arm * 0.9, b.arm * 0.75, 255, img=upper_mask
-            )
-    c.poly(torso, 255, upper_mask)
-    sleeve_end = 0.55 if app.sleeve_short else 1.0
-    for k, (sh, el, wr) in enumerate(arms):
-        if side and k == 0:
-            continue
-        c.limb(sh, el, b.arm * 1.12, 255, upper_mask)
-        if not app.sleeve_short:
-            c.limb(el, _lerp(el, wr, 0.92), b.arm * 1.05, 255, upper_mask)
     if side:  # back arm first, slightly shaded
         sh, el, wr = arms[0]
         back = tuple(int(v * 0.7) for v in tr.up_rgb[0])
         c.limb(sh, el, b.arm, back)
         c.limb(el, wr, b.arm * 0.9, skin if app.sleeve_short else back)
         c.ellipse(wr, b.arm * 0.55, b.arm * 0.6, skin)
-    _fill(img, upper_mask, tr.up_rgb, tr, period)
+    sleeve_end = 0.55 if app.sleeve_short else 1.0
+
+    def upper(target: np.ndarray, col) -> None:
+        if side:
+            d = b.sw * 0.55
+            c.poly(
+                [(-d, b.sy), (d + 0.02, b.sy), (d * 0.95, bottom), (-d * 1.05, bottom)], col, target
+            )
+        else:
+            for sx in (-1, 1):
+                c.ellipse(
+                    (sx * b.sw * 0.86, b.sy + 0.025), b.arm * 0.9, b.arm * 0.75, col, img=target
+                )
+            c.poly(
+                [
+                    (-b.sw, b.sy + 0.01),
+                    (b.sw, b.sy + 0.01),
+                    (b.ww, b.waist),
+                    (bottom_w, bottom),
+                    (-bottom_w, bottom),
+                    (-b.ww, b.waist),
+                ],
+                col,
+                target,
+            )
+        for k, (sh, el, wr) in enumerate(arms):
+            if side and k == 0:
+                continue
+            c.limb(sh, el, b.arm * 1.12, col, target)
+            if not app.sleeve_short:
+                c.limb(el, _lerp(el, wr, 0.92), b.arm * 1.05, col, target)
+
+    _garment(c, upper, tr.up_rgb, tr, period)
     for k, (sh, el, wr) in enumerate(arms):
         if side and k == 0:
             continue
@@ -376,16 +394,15 @@ def _carried(c: _Canvas, app, tr: Traits, b: _Body, arms, view: str) -> None:
             )
     if app.handbag:
         wr = arms[1][2]
-        hb = tuple(int(v) for v in tr.accessory_rgb)
-        c.limb((wr[0], wr[1]), (wr[0], wr[1] + 0.03), 0.008, (40, 30, 25))
+        c.limb((wr[0], wr[1]), (wr[0], wr[1] + 0.03), 0.01, (40, 30, 25))
         c.poly(
             [
-                (wr[0] - 0.045, wr[1] + 0.03),
-                (wr[0] + 0.045, wr[1] + 0.03),
-                (wr[0] + 0.055, wr[1] + 0.11),
-                (wr[0] - 0.055, wr[1] + 0.11),
+                (wr[0] - 0.055, wr[1] + 0.03),
+                (wr[0] + 0.055, wr[1] + 0.03),
+                (wr[0] + 0.065, wr[1] + 0.13),
+                (wr[0] - 0.065, wr[1] + 0.13),
             ],
-            hb,
+            tr.handbag_rgb,
         )
 
 
@@ -444,8 +461,8 @@ def _head(c: _Canvas, app, tr: Traits, b: _Body, view: str) -> None:
             c.limb((hu + r * 0.3, hv + r * 0.05), (hu + r * 0.7, hv + r * 0.05), r * 0.1, (20,) * 3)
     if app.hat:
         hat = tr.hat_rgb
-        c.ellipse((hu, hv - r * 0.3), r * 1.02, r * 0.8, hat, 180, 360)
-        c.limb((hu - r * 0.95, hv - r * 0.3), (hu + r * 0.95, hv - r * 0.3), r * 0.22, hat)
+        c.ellipse((hu, hv - r * 0.35), r * 1.06, r * 0.95, hat, 180, 360)
+        c.limb((hu - r * 1.0, hv - r * 0.35), (hu + r * 1.0, hv - r * 0.35), r * 0.3, hat)
         if tr.hat_style == 0 and view != "back":  # cap: brim to the front
             if view == "side":
                 c.limb((hu + r * 0.5, hv - r * 0.3), (hu + r * 1.5, hv - r * 0.22), r * 0.18, hat)

@@ -39,6 +39,10 @@ _STYLES = {
 }
 
 
+# Unit Gaussian sensor noise, fixed; each image reads a window of it at a random offset.
+_NOISE = np.random.default_rng(0x5EED).standard_normal((640, 384, 3), dtype=np.float32)
+
+
 @dataclasses.dataclass(frozen=True)
 class Camera:
     """One camera of a domain: its scene and its sensor."""
@@ -216,5 +220,6 @@ def _sensor(img: np.ndarray, cam: Camera, rng: np.random.Generator) -> np.ndarra
     gain = np.array(cam.gain, np.float32) * (cam.brightness * rng.uniform(0.9, 1.1))
     offset = (1.0 - cam.contrast) * float(x.mean()) * gain
     x *= cam.contrast * gain
-    x += offset + rng.standard_normal(x.shape, dtype=np.float32) * cam.noise
+    y0, x0 = rng.integers(0, _NOISE.shape[0] - h), rng.integers(0, _NOISE.shape[1] - w)
+    x += offset + _NOISE[y0 : y0 + h, x0 : x0 + w] * cam.noise
     return np.clip(x, 0, 255).astype(np.uint8)
