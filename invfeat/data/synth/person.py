@@ -122,7 +122,9 @@ def _pattern(shape, colours, texture: str, tex_rgb, period: int) -> np.ndarray:
         rows = palette[(np.arange(h) // max(2, period)) % len(palette)]
         return np.repeat(rows[:, None, :], w, axis=1)
     base = np.array(colours[0], np.float32)
-    palette = np.stack([base, 0.7 * base + 0.3 * np.array(tex_rgb, np.float32)]).astype(np.uint8)
+    shade = base * 0.6 if base.mean() > 110 else base + 60  # same colour class, other tone
+    alt = 0.85 * shade + 0.15 * np.array(tex_rgb, np.float32)
+    palette = np.stack([base, alt]).clip(0, 255).astype(np.uint8)
     step = max(1, period // 3)
     if texture == "hstripes":
         rows = palette[((np.arange(h) // step) % 3 == 0).astype(np.intp)]
@@ -136,9 +138,9 @@ def _pattern(shape, colours, texture: str, tex_rgb, period: int) -> np.ndarray:
     raise ValueError(f"texture {texture!r} has no pattern")
 
 
-def _garment(c: _Canvas, draw, colours, tr: Traits, period: int) -> None:
+def _garment(c: _Canvas, draw, colours, tr: Traits, period: int, textured: bool) -> None:
     """Draws a garment's shapes (`draw(target, colour)`) in its colour or its pattern."""
-    if len(colours) == 1 and tr.texture not in ("vstripes", "hstripes", "check"):
+    if len(colours) == 1 and not (textured and tr.texture in ("vstripes", "hstripes", "check")):
         draw(c.img, colours[0])
         return
     mask = np.zeros(c.img.shape[:2], np.uint8)
@@ -226,7 +228,7 @@ def draw_person(img: np.ndarray, app: Appearance, tr: Traits, pose: Pose) -> Non
                 target,
             )
 
-    _garment(c, lower, tr.down_rgb, tr, period)
+    _garment(c, lower, tr.down_rgb, tr, period, textured=False)
     if app.boots:  # over trouser legs, with a cuff
         for _, knee, ankle in legs:
             top_ = _lerp(knee, ankle, 0.35)
@@ -279,7 +281,7 @@ def draw_person(img: np.ndarray, app: Appearance, tr: Traits, pose: Pose) -> Non
             if not app.sleeve_short:
                 c.limb(el, _lerp(el, wr, 0.92), b.arm * 1.05, col, target)
 
-    _garment(c, upper, tr.up_rgb, tr, period)
+    _garment(c, upper, tr.up_rgb, tr, period, textured=True)
     for k, (sh, el, wr) in enumerate(arms):
         if side and k == 0:
             continue

@@ -96,8 +96,8 @@ def make_cameras(style: str, count: int, seed: int) -> tuple[Camera, ...]:
                 gain=tuple(float(v) for v in np.clip(1.0 + cast, 0.8, 1.2)),
                 brightness=float(rng.uniform(dark, 1.15)),
                 contrast=float(rng.uniform(0.8, 1.1)),
-                blur=float(rng.uniform(0.0, 0.9)),
-                noise=float(rng.uniform(1.5, 6.0)),
+                blur=float(rng.uniform(0.0, 0.7)),
+                noise=float(rng.uniform(3.0, 9.0)),
                 low_res=float(rng.choice([1.0, 1.0, 0.75, 0.6])),
                 views=tuple(float(v) for v in 0.15 + 0.55 * views),
                 occlusion=float(rng.uniform(0.05, 0.25)),
@@ -208,18 +208,17 @@ def render_image(
 
 
 def _sensor(img: np.ndarray, cam: Camera, rng: np.random.Generator) -> np.ndarray:
-    """Colour cast, exposure, blur, resolution loss and noise of the camera."""
+    """Resolution loss, colour cast, exposure, noise, then the blur of optics and compression."""
     h, w = img.shape[:2]
     if cam.low_res < 1.0:
         small = (max(8, int(w * cam.low_res)), max(16, int(h * cam.low_res)))
         img = cv2.resize(cv2.resize(img, small, interpolation=cv2.INTER_AREA), (w, h))
-    sigma = cam.blur * w / 64 + rng.uniform(0.0, 0.3)
-    if sigma > 0.25:
-        img = cv2.GaussianBlur(img, (0, 0), sigma)
     x = img.astype(np.float32)
     gain = np.array(cam.gain, np.float32) * (cam.brightness * rng.uniform(0.9, 1.1))
     offset = (1.0 - cam.contrast) * float(x.mean()) * gain
     x *= cam.contrast * gain
     y0, x0 = rng.integers(0, _NOISE.shape[0] - h), rng.integers(0, _NOISE.shape[1] - w)
     x += offset + _NOISE[y0 : y0 + h, x0 : x0 + w] * cam.noise
+    sigma = (0.45 + cam.blur + rng.uniform(0.0, 0.3)) * w / 64
+    x = cv2.GaussianBlur(x, (0, 0), sigma)
     return np.clip(x, 0, 255).astype(np.uint8)
