@@ -14,7 +14,9 @@ from invfeat.train.checkpoint import CheckpointConfig, Checkpointer
 from invfeat.train.loop import CHECKPOINT_DIR, METRICS_FILE, fit
 
 TX = optax.adam(1e-2)
-STEP = state.make_train_step(toy.make_loss_fn(), TX)
+# One step function for every run in this module, traced at most once: any recompilation by the
+# loop (across steps, checkpoints, evaluations, resumes) fails the test that causes it.
+STEP = chex.assert_max_traces(state.make_train_step(toy.make_loss_fn(), TX), n=1)
 EVERY_2 = CheckpointConfig(every_steps=2, every_epoch=False, keep_last=5)
 
 
@@ -101,31 +103,10 @@ def test_keyboard_interrupt_saves_then_reraises(m, tmp_path, uninterrupted):
 
 
 def test_no_recompilation_after_first_step(m, tmp_path):
-    counted = chex.assert_max_traces(state.make_train_step(toy.make_loss_fn(), TX), n=1)
-    result = fit(
-        _fresh(m),
-        counted,
-        toy.ToyData(16),
-        mesh=m,
-        num_steps=4,
-        steps_per_epoch=2,
-        workdir=tmp_path,
-        checkpoint=CheckpointConfig(every_steps=1),
-        progress=False,
-    )
-    assert result.step == 4
-    resumed = fit(
-        _fresh(m),
-        counted,
-        toy.ToyData(16),
-        mesh=m,
-        num_steps=6,
-        steps_per_epoch=2,
-        workdir=tmp_path,
-        resume=True,
-        progress=False,
-    )
-    assert resumed.step == 6
+    every_step = CheckpointConfig(every_steps=1)
+    result = _fit(m, tmp_path, num_steps=3, steps_per_epoch=2, checkpoint=every_step)
+    resumed = _fit(m, tmp_path, num_steps=5, steps_per_epoch=2, checkpoint=every_step, resume=True)
+    assert (result.step, resumed.step) == (3, 5)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(m, tmp_path, capsys):

@@ -83,7 +83,8 @@ class _Log:
             if self.primary:
                 self.path.write_text("".join(json.dumps(r) + "\n" for r in self.history))
 
-    def write(self, record: dict[str, Any], console: str | None = None) -> None:
+    def write(self, record: dict[str, Any], console: str | None = None, always: bool = False):
+        """Append `record`; print `console` unless quiet (`always`: print even then)."""
         self.history.append(record)
         if not self.primary:
             return
@@ -91,7 +92,7 @@ class _Log:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
-        if console and not self.quiet:
+        if console and (always or not self.quiet):
             tqdm.write(console, file=sys.stderr)
 
 
@@ -124,7 +125,8 @@ def fit(
     restore target). Evaluators run each epoch end (or every `eval_every_steps`); their metrics
     are named `<evaluator name>/<metric>`, training means `train/<metric>`; `checkpoint.
     best_metric` may name either. `hooks(step, state)` run after every step. `finite_metrics`
-    names the metrics checked for NaN/inf (default: every metric).
+    names the metrics checked for NaN/inf (default: every metric). `progress` shows the bar and
+    the per-epoch console lines (stderr, process 0 only).
     """
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
@@ -280,7 +282,9 @@ def fit(
         good = ckpt.latest_step() if ckpt is not None else None
         where = f"step {good} in {ckpt.directory}" if good is not None else "none saved"
         message = f"stopping: {err}; the last good checkpoint is {where}"
-        log.write({"kind": "stopped", "step": done, "reason": str(err)}, console=message)
+        log.write(
+            {"kind": "stopped", "step": done, "reason": str(err)}, console=message, always=True
+        )
         if good is not None:
             state = ckpt.restore(target, good).state
         return FitResult(state=state, step=good or 0, history=log.history, stop_reason=message)

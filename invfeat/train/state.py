@@ -19,6 +19,7 @@ state directly in place.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -113,13 +114,24 @@ def create_train_state(
     """Initialise a `TrainState` directly on the mesh, without a host copy.
 
     `init_fn(rng)` returns flax variables (e.g. `lambda r: model.init(r, dummy_batch)`), or, with
-    a mapping of optimizers, a mapping of variables by the same part names.
+    a mapping of optimizers, a mapping of variables by the same part names. The compiled
+    initialiser is reused for the same (init_fn, tx, mesh, min_shard_size).
     """
-    rng = jax.random.PRNGKey(seed)
+    txs = tx if isinstance(tx, optax.GradientTransformation) else tuple(sorted(tx.items()))
+    return _placed_init(init_fn, txs, mesh, min_shard_size)(jax.random.PRNGKey(seed))
+
+
+@functools.lru_cache(maxsize=16)
+def _placed_init(
+    init_fn: Callable[[jax.Array], PyTree],
+    txs: optax.GradientTransformation | tuple[tuple[str, optax.GradientTransformation], ...],
+    mesh: Mesh,
+    min_shard_size: int | None,
+) -> Callable[[jax.Array], TrainState]:
+    tx = txs if isinstance(txs, optax.GradientTransformation) else dict(txs)
     init = lambda r: _init_state(init_fn, tx, r)
-    abstract = jax.eval_shape(init, rng)
-    shardings = state_shardings(abstract, mesh, min_shard_size)
-    return jax.jit(init, out_shardings=shardings)(rng)
+    abstract = jax.eval_shape(init, jax.random.PRNGKey(0))
+    return jax.jit(init, out_shardings=state_shardings(abstract, mesh, min_shard_size))
 
 
 def abstract_like(state: PyTree) -> PyTree:
