@@ -52,7 +52,7 @@ def test_build_tiny_and_read_back(tmp_path, name):
 
 def test_contact_sheet(tmp_path):
     out = write_contact_sheet(
-        "synth_duke", tmp_path / "sheet.png", num_identities=2, num_cameras=3, size=(128, 64)
+        "synth_duke", tmp_path / "sheet.png", num_identities=2, num_cameras=3, zoom=1
     )
     sheet = cv2.imread(str(out))
     assert sheet is not None and sheet.shape[1] == 3 * 64 and sheet.shape[0] > 2 * 128

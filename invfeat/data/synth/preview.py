@@ -49,26 +49,37 @@ def write_contact_sheet(
     dataset: str,
     out: pathlib.Path,
     *,
-    num_identities: int = 8,
+    num_identities: int = 6,
     num_cameras: int = 6,
-    size: tuple[int, int] = (256, 128),
+    size: tuple[int, int] = (128, 64),
+    zoom: int = 2,
     seed: int = 0,
 ) -> pathlib.Path:
-    """Writes a PNG grid to `out`: one row per test identity, one column per camera."""
+    """Writes a PNG grid to `out`: one row per test identity, one column per camera.
+
+    Tiles are rendered at `size` (what a model sees) and enlarged `zoom` times, pixels kept sharp.
+    """
     d = domain(dataset)
     config = SynthConfig(seed=seed, size=size)
     people = identities(dataset, "test", config)
     stride = max(1, len(people) // num_identities)
     people = people[::stride][:num_identities]
     cams = range(1, min(num_cameras, d.num_cameras) + 1)
-    h, w = size
+    w = size[1] * zoom
     sheet_w = w * len(cams)
     scale = 0.42 if w >= 128 else 0.3
     line_h = int(cv2.getTextSize("Ag", _FONT, scale, 1)[0][1] * 1.9)
     rows = []
     for person in people:
         tiles = [
-            render_shot(dataset, Shot(person, cam, cam, ""), config, "gallery") for cam in cams
+            cv2.resize(
+                render_shot(dataset, Shot(person, cam, cam, ""), config, "gallery"),
+                None,
+                fx=zoom,
+                fy=zoom,
+                interpolation=cv2.INTER_NEAREST,
+            )
+            for cam in cams
         ]
         text = f"{person.identity:04d}: {describe(person.attributes, d.attributes)}"
         lines = _wrap(text, sheet_w - 8, scale)
@@ -82,6 +93,7 @@ def write_contact_sheet(
     sheet = np.concatenate([header, *rows], axis=0)
     out = pathlib.Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
+    params = [cv2.IMWRITE_PNG_COMPRESSION, 9]
+    if not cv2.imwrite(str(out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), params):
         raise OSError(f"could not write the contact sheet {out}")
     return out
