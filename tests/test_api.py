@@ -1,0 +1,88 @@
+"""The black-box API: batching without retracing, sharding, uint8/float input, ShuffleBits modes."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from invfeat import shufflebits
+from invfeat.api import FeatureAPI, as_float_images
+from invfeat.models.reid import get_config, init_variables, make_features_fn
+
+TINY = get_config("cpu-tiny")
+
+
+@pytest.fixture(scope="module")
+def victim():
+    model = TINY.build(num_classes=3)
+    variables = init_variables(model, jax.random.key(0, impl="rbg"), TINY.image_size)
+    images_u8 = np.random.default_rng(0).integers(0, 256, (19, *TINY.image_size, 3), np.uint8)
+    features_fn = make_features_fn(model)
+    reference = np.asarray(jax.jit(features_fn)(variables, images_u8 / np.float32(255)))
+    return features_fn, variables, images_u8, reference
+
+
+@pytest.fixture(scope="module")
+def plain_api(victim):
+    features_fn, variables, _, _ = victim
+    # Counts traces of the whole served program: any recompilation fails the test.
+    return FeatureAPI(chex.assert_max_traces(features_fn, n=1), variables, batch_size=8)
+
+
+def test_plaintext_matches_the_model_across_padded_batches(plain_api, victim):
+    _, _, images_u8, reference = victim
+    assert plain_api.mesh.devices.size == jax.local_device_count() == 8
+    out = plain_api(images_u8)  # 19 images: batches of 8, 8 and 3 (padded)
+    assert out.shape == reference.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out, reference, rtol=1e-5, atol=1e-6)
+    as_float = plain_api(images_u8[:5].astype(np.float32) / 255)  # another length, float input
+    np.testing.assert_allclose(as_float, reference[:5], rtol=1e-5, atol=1e-6)
+    served = plain_api.serve(images_u8[:2])
+    assert served.nonces is None
+
+
+def test_batch_size_rounds_up_to_the_device_count(victim):
+    features_fn, variables, _, _ = victim
+    assert FeatureAPI(features_fn, variables, batch_size=5).batch_size == 8
+    assert (
+        FeatureAPI(features_fn, variables, batch_size=1, devices=jax.devices()[:1]).batch_size == 1
+    )
+
+
+def test_static_key_ciphertext_is_the_encrypted_plaintext(victim):
+    features_fn, variables, images_u8, reference = victim
+    key = shufflebits.Key.from_seed(7)
+    api = FeatureAPI(features_fn, variables, batch_size=8, key=key)
+    cipher = api(images_u8)
+    plain = np.asarray(shufflebits.decrypt(cipher, key))
+    np.testing.assert_allclose(plain, reference, rtol=1e-5, atol=1e-6)
+    expected = np.asarray(shufflebits.encrypt(plain, key))
+    np.testing.assert_array_equal(cipher.view(np.uint32), expected.view(np.uint32))
+    assert not np.allclose(np.nan_to_num(cipher), reference)
+
+
+def test_one_time_mode_returns_fresh_nonces_and_decrypts_exactly(victim):
+    features_fn, variables, images_u8, reference = victim
+    secret = shufflebits.Secret.generate()
+    api = FeatureAPI(features_fn, variables, batch_size=8, key=secret)
+    first, second = api.serve(images_u8), api.serve(images_u8)
+    assert first.nonces.shape == (19, 3) and first.nonces.dtype == np.uint32
+    assert len({tuple(n) for n in np.concatenate([first.nonces, second.nonces])}) == 38
+    for served in (first, second):
+        plain = np.asarray(shufflebits.decrypt(served.features, secret, served.nonces))
+        np.testing.assert_allclose(plain, reference, rtol=1e-5, atol=1e-6)
+    # Same images, different nonces: the ciphertexts differ.
+    assert np.mean(first.features.view(np.uint32) != second.features.view(np.uint32)) > 0.5
+
+
+def test_bad_inputs_raise_clear_errors(plain_api):
+    with pytest.raises(ValueError, match="outside"):
+        plain_api(np.full((2, *TINY.image_size, 3), 255.0, np.float32))
+    with pytest.raises(ValueError, match=r"\[N, H, W, 3\]"):
+        as_float_images(np.zeros((2, 4, 4)))
+    with pytest.raises(TypeError, match="uint8 or float"):
+        as_float_images(np.zeros((1, 4, 4, 3), np.int32))
+    with pytest.raises(TypeError, match="Key or Secret"):
+        FeatureAPI(lambda v, x: x, {}, key="not a key")
