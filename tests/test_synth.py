@@ -116,6 +116,8 @@ def test_msmt_people_are_recombined_and_never_attack_side_individuals():
     assert [p.identity for p in people["test"]] == list(range(100))  # numbered from 0, like MSMT17
     assert len({p.appearance for p in msmt}) > 250  # recombination makes new looks
     assert msmt[0].attributes.shape == (len(domain("synth_msmt").attributes),)
+    fewer = msmt_identities(20, 10, 0)  # a person does not depend on how many are drawn
+    assert [p.key() for p in fewer["test"]] == [p.key() for p in people["test"][:10]]
 
 
 # --- the attributes can be seen, the identities are hard: simple models on rendered pixels ---

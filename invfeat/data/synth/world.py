@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 
 import numpy as np
 
@@ -52,9 +53,9 @@ DOMAINS: dict[str, Domain] = {
 ATTACK_DOMAINS = ("synth_market", "synth_duke")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Identity:
-    """One person of a domain."""
+    """One person of a domain (compare people with `key()`)."""
 
     identity: int  # person id as in the file names
     attributes: np.ndarray  # [A] class indices in the domain's attribute columns
@@ -119,21 +120,22 @@ def msmt_identities(num_train: int, num_test: int, seed: int) -> dict[str, tuple
     """
     pool = _attack_side(seed)
     taken = {p.key() for p in pool}
-    rng = np.random.default_rng([seed, 0x4D534D54])
     out: dict[str, tuple[Identity, ...]] = {}
     for split, count in (("train", num_train), ("test", num_test)):
         people = []
-        while len(people) < count:
-            sources = rng.choice(len(pool), size=len(_GROUPS), replace=False)
-            fields = {}
-            for group, src in zip(_GROUPS, sources, strict=True):
-                fields.update({f: getattr(pool[src].appearance, f) for f in group})
-            app = Appearance(**fields)
-            ident = len(people)
-            traits = sample_traits(app, identity_rng(seed, f"synth_msmt/{split}", ident))
-            person = Identity(ident, canonical_values(app).astype(np.int64), app, traits)
-            if person.key() in taken:  # an attack-side individual: draw another
-                continue
+        for ident in range(count):  # person `ident` depends only on (seed, split, ident)
+            for attempt in itertools.count():
+                rng = identity_rng(seed, f"synth_msmt/{split}", ident * 1000 + attempt)
+                sources = rng.choice(len(pool), size=len(_GROUPS), replace=False)
+                fields = {}
+                for group, src in zip(_GROUPS, sources, strict=True):
+                    fields.update({f: getattr(pool[src].appearance, f) for f in group})
+                app = Appearance(**fields)
+                person = Identity(
+                    ident, canonical_values(app).astype(np.int64), app, sample_traits(app, rng)
+                )
+                if person.key() not in taken:  # else an attack-side individual: draw again
+                    break
             taken.add(person.key())
             people.append(person)
         out[split] = tuple(people)
