@@ -96,7 +96,7 @@ def make_cameras(style: str, count: int, seed: int) -> tuple[Camera, ...]:
                 gain=tuple(float(v) for v in np.clip(1.0 + cast, 0.8, 1.2)),
                 brightness=float(rng.uniform(dark, 1.15)),
                 contrast=float(rng.uniform(0.8, 1.1)),
-                blur=float(rng.uniform(0.0, 0.7)),
+                blur=float(rng.uniform(0.0, 0.6)),
                 noise=float(rng.uniform(3.0, 9.0)),
                 low_res=float(rng.choice([1.0, 1.0, 0.75, 0.6])),
                 views=tuple(float(v) for v in 0.15 + 0.55 * views),
@@ -219,6 +219,6 @@ def _sensor(img: np.ndarray, cam: Camera, rng: np.random.Generator) -> np.ndarra
     x *= cam.contrast * gain
     y0, x0 = rng.integers(0, _NOISE.shape[0] - h), rng.integers(0, _NOISE.shape[1] - w)
     x += offset + _NOISE[y0 : y0 + h, x0 : x0 + w] * cam.noise
-    sigma = (0.45 + cam.blur + rng.uniform(0.0, 0.3)) * w / 64
+    sigma = (0.3 + cam.blur + rng.uniform(0.0, 0.2)) * w / 64
     x = cv2.GaussianBlur(x, (0, 0), sigma)
     return np.clip(x, 0, 255).astype(np.uint8)
