@@ -49,6 +49,8 @@ def test_bad_config_and_names_are_reported():
         SynthConfig(size=(100, 50))
     with pytest.raises(ValueError, match="train_per_identity"):
         SynthConfig(train_per_identity=1)
+    with pytest.raises(ValueError, match="query_per_identity"):
+        SynthConfig(query_per_identity=6)
     with pytest.raises(ValueError, match="synth_nowhere"):
         domain("synth_nowhere")
 

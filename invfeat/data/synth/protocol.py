@@ -48,6 +48,10 @@ class SynthConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.train_per_identity < 2:
             raise ValueError("train_per_identity must be >= 2 (two cameras per identity)")
+        if max(self.train_per_identity, self.gallery_per_identity) > 99:
+            raise ValueError("at most 99 images per identity and split (the file name schemes)")
+        if self.query_per_identity > 5:
+            raise ValueError("query_per_identity must be <= 5 (one camera each, one left over)")
 
 
 @dataclasses.dataclass(frozen=True)
