@@ -168,3 +168,54 @@ def test_evaluators_by_name_and_keep_best(m, tmp_path):
     assert ckpt.best_step() == 2
     assert ckpt.restore(_fresh(m), step=2).meta["metrics"]["s/score"] == 0.9
     ckpt.close()
+
+
+TWO_PARTS = {"g": optax.adam(1e-2), "d": optax.sgd(0.1)}
+
+
+def _two_part_init(rng):
+    return {"g": toy.init_fn(rng), "d": {"params": {"w": jax.numpy.ones(toy.CLASSES)}}}
+
+
+@chex.assert_max_traces(n=1)
+def _alternating_step(st, batch):
+    """A GAN-like user-written step: update part "d", then part "g", then advance the step."""
+    g_loss_fn = toy.make_loss_fn()
+    g_vars = {"params": st.params["g"], **st.model_state["g"]}
+
+    def d_loss(d_params):
+        logits = toy.ToyNet().apply(g_vars, batch["x"], train=False)
+        return jax.numpy.mean((logits @ d_params["w"] - 1.0) ** 2)
+
+    loss_d, grads_d = jax.value_and_grad(d_loss)(st.params["d"])
+    st = state.apply_gradients(st, grads_d, TWO_PARTS["d"], part="d")
+    grad_fn = jax.value_and_grad(g_loss_fn, has_aux=True)
+    (loss_g, (_, updates)), grads_g = grad_fn(
+        st.params["g"], st.model_state["g"], batch, st.step_rng()
+    )
+    st = state.apply_gradients(st, grads_g, TWO_PARTS["g"], part="g", model_state=updates)
+    return st.replace(step=st.step + 1), {"d_loss": loss_d, "g_loss": loss_g}
+
+
+def test_user_written_two_part_step_resumes_exactly(m, tmp_path):
+    def run(workdir, **kwargs):
+        st = state.create_train_state(_two_part_init, TWO_PARTS, m, seed=1)
+        return fit(
+            st,
+            _alternating_step,
+            toy.ToyData(16),
+            mesh=m,
+            num_steps=4,
+            workdir=workdir,
+            checkpoint=EVERY_2,
+            progress=False,
+            **kwargs,
+        )
+
+    full = run(tmp_path / "full")
+    with pytest.raises(Kill):
+        run(tmp_path / "killed", hooks=[_kill_at(3)])
+    resumed = run(tmp_path / "killed", resume=True)
+    assert {"train/d_loss", "train/g_loss"} <= set(full.history[-1])
+    assert not np.allclose(jax.device_get(full.state.params["d"]["w"]), 1.0)
+    chex.assert_trees_all_equal(jax.device_get(resumed.state), jax.device_get(full.state))
