@@ -84,11 +84,11 @@ class _Body:
     leg: float
 
 
-def _body(app: Appearance, tr: Traits, view: str, facing: int) -> _Body:
+def _body(app: Appearance, tr: Traits, view: str) -> _Body:
     r = 0.062 * tr.head * _HEAD_BY_AGE[app.age]
     stoop = 0.03 if app.age == 3 else 0.0
     head_v = r + stoop
-    head_u = 0.035 * facing if (view == "side" and stoop) else 0.0
+    head_u = 0.035 if (view == "side" and stoop) else 0.0  # +u is forward in side view
     sy = 2 * r + 0.045 + stoop * 0.5
     length = 1.0 - sy
     hip_f = tr.hip_fraction + (0.03 if app.age == 0 else 0.0)
@@ -156,13 +156,13 @@ def draw_person(img: np.ndarray, app: Appearance, tr: Traits, pose: Pose) -> Non
     top = pose.top + (1 - scale) * pose.height
     pose = dataclasses.replace(pose, top=top, height=pose.height * scale)
     c = _Canvas(img, pose, mirror)
-    b = _body(app, tr, view, 1)
+    b = _body(app, tr, view)
     skin, hair, down0 = tr.skin, tr.hair, tr.down_rgb[0]
     s = math.sin(pose.phase)
     period = max(3, int(0.045 * c.hp))
     side = view == "side"
 
-    # Behind the body: back arm (side view), long hair (front view), backpack frame.
+    # Behind the body: the backpack (side and front views), long hair (front view).
     arms = _arm_points(b, tr, s, side)
     legs = _leg_points(b, tr, s, side)
     if side and app.backpack:
