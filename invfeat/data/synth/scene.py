@@ -60,6 +60,7 @@ class Camera:
     low_res: float  # 1: sharp; <1: down- then up-sampled by this factor
     views: tuple[float, float, float]  # P(front), P(back), P(side)
     occlusion: float  # probability of an occluder
+    light_slope: float  # brightness change from the left edge to the right edge
 
 
 def make_cameras(style: str, count: int, seed: int) -> tuple[Camera, ...]:
@@ -101,6 +102,7 @@ def make_cameras(style: str, count: int, seed: int) -> tuple[Camera, ...]:
                 low_res=float(rng.choice([1.0, 1.0, 0.75, 0.6])),
                 views=tuple(float(v) for v in 0.15 + 0.55 * views),
                 occlusion=float(rng.uniform(0.05, 0.25)),
+                light_slope=float(rng.uniform(-0.3, 0.3)),
             )
         )
     return tuple(cams)
@@ -200,6 +202,9 @@ def render_image(
         top=(h - height) * rng.uniform(0.2, 0.8),
         height=height,
     )
+    feet = (int(pose.cx), min(h - 1, int(pose.top + 0.99 * height)))
+    shadow = tuple(int(v * 0.6) for v in img[feet[1], feet[0]])
+    cv2.ellipse(img, feet, (int(0.13 * height), int(0.022 * height)), 0, 0, 360, shadow, -1)
     draw_person(img, app, traits, pose)
     if rng.random() < cam.occlusion:
         _occlude(img, rng)
@@ -217,6 +222,7 @@ def _sensor(img: np.ndarray, cam: Camera, rng: np.random.Generator) -> np.ndarra
     gain = np.array(cam.gain, np.float32) * (cam.brightness * rng.uniform(0.9, 1.1))
     offset = (1.0 - cam.contrast) * float(x.mean()) * gain
     x *= cam.contrast * gain
+    x *= (1.0 + cam.light_slope * np.linspace(-0.5, 0.5, w, dtype=np.float32))[None, :, None]
     y0, x0 = rng.integers(0, _NOISE.shape[0] - h), rng.integers(0, _NOISE.shape[1] - w)
     x += offset + _NOISE[y0 : y0 + h, x0 : x0 + w] * cam.noise
     sigma = (0.3 + cam.blur + rng.uniform(0.0, 0.2)) * w / 64
