@@ -33,6 +33,7 @@ never repeat under one secret. Neither mode authenticates: tampering is not dete
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -78,6 +79,33 @@ def _pack(swap: Any, block: int, xp: Any, uint: type) -> Any:
     return xp.sum(xp.where(swap, ones, xp.zeros_like(ones)), axis=(-2, -1), dtype=uint)
 
 
+def _take(a: Any, i: Any, xp: Any) -> Any:
+    """a[..., i[..., j]] along the last axis, as a one-hot select (fuses; no gather)."""
+    k = xp.arange(a.shape[-1], dtype=np.int32)
+    hit = xp.broadcast_to(i, a.shape)[..., :, None] == k
+    return xp.sum(xp.where(hit, a.astype(np.int32)[..., None, :], 0), axis=-1).astype(a.dtype)
+
+
+def _inverse(p: Any, xp: Any) -> Any:
+    """The inverse of permutations p[..., n]."""
+    k = xp.arange(p.shape[-1], dtype=np.int32)
+    return xp.sum(xp.where(p[..., :, None] == k, k[:, None], 0), axis=-2).astype(np.int32)
+
+
+def _cycle_minimum(low: Any, hop: Any, steps: int, xp: Any) -> Any:
+    """Smallest label on each cycle of the successor map `hop`, by pointer doubling."""
+
+    def double(_: Any, carry: tuple) -> tuple:
+        low, hop = carry
+        return xp.minimum(low, _take(low, hop, xp)), _take(hop, hop, xp)
+
+    if xp is np:
+        for i in range(steps):
+            low, hop = double(i, (low, hop))
+        return low
+    return jax.lax.fori_loop(0, steps, double, (low, hop))[0]
+
+
 def benes_masks(src: Any, xp: Any = jnp) -> Any:
     """Stage masks [..., 2 log2(n) - 1] applying the bit permutation src[..., n] (n = 16/32/64).
 
@@ -94,17 +122,11 @@ def benes_masks(src: Any, xp: Any = jnp) -> Any:
     while m > 2:
         h = m // 2
         idx = xp.arange(m, dtype=np.int32)
-
-        def take(a: Any, i: Any) -> Any:
-            return xp.take_along_axis(a, xp.broadcast_to(i, a.shape), axis=-1)
-
-        inv = xp.argsort(blocks, axis=-1).astype(np.int32)
-        nxt = take(inv, take(blocks, idx ^ h) ^ h)  # same sub-network as output j
-        low, hop = xp.broadcast_to(idx, blocks.shape), nxt
-        for _ in range(m.bit_length() - 1):
-            low, hop = xp.minimum(low, take(low, hop)), take(hop, hop)
-        lower = low > take(low, idx ^ h)  # output j is fed through the lower sub-network
-        first.append(_pack(take(lower, inv)[..., :h], m, xp, uint))
+        inv = _inverse(blocks, xp)
+        nxt = _take(inv, _take(blocks, idx ^ h, xp) ^ h, xp)  # same sub-network as output j
+        low = _cycle_minimum(xp.broadcast_to(idx, blocks.shape), nxt, m.bit_length() - 1, xp)
+        lower = low > _take(low, idx ^ h, xp)  # output j is fed through the lower sub-network
+        first.append(_pack(_take(lower, inv, xp)[..., :h], m, xp, uint))
         last.append(_pack(lower[..., :h], m, xp, uint))
         top, bottom = blocks[..., :h], blocks[..., h:]
         upper_src = xp.where(lower[..., :h], bottom, top) % h
@@ -332,47 +354,62 @@ def _rotl(v: jax.Array, r: int) -> jax.Array:
     return (v << np.uint32(r)) | (v >> np.uint32(32 - r))
 
 
+def _quarter_round(a: jax.Array, b: jax.Array, c: jax.Array, d: jax.Array) -> tuple:
+    a = a + b
+    d = _rotl(d ^ a, 16)
+    c = c + d
+    b = _rotl(b ^ c, 12)
+    a = a + b
+    d = _rotl(d ^ a, 8)
+    c = c + d
+    b = _rotl(b ^ c, 7)
+    return a, b, c, d
+
+
 def chacha20_block(key_words: Any, counter: Any, nonce: Any) -> jax.Array:
     """RFC 8439 ChaCha20 block: 8 key words, counter [...], nonce [..., 3] -> [..., 16] uint32."""
     nonce = jnp.asarray(nonce, jnp.uint32)
     batch = nonce.shape[:-1]
-    key_words = jnp.asarray(key_words, jnp.uint32)
-    init = (
-        [jnp.full(batch, c, jnp.uint32) for c in _SIGMA]
-        + [jnp.broadcast_to(key_words[i], batch) for i in range(8)]
-        + [jnp.broadcast_to(jnp.asarray(counter, jnp.uint32), batch)]
-        + [nonce[..., i] for i in range(NONCE_WORDS)]
+    counter = jnp.broadcast_to(jnp.asarray(counter, jnp.uint32), batch)[..., None]
+    init = jnp.concatenate(
+        [
+            jnp.broadcast_to(jnp.asarray(_SIGMA, jnp.uint32), batch + (4,)),
+            jnp.broadcast_to(jnp.asarray(key_words, jnp.uint32), batch + (8,)),
+            counter,
+            nonce,
+        ],
+        axis=-1,
     )
 
-    def quarter(s: list, a: int, b: int, c: int, d: int) -> None:
-        s[a] = s[a] + s[b]
-        s[d] = _rotl(s[d] ^ s[a], 16)
-        s[c] = s[c] + s[d]
-        s[b] = _rotl(s[b] ^ s[c], 12)
-        s[a] = s[a] + s[b]
-        s[d] = _rotl(s[d] ^ s[a], 8)
-        s[c] = s[c] + s[d]
-        s[b] = _rotl(s[b] ^ s[c], 7)
+    def double_round(_: Any, rows: tuple) -> tuple:
+        a, b, c, d = _quarter_round(*rows)  # columns, one per lane
+        b, c, d = (jnp.roll(r, -k, axis=-1) for k, r in ((1, b), (2, c), (3, d)))
+        a, b, c, d = _quarter_round(a, b, c, d)  # diagonals
+        b, c, d = (jnp.roll(r, k, axis=-1) for k, r in ((1, b), (2, c), (3, d)))
+        return a, b, c, d
 
-    def double_round(_: Any, state: tuple) -> tuple:
-        s = list(state)
-        for a, b, c, d in ((0, 4, 8, 12), (1, 5, 9, 13), (2, 6, 10, 14), (3, 7, 11, 15)):
-            quarter(s, a, b, c, d)
-        for a, b, c, d in ((0, 5, 10, 15), (1, 6, 11, 12), (2, 7, 8, 13), (3, 4, 9, 14)):
-            quarter(s, a, b, c, d)
-        return tuple(s)
-
-    out = jax.lax.fori_loop(0, 10, double_round, tuple(init))
-    return jnp.stack([o + i for o, i in zip(out, init, strict=True)], axis=-1)
+    rows = tuple(init[..., 4 * r : 4 * r + 4] for r in range(4))
+    out = jax.lax.fori_loop(0, 10, double_round, rows)
+    return jnp.concatenate(out, axis=-1) + init
 
 
 def one_time_permutation(secret: Secret, nonce: Any, bits: int) -> jax.Array:
     """Per-vector bit permutation src[..., bits] (output bit j takes input bit src[j])."""
+    return _permutation(jnp.asarray(secret._words), jnp.asarray(nonce, jnp.uint32), bits)
+
+
+@functools.partial(jax.jit, static_argnames=("bits",))
+def _permutation(key_words: jax.Array, nonce: jax.Array, bits: int) -> jax.Array:
     n_blocks = -(-bits // 16)
-    words = jnp.concatenate(
-        [chacha20_block(secret._words, i, nonce) for i in range(n_blocks)], axis=-1
+    w = jnp.concatenate(
+        [chacha20_block(key_words, i, nonce) for i in range(n_blocks)], axis=-1
     )[..., :bits]
-    return jnp.argsort(words, axis=-1, stable=True).astype(jnp.int32)
+    # stable argsort, as comparisons: rank[i] = #{k : w[k] < w[i] or (w[k] == w[i] and k < i)}
+    k = jnp.arange(bits)
+    before = (w[..., None, :] < w[..., :, None]) | (
+        (w[..., None, :] == w[..., :, None]) & (k[None, :] < k[:, None])
+    )
+    return _inverse(jnp.sum(before, axis=-1, dtype=jnp.int32), jnp)
 
 
 def fresh_nonces(shape: int | tuple[int, ...]) -> np.ndarray:
@@ -397,19 +434,32 @@ def _float_dtype(x: Any) -> np.dtype:
     return dtype
 
 
+@functools.partial(jax.jit, static_argnames=("shifts", "masks"))
+def _static_kernel(u: jax.Array, shifts: tuple[int, ...], masks: tuple[int, ...]) -> jax.Array:
+    return _delta_swaps(u, shifts, [u.dtype.type(m) for m in masks])
+
+
+@jax.jit
+def _one_time_kernel(u: jax.Array, key_words: jax.Array, nonce: jax.Array, inverse: jax.Array):
+    """Per-vector Benes network; decryption routes the inverse permutation (same program)."""
+    bits = u.dtype.itemsize * 8
+    src = _permutation(key_words, nonce, bits)
+    src = jnp.where(inverse, _inverse(src, jnp), src)
+    masks_S = benes_masks(src, jnp)[..., None, :]
+    return _delta_swaps(u, benes_shifts(bits), [masks_S[..., k] for k in range(masks_S.shape[-1])])
+
+
 def _apply(x: Any, key: Key | Secret, nonce: Any, inverse: bool) -> jax.Array:
     dtype = _float_dtype(x)
     bits = dtype.itemsize * 8
-    uint = _UINT[bits]
-    u = jax.lax.bitcast_convert_type(jnp.asarray(x), uint)
+    u = jax.lax.bitcast_convert_type(jnp.asarray(x), _UINT[bits])
     if isinstance(key, Key):
         if nonce is not None:
             raise ValueError("a static Key takes no nonce (nonces belong to one-time Secrets)")
         if key.bits != bits:
             raise ValueError(f"key width {key.bits} bits does not match {dtype} ({bits} bits)")
-        shifts, masks = key.stages(inverse)
-        kept = [(d, uint(m)) for d, m in zip(shifts, masks, strict=True) if m]
-        u = _delta_swaps(u, tuple(d for d, _ in kept), [m for _, m in kept])
+        kept = [(d, m) for d, m in zip(*key.stages(inverse), strict=True) if m]
+        u = _static_kernel(u, tuple(d for d, _ in kept), tuple(m for _, m in kept))
     elif isinstance(key, Secret):
         if nonce is None:
             raise ValueError("one-time mode needs nonce=..., e.g. fresh_nonces(x.shape[:-1])")
@@ -420,10 +470,7 @@ def _apply(x: Any, key: Key | Secret, nonce: Any, inverse: bool) -> jax.Array:
                 f"nonce must be uint32 of shape x.shape[:-1] + (3,) = {expected}, "
                 f"got {nonce.dtype} {tuple(nonce.shape)}"
             )
-        masks_S = benes_masks(one_time_permutation(key, nonce, bits), jnp)[..., None, :]
-        shifts = benes_shifts(bits)
-        order = range(len(shifts) - 1, -1, -1) if inverse else range(len(shifts))
-        u = _delta_swaps(u, tuple(shifts[k] for k in order), [masks_S[..., k] for k in order])
+        u = _one_time_kernel(u, key._words, nonce, jnp.asarray(inverse))
     else:
         raise TypeError(f"key must be a shufflebits Key or Secret, got {type(key).__name__}")
     return jax.lax.bitcast_convert_type(u, dtype)
