@@ -70,18 +70,17 @@ def _is_whole(state: Any) -> bool:
 
 
 class _Log:
-    """JSONL file + console on the primary process; the history on every process."""
+    """JSONL file + console on process 0; the history (with earlier runs' records on process 0)."""
 
     def __init__(self, workdir: Path | None, start_step: int, quiet: bool):
         self.path = workdir / METRICS_FILE if workdir else None
         self.history: list[dict[str, Any]] = []
         self.primary = is_primary()
         self.quiet = quiet
-        if self.path and self.path.exists():
+        if self.primary and self.path and self.path.exists():  # keep records up to the restart
             records = [json.loads(line) for line in self.path.read_text().splitlines() if line]
             self.history = [r for r in records if r.get("step", 0) <= start_step]
-            if self.primary:
-                self.path.write_text("".join(json.dumps(r) + "\n" for r in self.history))
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in self.history))
 
     def write(self, record: dict[str, Any], console: str | None = None, always: bool = False):
         """Append `record`; print `console` unless quiet (`always`: print even then)."""
@@ -133,9 +132,9 @@ def fit(
     steps_per_epoch = steps_per_epoch or num_steps
     evaluators = dict(evaluators or {})
     workdir = Path(workdir) if workdir is not None else None
-    if checkpoint is not None and workdir is None:
-        if resume:
-            raise ValueError("resume=True needs a workdir holding the checkpoints")
+    if resume and (checkpoint is None or workdir is None):
+        raise ValueError("resume=True needs a workdir and a checkpoint config")
+    if workdir is None:
         checkpoint = None
     target = abstract_like(state)
     ckpt = Checkpointer(workdir / CHECKPOINT_DIR, checkpoint) if checkpoint else None
