@@ -205,12 +205,25 @@ def test_attributes_are_visible_to_a_linear_model(rendered, name, attributes):
     assert np.mean(list(scores.values())) > 0.7, scores
 
 
+def _person_pixels(images: np.ndarray) -> np.ndarray:
+    """The middle half of each crop, 32x8, each image normalised (removes camera exposure)."""
+    w = images.shape[2]
+    crops = np.stack(
+        [
+            cv2.resize(x[:, w // 4 : 3 * w // 4], (8, 32), interpolation=cv2.INTER_AREA)
+            for x in images
+        ]
+    ).astype(np.float32)
+    crops = (crops - crops.mean((1, 2), keepdims=True)) / (crops.std((1, 2), keepdims=True) + 1e-3)
+    return crops.reshape(len(images), -1)
+
+
 def test_identities_are_distinguishable_but_not_trivially():
-    gallery, _, gallery_shots = _render("synth_market", "test", 50, 0)
-    query, _, query_shots = _render("synth_market", "test", 50, 1)
+    n = 100
+    gallery, _, gallery_shots = _render("synth_market", "test", n, 0)
+    query, _, query_shots = _render("synth_market", "test", n, 1)
     assert all(q.camera != g.camera for q, g in zip(query_shots, gallery_shots, strict=True))
-    g = gallery.reshape(50, -1).astype(np.float32)
-    q = query.reshape(50, -1).astype(np.float32)
+    g, q = _person_pixels(gallery), _person_pixels(query)
     distance = (q**2).sum(1)[:, None] - 2 * q @ g.T + (g**2).sum(1)[None, :]
-    rank1 = float(np.mean(distance.argmin(1) == np.arange(50)))
-    assert 3 / 50 < rank1 < 0.5, rank1  # chance is 1/50
+    rank1 = float(np.mean(distance.argmin(1) == np.arange(n)))
+    assert 8 / n < rank1 < 0.5, rank1  # chance is 1/n: pixels carry identity, a model must learn it
