@@ -45,6 +45,8 @@ DEFAULT_CHECKPOINT = CheckpointConfig()
 
 @dataclasses.dataclass
 class FitResult:
+    """The final state (after a NaN stop: the last good checkpoint's), its step, the records."""
+
     state: Any
     step: int
     history: list[dict[str, Any]]
@@ -123,7 +125,8 @@ def fit(
     `state` is the freshly created, placed state (its shardings are used for the step and as the
     restore target). Evaluators run each epoch end (or every `eval_every_steps`); their metrics
     are named `<evaluator name>/<metric>`, training means `train/<metric>`; `checkpoint.
-    best_metric` may name either. `hooks(step, state)` run after every step. `finite_metrics`
+    best_metric` may name either. `meta` (JSON-able, e.g. the run config) is stored with every
+    checkpoint. `hooks(step, state)` run after every step. `finite_metrics`
     names the metrics checked for NaN/inf (default: every metric). `progress` shows the bar and
     the per-epoch console lines (stderr, process 0 only).
     """
