@@ -401,9 +401,9 @@ def one_time_permutation(secret: Secret, nonce: Any, bits: int) -> jax.Array:
 @functools.partial(jax.jit, static_argnames=("bits",))
 def _permutation(key_words: jax.Array, nonce: jax.Array, bits: int) -> jax.Array:
     n_blocks = -(-bits // 16)
-    w = jnp.concatenate(
-        [chacha20_block(key_words, i, nonce) for i in range(n_blocks)], axis=-1
-    )[..., :bits]
+    w = jnp.concatenate([chacha20_block(key_words, i, nonce) for i in range(n_blocks)], axis=-1)[
+        ..., :bits
+    ]
     # stable argsort, as comparisons: rank[i] = #{k : w[k] < w[i] or (w[k] == w[i] and k < i)}
     k = jnp.arange(bits)
     before = (w[..., None, :] < w[..., :, None]) | (

@@ -32,9 +32,26 @@ def special_patterns(exp: int, man: int) -> np.ndarray:
     n = 1 + exp + man
     sign, exp_mask, man_mask = 1 << (n - 1), ((1 << exp) - 1) << man, (1 << man) - 1
     one = ((1 << (exp - 1)) - 1) << man
-    pats = [0, sign, exp_mask, sign | exp_mask, exp_mask | 1, exp_mask | (1 << (man - 1)),
-            exp_mask | man_mask, sign | exp_mask | 0b101, 1, man_mask, sign | 1, sign | man_mask,
-            1 << man, exp_mask - 1, sign | (exp_mask - 1), one, sign | one, (1 << n) - 1]
+    pats = [
+        0,
+        sign,
+        exp_mask,
+        sign | exp_mask,
+        exp_mask | 1,
+        exp_mask | (1 << (man - 1)),
+        exp_mask | man_mask,
+        sign | exp_mask | 0b101,
+        1,
+        man_mask,
+        sign | 1,
+        sign | man_mask,
+        1 << man,
+        exp_mask - 1,
+        sign | (exp_mask - 1),
+        one,
+        sign | one,
+        (1 << n) - 1,
+    ]
     rng = np.random.default_rng(n)
     pats += [int(v) & ((1 << n) - 1) for v in rng.integers(0, 2**64 - 1, 30, dtype=np.uint64)]
     return np.array(pats, dtype=np.uint64)
@@ -181,8 +198,14 @@ def test_corrupt_missing_and_exposed_key_files(tmp_path):
     with pytest.raises(sb.KeyFileError, match="corrupt"):
         sb.load_key(_write(tmp_path / "c.json", '{"format": "invfeat-sh'))
     with pytest.raises(sb.KeyFileError, match="corrupt secret"):
-        sb.load_key(_write(tmp_path / "s.json", json.dumps(
-            {"format": sb.FILE_FORMAT, "version": 1, "kind": "secret", "secret": "zz"})))
+        sb.load_key(
+            _write(
+                tmp_path / "s.json",
+                json.dumps(
+                    {"format": sb.FILE_FORMAT, "version": 1, "kind": "secret", "secret": "zz"}
+                ),
+            )
+        )
     with pytest.raises(sb.KeyFileError, match="cannot read"):
         sb.load_key(tmp_path / "missing.json")
     path = tmp_path / "k.json"

@@ -1,0 +1,107 @@
+"""`python -m experiments shufflebits keygen|encrypt|decrypt|selftest`: ShuffleBits on feature files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from invfeat import shufflebits as sb
+from invfeat.data.feature_files import FeatureFile, FeatureFileError, read_features, write_features
+from invfeat.shufflebits_selftest import run_checks
+
+_ERRORS = (sb.KeyFileError, FeatureFileError, FileExistsError, ValueError, TypeError, OSError)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "shufflebits", help="ShuffleBits keys, feature-file encryption and a self-test"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    keygen = sub.add_parser("keygen", help="write a new key (mode 0600)")
+    keygen.add_argument("--out", required=True, type=Path, help="key file to create")
+    keygen.add_argument(
+        "--one-time", action="store_true", help="a 256-bit one-time-pad secret instead of a key"
+    )
+    keygen.add_argument("--bits", type=int, default=32, choices=sb.WIDTHS, help="float width")
+    keygen.set_defaults(func=_keygen)
+
+    for name, func, what in (("encrypt", _encrypt, "plain"), ("decrypt", _decrypt, "encrypted")):
+        cmd = sub.add_parser(name, help=f"{name} a FastReID .npz feature file")
+        cmd.add_argument("--key", required=True, type=Path, help="key or secret file")
+        cmd.add_argument("--in", dest="inp", required=True, type=Path, help=f"{what} .npz")
+        cmd.add_argument("--out", required=True, type=Path, help="output .npz (written atomically)")
+        cmd.set_defaults(func=func)
+
+    selftest = sub.add_parser("selftest", help="fast checks of ShuffleBits on this machine")
+    selftest.set_defaults(func=_selftest)
+
+
+def _fail(err: Exception) -> int:
+    print(f"error: {err}", file=sys.stderr)
+    return 2
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    try:
+        key = sb.Secret.generate() if args.one_time else sb.Key.generate(args.bits)
+        key.save(args.out)
+    except _ERRORS as err:
+        return _fail(err)
+    kind = "one-time secret (256 bits)" if args.one_time else f"{args.bits}-bit static key"
+    print(f"wrote {kind} to {args.out} (mode 0600)")
+    return 0
+
+
+def _transform(args: argparse.Namespace, encrypting: bool) -> int:
+    try:
+        key = sb.load_key(args.key)
+        ff = read_features(args.inp, encrypted=not encrypting)
+        scheme = "one-time" if isinstance(key, sb.Secret) else "static"
+        if not encrypting and ff.encryption != scheme:
+            raise ValueError(
+                f"{args.inp}: encrypted with a {ff.encryption} key, not a {scheme} one"
+            )
+        nonces = None
+        if scheme == "one-time":
+            nonces = sb.fresh_nonces(len(ff)) if encrypting else ff.nonces
+        op = sb.encrypt if encrypting else sb.decrypt
+        with jax.enable_x64(ff.features.dtype == np.float64):
+            out = np.asarray(jax.jit(lambda x, n: op(x, key, n))(ff.features, nonces))
+        result = FeatureFile(
+            ff.paths, out, scheme if encrypting else None, nonces if encrypting else None
+        )
+        write_features(args.out, result)
+    except _ERRORS as err:
+        if not encrypting and isinstance(err, FeatureFileError) and "NaN" in str(err):
+            err = FeatureFileError(f"{err}; wrong key? nothing was written")
+        return _fail(err)
+    verb = "encrypted" if encrypting else "decrypted"
+    print(f"{verb} {len(ff)} x {ff.features.shape[1]} {ff.features.dtype} features -> {args.out}")
+    return 0
+
+
+def _encrypt(args: argparse.Namespace) -> int:
+    return _transform(args, encrypting=True)
+
+
+def _decrypt(args: argparse.Namespace) -> int:
+    return _transform(args, encrypting=False)
+
+
+def _selftest(args: argparse.Namespace) -> int:
+    start, failed = time.perf_counter(), 0
+    results = list(run_checks())
+    for name, ok, detail in results:
+        failed += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")
+    took = time.perf_counter() - start
+    print(
+        f"shufflebits selftest: {len(results) - failed}/{len(results)} checks passed ({took:.1f} s)"
+    )
+    return 1 if failed else 0

@@ -1,0 +1,176 @@
+"""Feature files in FastReID's .npz layout: read, validate, write atomically, align to records.
+
+A file holds `accumulated_image_file_paths` (str [N], dataset-relative paths) and
+`accumulated_feature_array` (float [N, D]). Encrypted files keep those two keys (FastReID readers
+still load them; the features are then ShuffleBits ciphertext) and add `invfeat_encryption`, a
+0-d JSON string `{"version": 1, "scheme": "static" | "one-time"}`, and for one-time encryption
+`invfeat_nonces` (uint32 [N, 3], one nonce per row, see invfeat.shufflebits).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+PATHS_KEY = "accumulated_image_file_paths"
+FEATURES_KEY = "accumulated_feature_array"
+ENCRYPTION_KEY = "invfeat_encryption"
+NONCES_KEY = "invfeat_nonces"
+SCHEMES = ("static", "one-time")
+_META_VERSION = 1
+
+
+class FeatureFileError(ValueError):
+    """A feature file is missing, unreadable or malformed (the message names the file)."""
+
+
+@dataclass(frozen=True)
+class FeatureFile:
+    """Rows of features with their dataset-relative image paths (and encryption metadata)."""
+
+    paths: np.ndarray  # [N] str
+    features: np.ndarray  # [N, D] float
+    encryption: str | None = None  # None (plain), "static" or "one-time"
+    nonces: np.ndarray | None = None  # [N, 3] uint32 for one-time encryption
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def normalise_path(path: str) -> str:
+    """Compare paths as POSIX relative paths: backslashes to slashes, no leading './'."""
+    path = str(path).replace("\\", "/")
+    while path.startswith("./"):
+        path = path[2:]
+    return path
+
+
+def _mismatch(what: str, items: Iterable[str]) -> str:
+    items = sorted(items)
+    more = f" and {len(items) - 3} more" if len(items) > 3 else ""
+    return f"{len(items)} {what} (e.g. {', '.join(items[:3])}{more})"
+
+
+def validate(ff: FeatureFile, where: str | os.PathLike, dataset_paths=None) -> None:
+    """Raise FeatureFileError (naming `where`) unless `ff` is a well-formed feature file.
+
+    Checks: 1-D string paths, unique; 2-D float features with one row per path; no NaN in plain
+    files (ciphertext may hold any bit pattern); nonces exactly for one-time encryption; and,
+    if `dataset_paths` is given, that the paths are exactly that set of relative paths.
+    """
+    paths, feats = ff.paths, ff.features
+    if paths.ndim != 1 or paths.dtype.kind != "U":
+        raise FeatureFileError(f"{where}: {PATHS_KEY} must be a 1-D string array")
+    if feats.ndim != 2 or feats.dtype.kind != "f":
+        raise FeatureFileError(
+            f"{where}: {FEATURES_KEY} must be a 2-D float array, got {feats.dtype} {feats.shape}"
+        )
+    if len(paths) != len(feats):
+        raise FeatureFileError(f"{where}: {len(paths)} paths but {len(feats)} feature rows")
+    normal = [normalise_path(p) for p in paths]
+    if len(set(normal)) != len(normal):
+        seen, dups = set(), set()
+        for p in normal:
+            (dups if p in seen else seen).add(p)
+        raise FeatureFileError(f"{where}: {_mismatch('duplicate paths', dups)}")
+    if ff.encryption is None:
+        if np.isnan(feats).any():
+            raise FeatureFileError(
+                f"{where}: features contain NaN (not allowed in a plain feature file)"
+            )
+    elif ff.encryption not in SCHEMES:
+        raise FeatureFileError(f"{where}: unknown encryption scheme {ff.encryption!r}")
+    if ff.encryption == "one-time":
+        n = ff.nonces
+        if n is None or n.dtype != np.uint32 or n.shape != (len(paths), 3):
+            raise FeatureFileError(
+                f"{where}: one-time encryption needs {NONCES_KEY} of uint32 [{len(paths)}, 3]"
+            )
+    elif ff.nonces is not None:
+        raise FeatureFileError(f"{where}: has {NONCES_KEY} but is not one-time encrypted")
+    if dataset_paths is not None:
+        expected = {normalise_path(p) for p in dataset_paths}
+        unknown, missing = set(normal) - expected, expected - set(normal)
+        if unknown or missing:
+            parts = [_mismatch("paths not in the dataset", unknown)] if unknown else []
+            parts += [_mismatch("dataset images missing", missing)] if missing else []
+            raise FeatureFileError(f"{where}: {'; '.join(parts)}")
+
+
+def read_features(
+    path: str | os.PathLike, *, encrypted: bool | None = None, dataset_paths=None
+) -> FeatureFile:
+    """Load and validate a feature file; `encrypted` True/False demands that state."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            contents = {k: npz[k] for k in npz.files}
+    except FileNotFoundError:
+        raise FeatureFileError(f"{path}: no such feature file") from None
+    except ValueError as e:
+        if "allow_pickle" in str(e):
+            raise FeatureFileError(f"{path}: holds pickled objects; store paths as str") from None
+        raise FeatureFileError(f"{path}: not a readable .npz feature file") from None
+    except (OSError, zipfile.BadZipFile, EOFError):
+        raise FeatureFileError(f"{path}: not a readable .npz feature file") from None
+    for key in (PATHS_KEY, FEATURES_KEY):
+        if key not in contents:
+            raise FeatureFileError(f"{path}: missing key {key!r} (has {sorted(contents)})")
+    paths = contents[PATHS_KEY]
+    if paths.dtype.kind == "S":
+        paths = np.char.decode(paths, "utf-8")
+    scheme = None
+    if ENCRYPTION_KEY in contents:
+        try:
+            meta = json.loads(str(contents[ENCRYPTION_KEY][()]))
+        except (ValueError, TypeError):
+            meta = None
+        if not isinstance(meta, dict) or meta.get("version") != _META_VERSION:
+            raise FeatureFileError(f"{path}: unreadable {ENCRYPTION_KEY} metadata")
+        scheme = meta.get("scheme", "<missing>")
+    ff = FeatureFile(paths, contents[FEATURES_KEY], scheme, contents.get(NONCES_KEY))
+    validate(ff, path, dataset_paths)
+    if encrypted is not None and (scheme is not None) != encrypted:
+        state = "encrypted" if scheme else "not encrypted"
+        raise FeatureFileError(f"{path}: feature file is {state}")
+    return ff
+
+
+def write_features(path: str | os.PathLike, ff: FeatureFile) -> None:
+    """Validate, then write atomically: a temporary file in the same folder, then os.replace."""
+    path = Path(path)
+    validate(ff, path)
+    arrays = {PATHS_KEY: ff.paths, FEATURES_KEY: ff.features}
+    if ff.encryption is not None:
+        meta = json.dumps({"version": _META_VERSION, "scheme": ff.encryption})
+        arrays[ENCRYPTION_KEY] = np.array(meta)
+    if ff.nonces is not None:
+        arrays[NONCES_KEY] = ff.nonces
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def align_to_records(ff: FeatureFile, record_paths: Iterable[str]) -> np.ndarray:
+    """Row index into `ff` for each dataset record, matched by relative path (all must exist)."""
+    row = {normalise_path(p): i for i, p in enumerate(ff.paths)}
+    records = [normalise_path(p) for p in record_paths]
+    missing = [p for p in records if p not in row]
+    if missing:
+        raise FeatureFileError(f"feature file lacks {_mismatch('record paths', missing)}")
+    return np.array([row[p] for p in records], dtype=np.int64)
