@@ -109,11 +109,13 @@ def read_features(
 ) -> FeatureFile:
     """Load and validate a feature file; `encrypted` True/False demands that state."""
     path = Path(path)
+    if not path.is_file():
+        raise FeatureFileError(f"{path}: no such feature file")
+    if not zipfile.is_zipfile(path):
+        raise FeatureFileError(f"{path}: not a readable .npz feature file")
     try:
         with np.load(path, allow_pickle=False) as npz:
             contents = {k: npz[k] for k in npz.files}
-    except FileNotFoundError:
-        raise FeatureFileError(f"{path}: no such feature file") from None
     except ValueError as e:
         if "allow_pickle" in str(e):
             raise FeatureFileError(f"{path}: holds pickled objects; store paths as str") from None

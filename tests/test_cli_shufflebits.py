@@ -1,0 +1,119 @@
+"""`python -m experiments shufflebits ...`, run in-process through experiments.__main__.main."""
+
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from experiments.__main__ import main
+from invfeat import shufflebits as sb
+from invfeat.data import feature_files as ffs
+from invfeat.data.feature_files import FeatureFile
+
+
+@pytest.fixture
+def plain(tmp_path):
+    rng = np.random.default_rng(0)
+    ff = FeatureFile(
+        np.array([f"query/{i:04d}_c2s1_000101_00.jpg" for i in range(6)]),
+        rng.standard_normal((6, 16)).astype(np.float32),
+    )
+    path = tmp_path / "plain.npz"
+    ffs.write_features(path, ff)
+    return path, ff
+
+
+@pytest.mark.parametrize("one_time", [False, True], ids=["static", "one-time"])
+def test_keygen_encrypt_decrypt_round_trip(tmp_path, plain, capsys, one_time):
+    path, ff = plain
+    key = tmp_path / "key.json"
+    assert main(["shufflebits", "keygen", "--out", str(key)] + ["--one-time"] * one_time) == 0
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    enc, dec = tmp_path / "enc.npz", tmp_path / "dec.npz"
+    assert (
+        main(["shufflebits", "encrypt", "--key", str(key), "--in", str(path), "--out", str(enc)])
+        == 0
+    )
+    e = ffs.read_features(enc, encrypted=True)
+    assert e.encryption == ("one-time" if one_time else "static")
+    assert np.array_equal(e.paths, ff.paths)
+    assert e.features.shape == ff.features.shape and e.features.dtype == np.float32
+    assert not np.array_equal(e.features.view(np.uint32), ff.features.view(np.uint32))
+    assert (e.nonces is not None) == one_time
+    assert (
+        main(["shufflebits", "decrypt", "--key", str(key), "--in", str(enc), "--out", str(dec)])
+        == 0
+    )
+    d = ffs.read_features(dec, encrypted=False)
+    assert np.array_equal(d.paths, ff.paths)
+    assert np.array_equal(d.features.view(np.uint32), ff.features.view(np.uint32))
+    out = capsys.readouterr().out
+    assert "encrypted 6 x 16 float32" in out and "decrypted 6 x 16" in out
+    assert key.read_text() not in out
+
+
+def test_errors_exit_2_and_write_nothing(tmp_path, plain, capsys):
+    path, _ = plain
+    key = tmp_path / "key.json"
+    assert main(["shufflebits", "keygen", "--out", str(key)]) == 0
+    assert main(["shufflebits", "keygen", "--out", str(key)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+    out = tmp_path / "out.npz"
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, accumulated_image_file_paths=np.array(["a"]))
+    for args, message in [
+        (["encrypt", "--key", str(key), "--in", str(bad)], "missing key"),
+        (["encrypt", "--key", str(tmp_path / "nokey"), "--in", str(path)], "cannot read key"),
+        (["decrypt", "--key", str(key), "--in", str(path)], "is not encrypted"),
+    ]:
+        assert main(["shufflebits", *args, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.startswith("error: ")
+        assert not out.exists()
+
+    enc = tmp_path / "enc.npz"
+    assert (
+        main(["shufflebits", "encrypt", "--key", str(key), "--in", str(path), "--out", str(enc)])
+        == 0
+    )
+    assert (
+        main(["shufflebits", "encrypt", "--key", str(key), "--in", str(enc), "--out", str(out)])
+        == 2
+    )
+    assert "is encrypted" in capsys.readouterr().err
+    secret = tmp_path / "secret.json"
+    assert main(["shufflebits", "keygen", "--one-time", "--out", str(secret)]) == 0
+    assert (
+        main(["shufflebits", "decrypt", "--key", str(secret), "--in", str(enc), "--out", str(out)])
+        == 2
+    )
+    assert "static key, not a one-time" in capsys.readouterr().err
+    # deterministic keys: decrypting with the wrong one yields NaN rows, so nothing is written
+    right, wrong = tmp_path / "right.json", tmp_path / "wrong.json"
+    sb.Key.from_seed(1).save(right)
+    sb.Key.from_seed(2).save(wrong)
+    assert (
+        main(["shufflebits", "encrypt", "--key", str(right), "--in", str(path), "--out", str(enc)])
+        == 0
+    )
+    assert (
+        main(["shufflebits", "decrypt", "--key", str(wrong), "--in", str(enc), "--out", str(out)])
+        == 2
+    )
+    assert "wrong key?" in capsys.readouterr().err
+    os.chmod(key, 0o644)
+    assert (
+        main(["shufflebits", "encrypt", "--key", str(key), "--in", str(path), "--out", str(out)])
+        == 2
+    )
+    assert "chmod 600" in capsys.readouterr().err
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_selftest_passes(capsys):
+    assert main(["shufflebits", "selftest"]) == 0
+    out = capsys.readouterr().out
+    assert "5/5 checks passed" in out and "FAIL" not in out

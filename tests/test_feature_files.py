@@ -1,0 +1,156 @@
+"""FastReID .npz feature files: round trip, validation errors naming the file, atomic writes."""
+
+import os
+
+import numpy as np
+import pytest
+
+from invfeat.data import feature_files as ffs
+from invfeat.data.feature_files import FeatureFile, FeatureFileError
+
+
+def sample(n: int = 5, d: int = 4) -> FeatureFile:
+    paths = np.array([f"bounding_box_test/{i:04d}_c1s1_000001_00.jpg" for i in range(n)])
+    feats = np.random.default_rng(0).standard_normal((n, d)).astype(np.float32)
+    return FeatureFile(paths, feats)
+
+
+def test_round_trip_plain_and_encrypted(tmp_path):
+    ff = sample()
+    path = tmp_path / "feats.npz"
+    ffs.write_features(path, ff)
+    back = ffs.read_features(path, encrypted=False)
+    assert np.array_equal(back.paths, ff.paths) and np.array_equal(back.features, ff.features)
+    assert back.encryption is None and back.nonces is None
+    with np.load(path) as raw:  # what a FastReID reader sees
+        assert set(raw.files) == {ffs.PATHS_KEY, ffs.FEATURES_KEY}
+
+    nan_rows = ff.features.copy()
+    nan_rows[0, 0] = np.nan  # ciphertext may be any bit pattern
+    nonces = np.arange(15, dtype=np.uint32).reshape(5, 3)
+    enc = FeatureFile(ff.paths, nan_rows, "one-time", nonces)
+    ffs.write_features(path, enc)
+    back = ffs.read_features(path, encrypted=True)
+    assert back.encryption == "one-time" and np.array_equal(back.nonces, nonces)
+    with np.load(path) as raw:
+        assert np.array_equal(raw[ffs.PATHS_KEY], ff.paths)
+        assert raw[ffs.FEATURES_KEY].shape == (5, 4)
+    with pytest.raises(FeatureFileError, match="is encrypted"):
+        ffs.read_features(path, encrypted=False)
+
+
+def _raw(tmp_path, name="bad.npz", **arrays):
+    path = tmp_path / name
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize(
+    "arrays,message",
+    [
+        (dict(accumulated_feature_array=np.zeros((2, 3), np.float32)), "missing key"),
+        (
+            dict(
+                accumulated_image_file_paths=np.array(["a", "b"]),
+                accumulated_feature_array=np.zeros(3, np.float32),
+            ),
+            "2-D float",
+        ),
+        (
+            dict(
+                accumulated_image_file_paths=np.array(["a", "b"]),
+                accumulated_feature_array=np.zeros((2, 3), np.int32),
+            ),
+            "2-D float",
+        ),
+        (
+            dict(
+                accumulated_image_file_paths=np.array(["a", "b", "c"]),
+                accumulated_feature_array=np.zeros((2, 3), np.float32),
+            ),
+            "3 paths but 2",
+        ),
+        (
+            dict(
+                accumulated_image_file_paths=np.array(["a", "./a"]),
+                accumulated_feature_array=np.zeros((2, 3), np.float32),
+            ),
+            "duplicate paths",
+        ),
+        (
+            dict(
+                accumulated_image_file_paths=np.array(["a", "b"]),
+                accumulated_feature_array=np.full((2, 3), np.nan, np.float32),
+            ),
+            "NaN",
+        ),
+        (
+            dict(
+                accumulated_image_file_paths=np.array(["a", "b"]),
+                accumulated_feature_array=np.zeros((2, 3), np.float32),
+                invfeat_encryption=np.array('{"version": 1, "scheme": "one-time"}'),
+            ),
+            "nonces",
+        ),
+        (
+            dict(
+                accumulated_image_file_paths=np.array(["a", "b"]),
+                accumulated_feature_array=np.zeros((2, 3), np.float32),
+                invfeat_encryption=np.array("{bad"),
+            ),
+            "metadata",
+        ),
+        (
+            dict(
+                accumulated_image_file_paths=np.array(["a", "b"], dtype=object),
+                accumulated_feature_array=np.zeros((2, 3), np.float32),
+            ),
+            "pickled",
+        ),
+    ],
+)
+def test_bad_files_name_the_file(tmp_path, arrays, message):
+    path = _raw(tmp_path, **arrays)
+    with pytest.raises(FeatureFileError, match=message) as err:
+        ffs.read_features(path)
+    assert str(path) in str(err.value)
+
+
+def test_unreadable_and_missing(tmp_path):
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not a zip file at all")
+    with pytest.raises(FeatureFileError, match="not a readable"):
+        ffs.read_features(junk)
+    with pytest.raises(FeatureFileError, match="no such"):
+        ffs.read_features(tmp_path / "nope.npz")
+
+
+def test_dataset_paths_and_alignment(tmp_path):
+    ff = sample()
+    path = tmp_path / "f.npz"
+    ffs.write_features(path, ff)
+    dataset = [str(p) for p in ff.paths]
+    ffs.read_features(path, dataset_paths=dataset)
+    with pytest.raises(FeatureFileError, match="1 dataset images missing"):
+        ffs.read_features(path, dataset_paths=dataset + ["query/x.jpg"])
+    with pytest.raises(FeatureFileError, match="1 paths not in the dataset"):
+        ffs.read_features(path, dataset_paths=dataset[1:])
+    records = [dataset[3], "./" + dataset[0], dataset[3].replace("/", "\\")]
+    rows = ffs.align_to_records(ff, records)
+    assert rows.tolist() == [3, 0, 3]
+    with pytest.raises(FeatureFileError, match="lacks 1 record paths"):
+        ffs.align_to_records(ff, ["query/missing.jpg"])
+
+
+def test_invalid_write_leaves_nothing(tmp_path):
+    ff = sample()
+    bad = FeatureFile(ff.paths[:3], ff.features)
+    path = tmp_path / "out.npz"
+    with pytest.raises(FeatureFileError, match="3 paths but 5"):
+        ffs.write_features(path, bad)
+    assert os.listdir(tmp_path) == []
+    ffs.write_features(path, ff)
+    before = path.read_bytes()
+    with pytest.raises(FeatureFileError):
+        ffs.write_features(path, bad)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["out.npz"]
