@@ -1,0 +1,189 @@
+"""ShuffleBits throughput against memory-bound and cryptographic baselines; prints a Markdown table.
+
+    python benchmarks/shufflebits.py [--mib 64] [--width 2048] [--formulations]
+
+One float32 array of --mib MiB (rows of --width) is held on the default JAX device (CPU or GPU).
+Jitted rows are timed with block_until_ready, warm-up excluded, best of --repeats, two ways:
+"fresh" (a new output buffer per call, as a plain jitted call does) and "in place" (input
+donated, so the output reuses its buffer: no allocation or page faults, compute shows). Host rows
+(numpy copy, AES from `cryptography` if installed, the published per-element string method on a
+sample, scaled) have one column. GB/s counts the array's bytes once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from invfeat import shufflebits as sb
+
+
+def best_time(fn: Callable[[], object], repeats: int) -> float:
+    jax.block_until_ready(fn())  # warm-up / compile
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def time_jitted(f: Callable, x: jax.Array, extra: tuple, repeats: int) -> tuple[float, float]:
+    """(fresh-output seconds, donated in-place seconds) for jitted f(x, *extra)."""
+    fresh = jax.jit(f)
+    t_fresh = best_time(lambda: fresh(x, *extra), repeats)
+    inplace = jax.jit(f, donate_argnums=0)
+    state = {"y": jnp.array(x, copy=True)}
+
+    def step() -> jax.Array:
+        state["y"] = inplace(state["y"], *extra)  # ShuffleBits is a bijection: safe to chain
+        return state["y"]
+
+    return t_fresh, best_time(step, repeats)
+
+
+def formulations(key: sb.Key) -> dict[str, Callable]:
+    """Alternative bit-permutation formulations of the same static key (bit-exact)."""
+    n = 32
+    src = 31 - key.to_index_array()[31 - np.arange(n)]
+    u32 = np.uint32
+
+    def shift_groups(u: jax.Array) -> jax.Array:
+        out, dist = jnp.zeros_like(u), np.arange(n) - src
+        for d in np.unique(dist):
+            m = u32(sum(1 << int(src[j]) for j in np.nonzero(dist == d)[0]))
+            out |= (u & m) << u32(d) if d >= 0 else (u & m) >> u32(-d)
+        return out
+
+    def per_bit(u: jax.Array) -> jax.Array:
+        out = jnp.zeros_like(u)
+        for j in range(n):
+            out |= ((u >> u32(src[j])) & u32(1)) << u32(j)
+        return out
+
+    inv = np.argsort(src)
+    b = np.arange(1 << 16, dtype=np.uint64)
+    tables = []
+    for half in range(2):
+        t = np.zeros_like(b)
+        for i in range(16):
+            t |= ((b >> np.uint64(i)) & np.uint64(1)) << np.uint64(inv[16 * half + i])
+        tables.append(jnp.asarray(t.astype(np.uint32)))
+
+    def lut16(u: jax.Array) -> jax.Array:
+        return tables[0][u & u32(0xFFFF)] | tables[1][u >> u32(16)]
+
+    def wrap(g: Callable) -> Callable:
+        return lambda x: jax.lax.bitcast_convert_type(
+            g(jax.lax.bitcast_convert_type(x, jnp.uint32)), jnp.float32
+        )
+
+    return {
+        "  shift groups (out |= (x & m_d) << d)": wrap(shift_groups),
+        "  per-bit gather (32 shift/and/or)": wrap(per_bit),
+        "  16-bit lookup tables (2 gathers)": wrap(lut16),
+    }
+
+
+def host_rows(x_np: np.ndarray, sample: int, repeats: int) -> list[tuple[str, float | None, str]]:
+    rows: list[tuple[str, float | None, str]] = []
+    rows.append(("numpy copy (host)", best_time(lambda: x_np.copy(), repeats), ""))
+    try:
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    except ImportError:
+        rows += [
+            (f"AES-256-{m} (cryptography)", None, "skipped: not installed")
+            for m in "GCM CTR".split()
+        ]
+        return rows
+    data = x_np.tobytes()
+    key, nonce = AESGCM.generate_key(bit_length=256), b"\0" * 12
+    gcm = AESGCM(key)
+    rows.append(
+        (
+            "AES-256-GCM (cryptography, host)",
+            best_time(lambda: gcm.encrypt(nonce, data, None), repeats),
+            "",
+        )
+    )
+    ctr = Cipher(algorithms.AES(key), modes.CTR(b"\0" * 16))
+    rows.append(
+        (
+            "AES-256-CTR (cryptography, host)",
+            best_time(lambda: ctr.encryptor().update(data), repeats),
+            "",
+        )
+    )
+    part = x_np.ravel()[:sample].view(np.uint32)
+    index_array = sb.Key.from_seed(0).to_index_array()
+    t0 = time.perf_counter()
+    sb.published_string_encrypt(part, index_array)
+    scaled = (time.perf_counter() - t0) * x_np.size / part.size
+    rows.append(("published string method (host, scaled)", scaled, f"{part.size} floats timed"))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mib", type=int, default=64)
+    parser.add_argument("--width", type=int, default=2048, help="feature vector length")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--sample", type=int, default=20000, help="floats for the string method")
+    parser.add_argument("--formulations", action="store_true", help="add alternative kernels")
+    args = parser.parse_args()
+
+    rows_n = args.mib * (1 << 20) // 4 // args.width
+    x_np = np.random.default_rng(0).standard_normal((rows_n, args.width), dtype=np.float32)
+    x = jax.device_put(x_np)
+    nbytes = x_np.nbytes
+    device = jax.devices()[0]
+    key, secret = sb.Key.from_seed(0), sb.Secret.generate()
+    nonces = jax.device_put(sb.fresh_nonces(rows_n))
+
+    jitted: list[tuple[str, Callable, tuple]] = [
+        ("jitted x + 1 (memory-bound ceiling)", lambda v: v + 1, ()),
+        ("jitted device copy (v.copy())", lambda v: v.copy(), ()),
+        ("ShuffleBits static key (Benes, jit)", lambda v: sb.encrypt(v, key), ()),
+        (
+            f"ShuffleBits one-time ({args.width}-d vectors, jit)",
+            lambda v, n: sb.encrypt(v, secret, n),
+            (nonces,),
+        ),
+    ]
+    if args.formulations:
+        jitted += [(name, f, ()) for name, f in formulations(key).items()]
+    results = [(name, *time_jitted(f, x, extra, args.repeats)) for name, f, extra in jitted]
+    ceiling = results[0][1:]
+    gbs = lambda t: nbytes / t / 1e9
+
+    print(
+        f"\nShuffleBits on {device.device_kind} ({device.platform}), "
+        f"{nbytes >> 20} MiB float32 as {rows_n} x {args.width}; best of {args.repeats}\n"
+    )
+    print("| method | GB/s fresh | ratio to x + 1 | GB/s in place | ratio to x + 1 | note |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name, t_fresh, t_inplace in results:
+        inplace = f"{gbs(t_inplace):.2f} | {ceiling[1] / t_inplace:.3f}"
+        if "copy" in name:  # a donated copy is a no-op alias
+            inplace = "- | -"
+        print(f"| {name} | {gbs(t_fresh):.2f} | {ceiling[0] / t_fresh:.3f} | {inplace} | |")
+    host = host_rows(x_np, args.sample, args.repeats)
+    for name, t, note in host:
+        if t is None:
+            print(f"| {name} | - | - | - | - | {note} |")
+        else:
+            print(f"| {name} | {gbs(t):.4g} | {ceiling[0] / t:.4g} | | | {note} |")
+    published = [t for name, t, _ in host if name.startswith("published") and t]
+    if published:
+        speedup = published[0] / results[2][1]
+        print(f"\nstatic-key ShuffleBits (fresh) vs the published string method: {speedup:,.0f}x")
+
+
+if __name__ == "__main__":
+    main()
