@@ -445,7 +445,8 @@ def _one_time_kernel(u: jax.Array, key_words: jax.Array, nonce: jax.Array, inver
     bits = u.dtype.itemsize * 8
     src = _permutation(key_words, nonce, bits)
     src = jnp.where(inverse, _inverse(src, jnp), src)
-    masks_S = benes_masks(src, jnp)[..., None, :]
+    # computed once per vector: the barrier stops XLA from fusing (recomputing) it per element
+    masks_S = jax.lax.optimization_barrier(benes_masks(src, jnp))[..., None, :]
     return _delta_swaps(u, benes_shifts(bits), [masks_S[..., k] for k in range(masks_S.shape[-1])])
 
 
