@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fast_init import fast_init
 
 from invfeat.models.attribute_head import AttributeHead, block_widths
 from invfeat.models.decoder import Decoder, upsampling_plan
@@ -32,7 +33,7 @@ def test_block_widths_shrink_geometrically_to_the_class_count():
 def test_attribute_head_logits_per_attribute_and_dropout():
     head = AttributeHead(num_classes=(2, 4, 9), block_num=2, dropout_rate=0.5)
     features = jax.random.normal(KEY, (6, 32))
-    variables = jax.jit(head.init)(KEY, features)
+    variables = fast_init(head.init, features)
     logits = jax.jit(head.apply)(variables, features)
     assert [x.shape for x in logits] == [(6, 2), (6, 4), (6, 9)]
     train = jax.jit(
@@ -117,7 +118,7 @@ def test_discriminator_spectral_norm(spectral_norm):
     disc = Discriminator(base_filters=4, spectral_norm=spectral_norm)
     images = jax.random.uniform(KEY, (2, 32, 16, 3))
     features = jax.random.normal(KEY, (2, 8))
-    variables = jax.jit(disc.init)(KEY, images, features)
+    variables = fast_init(disc.init, images, features)
     apply = jax.jit(lambda v: disc.apply(v, images, features))
     logits = apply(variables)
     assert logits.shape == (2,)
@@ -159,7 +160,7 @@ def test_discriminator_rejects_unknown_comparison():
 def test_surrogate_features_and_activations():
     net = SurrogateNet(feature_dim=12, widths=(4, 8, 16))
     images = jax.random.uniform(KEY, (2, 32, 16, 3))
-    variables = jax.jit(net.init)(KEY, images)
+    variables = fast_init(net.init, images)
     features, stages = jax.jit(net.apply)(variables, images)
     assert features.shape == (2, 12)
     assert [s.shape for s in stages] == [(2, 16, 8, 4), (2, 8, 4, 8), (2, 4, 2, 16)]
