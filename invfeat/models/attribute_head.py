@@ -55,4 +55,3 @@ class AttributeHead(nn.Module):
                     x = nn.relu(x)
             logits.append(x)
         return tuple(logits)
-
