@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Command groups, in the order `--help` lists them; one module per group.
-GROUPS = ("shufflebits", "data")
+GROUPS = ("shufflebits", "data", "victim", "features")
 
 
 def build_parser() -> argparse.ArgumentParser:

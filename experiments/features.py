@@ -1,0 +1,83 @@
+"""`python -m experiments features extract`: FastReID-layout feature files through the victim's API.
+
+    features extract --dataset NAME --victim WORKDIR --out PATH
+                     [--encrypt static|one-time --key FILE] [--splits train query ...]
+
+One .npz per split (train, query, gallery, and val where present): `--out DIR` writes
+DIR/<split>.npz, `--out NAME.npz` writes NAME_<split>.npz. With --encrypt the API emits
+ShuffleBits ciphertext: under the static key in FILE, or (one-time) under per-vector keys derived
+from the secret in FILE, with the nonces stored in the files. A missing key file is created
+(mode 0600); keys are never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("features", help="extract feature files through the API")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    extract = commands.add_parser("extract", help="one FastReID .npz per split")
+    extract.add_argument("--dataset", required=True, help="a built dataset, e.g. synth_market")
+    extract.add_argument("--victim", required=True, type=Path, help="trained victim workdir")
+    extract.add_argument("--out", required=True, type=Path, help="a folder, or NAME.npz")
+    extract.add_argument("--encrypt", choices=("static", "one-time"), help="ShuffleBits scheme")
+    extract.add_argument("--key", type=Path, help="key file (created if missing)")
+    extract.add_argument("--splits", nargs="+", help="default: every built split")
+    extract.add_argument("--batch-size", type=int, default=256)
+    extract.add_argument("--data-dir", type=Path, help="default: $INVFEAT_DATA_DIR or ./data")
+    extract.set_defaults(func=run_extract)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def load_or_create_key(path: Path, scheme: str):
+    """The key in `path` (checked against `scheme`), or a new one saved there (mode 0600)."""
+    from invfeat import shufflebits as sb
+
+    if not path.exists():
+        key = sb.Secret.generate() if scheme == "one-time" else sb.Key.generate()
+        key.save(path)
+        print(f"created a new {scheme} key file {path} (mode 0600)")
+        return key
+    key = sb.load_key(path)
+    found = "one-time" if isinstance(key, sb.Secret) else "static"
+    if found != scheme:
+        raise ValueError(f"{path} holds a {found} key, but --encrypt {scheme} was asked for")
+    return key
+
+
+def run_extract(args: argparse.Namespace) -> int:
+    from invfeat import shufflebits as sb
+    from invfeat.data.feature_files import FeatureFileError
+    from invfeat.features import extract_features
+    from invfeat.victim import load_victim, settings_for
+
+    if (args.encrypt is None) != (args.key is None):
+        return _fail("--encrypt and --key go together")
+    try:
+        victim = load_victim(args.victim)
+        key = load_or_create_key(args.key, args.encrypt) if args.encrypt else None
+        settings = settings_for(victim.config, args.dataset)
+        paths = extract_features(
+            victim,
+            args.dataset,
+            args.out,
+            key=key,
+            splits=args.splits,
+            data_dir=args.data_dir,
+            data_settings=settings,
+            batch_size=args.batch_size,
+        )
+    except (FileNotFoundError, ValueError, TypeError, FeatureFileError, sb.KeyFileError) as err:
+        return _fail(str(err))
+    kind = f"{args.encrypt}-key ciphertext" if args.encrypt else "plaintext"
+    for split, path in paths.items():
+        print(f"{split}: {path} ({kind})")
+    return 0

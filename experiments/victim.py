@@ -1,0 +1,148 @@
+"""`python -m experiments victim train|eval|configs`: the victim re-ID model.
+
+    victim train [--dataset synth_msmt] [--config cpu] [--workdir DIR] [--resume] [--epochs N]
+    victim eval [--workdir DIR] [--dataset NAME ...]
+    victim configs
+
+`train` trains the named config (`configs` lists them: tiny, cpu (default), resnet50) on the
+dataset's train split, with a progress bar, metrics in DIR/metrics.jsonl and checkpoints in
+DIR/checkpoints; `--resume` continues a killed run. `eval` reports rank-1/5/10 and mAP on the
+victim's own test split (in-domain) and on synth_market and synth_duke (cross-domain), and
+writes DIR/eval.json. The workdir defaults to runs/victim/<config>-<dataset>; datasets must be
+built (`python -m experiments data build`), under --data-dir, $INVFEAT_DATA_DIR or ./data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+CROSS_DOMAIN = ("synth_market", "synth_duke")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("victim", help="train and evaluate the victim re-ID model")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    train = commands.add_parser("train", help="train a victim (resumable)")
+    train.add_argument(
+        "--dataset", default="synth_msmt", help="training dataset (default: %(default)s)"
+    )
+    train.add_argument("--config", default="cpu", help="victim config name (see `victim configs`)")
+    train.add_argument("--workdir", type=Path, help="default: runs/victim/<config>-<dataset>")
+    train.add_argument("--resume", action="store_true", help="continue the run in --workdir")
+    train.add_argument("--epochs", type=int, help="override the config's epoch count")
+    train.add_argument("--seed", type=int, help="override the config's seed")
+    train.add_argument("--data-dir", type=Path, help="default: $INVFEAT_DATA_DIR or ./data")
+    train.add_argument("--no-eval", action="store_true", help="skip the in-domain evaluation")
+    train.set_defaults(func=run_train)
+
+    evaluate = commands.add_parser("eval", help="re-ID accuracy in-domain and cross-domain")
+    evaluate.add_argument("--workdir", type=Path, help="a trained victim's workdir")
+    evaluate.add_argument("--config", default="cpu", help="to find the default workdir")
+    evaluate.add_argument(
+        "--dataset",
+        nargs="+",
+        help="datasets to evaluate on (default: the victim's own, synth_market, synth_duke)",
+    )
+    evaluate.add_argument("--data-dir", type=Path, help="default: $INVFEAT_DATA_DIR or ./data")
+    evaluate.set_defaults(func=run_eval)
+
+    configs = commands.add_parser("configs", help="list the named victim configs")
+    configs.set_defaults(func=run_configs)
+
+
+def default_workdir(config: str, dataset: str) -> Path:
+    return Path("runs") / "victim" / f"{config}-{dataset}"
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from invfeat import victim as V
+
+    overrides: dict = {"dataset": args.dataset}
+    if not args.dataset.startswith("synth_"):
+        overrides["data_settings"] = None
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    try:
+        config = V.get_victim_config(args.config, **overrides)
+    except ValueError as err:
+        return _fail(str(err))
+    workdir = args.workdir or default_workdir(args.config, args.dataset)
+    print(f"training victim {config.name} ({config.model}, {config.input_size}) on "
+          f"{config.dataset} in {workdir}")  # fmt: skip
+    try:
+        victim = V.train_victim(config, workdir, resume=args.resume, data_dir=args.data_dir)
+    except (FileNotFoundError, FileExistsError, ValueError, FloatingPointError) as err:
+        return _fail(str(err))
+    print(f"saved the victim to {workdir / V.VARIABLES_FILE} ({json.dumps(victim.summary)})")
+    if not args.no_eval:
+        scores = V.evaluate_victim(
+            victim, config.dataset, data_dir=args.data_dir, data_settings=config.data_settings
+        )
+        print(format_table({config.dataset: scores}))
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from invfeat import victim as V
+
+    workdir = args.workdir or default_workdir(args.config, "synth_msmt")
+    try:
+        victim = V.load_victim(workdir)
+    except (FileNotFoundError, ValueError) as err:
+        return _fail(str(err))
+    own = victim.config.dataset
+    datasets = args.dataset or [own, *(d for d in CROSS_DOMAIN if d != own)]
+    results = {}
+    for dataset in datasets:
+        settings = V.settings_for(victim.config, dataset)
+        try:
+            results[dataset] = V.evaluate_victim(
+                victim, dataset, data_dir=args.data_dir, data_settings=settings
+            )
+        except (FileNotFoundError, ValueError) as err:
+            return _fail(str(err))
+    record = {
+        "victim": dataclasses.asdict(victim.config),
+        "in_domain": own,
+        "results": results,
+    }
+    (workdir / "eval.json").write_text(json.dumps(record, indent=2))
+    print(format_table(results, own))
+    print(f"wrote {workdir / 'eval.json'}")
+    return 0
+
+
+def format_table(results: dict[str, dict[str, float]], own: str | None = None) -> str:
+    """A Markdown table of re-ID figures in percent."""
+    lines = ["| dataset | domain | rank-1 | rank-5 | rank-10 | mAP | queries |", "|" + "---|" * 7]
+    for dataset, r in results.items():
+        domain = "in" if own is None or dataset == own else "cross"
+        lines.append(
+            f"| {dataset} | {domain} | {100 * r['rank1']:.1f} | {100 * r['rank5']:.1f} "
+            f"| {100 * r['rank10']:.1f} | {100 * r['mAP']:.1f} | {r['num_queries']} |"
+        )
+    return "\n".join(lines)
+
+
+def run_configs(args: argparse.Namespace) -> int:
+    from invfeat.victim import CONFIGS
+
+    for name, config in CONFIGS.items():
+        h, w = config.input_size
+        print(
+            f"{name:10s} model {config.model}, {h}x{w}, batch {config.p}x{config.k}, "
+            f"{config.epochs} epochs, Adam {config.learning_rate:g}"
+        )
+    return 0

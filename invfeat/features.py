@@ -1,0 +1,204 @@
+"""Features of a dataset's splits through the black-box API, and FastReID-layout feature files.
+
+`embed_split` streams one built split through any embedding function in fixed-size batches
+(decoded, resized, never all in memory) and returns the features with the records' identities,
+cameras and relative file names. `extract_features` does that for every split of a dataset
+(train, query, gallery, and val where the dataset has one) through a victim's API and writes
+one `.npz` per split with `invfeat.data.feature_files` (plain, or ShuffleBits ciphertext under
+a static key, or under one-time keys with the per-row nonces stored beside the features).
+
+File layout (`feature_paths`): `--out DIR` gives `DIR/<split>.npz`; `--out NAME.npz` gives
+`NAME_<split>.npz` beside it. Rows follow the dataset's record order; the paths are the
+records' dataset-relative file names (e.g. `query/0001_c1s1_010000_00.png`).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+from tqdm import tqdm
+
+from invfeat import shufflebits
+from invfeat.api import FeatureAPI
+from invfeat.data.feature_files import FeatureFile, write_features
+from invfeat.data.pipeline import LoaderConfig, make_loader
+
+# images float32 [B, H, W, 3] in [0, 1] -> (features [B, D], nonces [B, 3] or None)
+EmbedFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
+
+
+class Embedded(NamedTuple):
+    """A split's features in record order, with what identifies each row."""
+
+    features: np.ndarray  # [N, D]
+    nonces: np.ndarray | None  # [N, 3] uint32 (one-time encryption only)
+    identity: np.ndarray  # [N] int32
+    camera: np.ndarray  # [N] int32
+    file_names: np.ndarray  # [N] str
+
+
+class HasAPI(Protocol):
+    """What extraction needs of a victim (`invfeat.victim.Victim` is one)."""
+
+    @property
+    def image_size(self) -> tuple[int, int]: ...
+
+    def api(self, key: Any = None, batch_size: int = 256) -> FeatureAPI: ...
+
+
+def open_dataset_split(
+    dataset: str,
+    split: str,
+    *,
+    data_dir: str | Path | None = None,
+    data_settings: Mapping[str, Any] | None = None,
+) -> Sequence[Mapping[str, Any]]:
+    """A built split as a random-access source; `data_settings` (SynthConfig fields) pick the
+    builder config of a synthetic dataset."""
+    from invfeat.data import builders
+
+    kwargs: dict[str, Any] = {}
+    if data_settings:
+        if not dataset.startswith("synth_"):
+            raise ValueError(f"data_settings apply to synthetic datasets only, not {dataset!r}")
+        from invfeat.data.builders.synth import builder_config
+
+        settings = dict(data_settings)
+        if "size" in settings:
+            settings["size"] = tuple(settings["size"])
+        kwargs["config"] = builder_config(**settings)
+    builders.builder_class(dataset)  # clear error for unknown names
+    where = Path(data_dir) if data_dir is not None else builders.default_data_dir()
+    try:
+        return builders.open_split(dataset, split, data_dir=data_dir, **kwargs)
+    except Exception as err:  # tfds raises several types for "not built" / "no such split"
+        raise FileNotFoundError(
+            f"dataset {dataset!r} split {split!r} is not built in {where} (build it with "
+            f"`python -m experiments data build --dataset {dataset} --data-dir {where}`): {err}"
+        ) from err
+
+
+def dataset_splits(
+    dataset: str,
+    *,
+    data_dir: str | Path | None = None,
+    data_settings: Mapping[str, Any] | None = None,
+) -> tuple[str, ...]:
+    """The splits a built dataset has, in its builder's order (train, query, gallery, val...)."""
+    from invfeat.data import builders
+
+    found = []
+    for split in builders.builder_class(dataset).SPLITS:
+        try:
+            open_dataset_split(dataset, split, data_dir=data_dir, data_settings=data_settings)
+        except FileNotFoundError:
+            continue
+        found.append(split)
+    if not found:
+        raise FileNotFoundError(f"dataset {dataset!r} has no built split in {data_dir or 'data'}")
+    return tuple(found)
+
+
+def embed_split(
+    embed: EmbedFn,
+    source: Sequence[Mapping[str, Any]],
+    image_size: tuple[int, int],
+    batch_size: int,
+    *,
+    desc: str | None = None,
+) -> Embedded:
+    """`embed` over every record of `source` in order, in batches of exactly `batch_size`
+    (the last one padded and trimmed), so a jitted `embed` compiles once."""
+    config = LoaderConfig(
+        batch_size=batch_size, image_size=tuple(image_size), shuffle=False, num_epochs=1,
+        drop_remainder=False, include_file_names=True,
+    )  # fmt: skip
+    loader = make_loader(source, config, process_index=0, process_count=1)
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in Embedded._fields}
+    for batch in tqdm(
+        loader,
+        total=-(-len(source) // batch_size),
+        desc=desc,
+        unit="batch",
+        file=sys.stderr,
+        disable=desc is None,
+        leave=False,
+    ):
+        valid = batch["valid"]
+        features, nonces = embed(batch["image"])
+        parts["features"].append(np.asarray(features)[valid])
+        if nonces is not None:
+            parts["nonces"].append(np.asarray(nonces)[valid])
+        parts["identity"].append(batch["identity"][valid])
+        parts["camera"].append(batch["camera"][valid])
+        parts["file_names"].append(np.char.decode(batch["file_name"][valid].astype(bytes)))
+    out = {k: np.concatenate(v) if v else None for k, v in parts.items()}
+    return Embedded(**out)
+
+
+def api_embed(api: FeatureAPI) -> EmbedFn:
+    """The API as an `EmbedFn` (its served features and one-time nonces)."""
+
+    def embed(images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        served = api.serve(images)
+        return served.features, served.nonces
+
+    return embed
+
+
+def scheme_of(key: Any) -> str | None:
+    """The feature-file encryption scheme of an API key (None: plaintext)."""
+    if key is None:
+        return None
+    if isinstance(key, shufflebits.Secret):
+        return "one-time"
+    if isinstance(key, shufflebits.Key):
+        return "static"
+    raise TypeError(f"key must be a shufflebits Key or Secret, got {type(key).__name__}")
+
+
+def feature_paths(out: str | Path, splits: Sequence[str]) -> dict[str, Path]:
+    """Where each split's file goes: `DIR/<split>.npz`, or `NAME_<split>.npz` for `NAME.npz`."""
+    out = Path(out)
+    if out.suffix == ".npz":
+        return {s: out.with_name(f"{out.stem}_{s}.npz") for s in splits}
+    return {s: out / f"{s}.npz" for s in splits}
+
+
+def extract_features(
+    victim: HasAPI,
+    dataset: str,
+    out: str | Path,
+    *,
+    key: shufflebits.Key | shufflebits.Secret | None = None,
+    splits: Sequence[str] | None = None,
+    data_dir: str | Path | None = None,
+    data_settings: Mapping[str, Any] | None = None,
+    batch_size: int = 256,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """Write one feature file per split of `dataset` (default: every built split).
+
+    Returns {split: path}. With a key the files hold ciphertext (and, one-time, the nonces).
+    """
+    scheme = scheme_of(key)
+    opened = dict(data_dir=data_dir, data_settings=data_settings)
+    splits = tuple(splits) if splits else dataset_splits(dataset, **opened)
+    paths = feature_paths(out, splits)
+    api = victim.api(key=key, batch_size=batch_size)
+    for split, path in paths.items():
+        source = open_dataset_split(dataset, split, **opened)
+        emb = embed_split(
+            api_embed(api),
+            source,
+            victim.image_size,
+            api.batch_size,
+            desc=f"{dataset}/{split}" if progress else None,
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_features(path, FeatureFile(emb.file_names, emb.features, scheme, emb.nonces))
+    return paths
