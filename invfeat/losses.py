@@ -24,9 +24,7 @@ def pairwise_euclidean(x_BD: jax.Array, y_ND: jax.Array) -> jax.Array:
     """Euclidean distances [B, N], with a gradient-safe square root at zero."""
     x = x_BD.astype(jnp.float32)
     y = y_ND.astype(jnp.float32)
-    squared = (
-        jnp.sum(x * x, axis=-1)[:, None] + jnp.sum(y * y, axis=-1)[None, :] - 2.0 * x @ y.T
-    )
+    squared = jnp.sum(x * x, axis=-1)[:, None] + jnp.sum(y * y, axis=-1)[None, :] - 2.0 * x @ y.T
     return jnp.sqrt(jnp.maximum(squared, 1e-12))
 
 
