@@ -11,7 +11,9 @@ for any bit pattern), and is a pure jnp function that composes inside jit:
   sign(x) log(1 + |x|): [B, D] in about [-88.8, 88.8].
 
 The same encodings apply to plaintext features, so plaintext and ciphertext attacks can be
-compared on equal terms.
+compared on equal terms. Every encoding also accepts the raw 32-bit words (uint32 [B, D], e.g.
+`features.view(np.uint32)` on the host), so ciphertext can travel to the device as integers and
+no float operation ever sees its NaN payloads.
 """
 
 from collections.abc import Callable
@@ -25,10 +27,12 @@ DEFAULT_ENCODING = "bits"
 
 def _as_uint32(features_BD: jax.Array) -> jax.Array:
     dtype = np.dtype(getattr(features_BD, "dtype", np.float64))
+    if dtype == np.uint32:
+        return jnp.asarray(features_BD)
     if dtype != np.float32:
         raise TypeError(
-            f"bit-level encodings read float32 features, got {dtype}; casting would "
-            "alter ciphertext bits, so cast only plaintext, and before encrypting"
+            f"bit-level encodings read float32 features (or their uint32 words), got {dtype}; "
+            "casting would alter ciphertext bits, so cast only plaintext, and before encrypting"
         )
     return jax.lax.bitcast_convert_type(jnp.asarray(features_BD), jnp.uint32)
 
@@ -50,7 +54,7 @@ def bytes_encoding(features_BD: jax.Array) -> jax.Array:
 
 
 def signed_log_encoding(features_BD: jax.Array) -> jax.Array:
-    x = jnp.asarray(features_BD, jnp.float32)
+    x = jax.lax.bitcast_convert_type(_as_uint32(features_BD), jnp.float32)
     big = jnp.finfo(jnp.float32).max
     x = jnp.nan_to_num(x, nan=0.0, posinf=big, neginf=-big)
     return jnp.sign(x) * jnp.log1p(jnp.abs(x))

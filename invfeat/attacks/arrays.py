@@ -1,0 +1,168 @@
+"""Host arrays in and out of the attacks' compiled programs.
+
+- `ArrayBatches`: endless, shuffled, resumable batches of in-memory arrays for `fit`
+  (`get_state()`/`set_state()` are checkpointed, so a resumed attack sees the same batches).
+  The global order is a pure function of (seed, epoch) (`invfeat.data.sampling.ShuffledOrder`);
+  each process takes its contiguous part of every global batch.
+- `BlockPredictor`: a pure `fn(variables, inputs)` jitted once and applied over fixed-size
+  blocks (the last one padded) sharded along the mesh: any number of rows, one compilation.
+- `attacker_features` / `feature_transform`: how the attacker's features travel. With an
+  encoding they go to the device as their raw uint32 words and are encoded inside the jitted
+  program (ciphertext bits stay exact, no float op ever sees a NaN payload); without one they
+  must be finite float32.
+- `prepare_workdir`: writes the run's config.json, or checks it against a resumed run's; a
+  fresh run (resume=False) removes the workdir's old checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh
+
+from invfeat.attacks.ciphertext import encode_features
+from invfeat.data.sampling import ShuffledOrder
+from invfeat.train.loop import CHECKPOINT_DIR
+from invfeat.train.mesh import batch_sharding, check_batch_size
+
+CONFIG_FILE = "config.json"
+
+
+class ArrayBatches:
+    """Endless shuffled batches (dicts of numpy arrays) of equally long host arrays."""
+
+    def __init__(
+        self,
+        arrays: Mapping[str, np.ndarray],
+        batch_size: int,
+        *,
+        mesh: Mesh,
+        seed: int = 0,
+        name: str = "batch_size",
+    ):
+        lengths = {k: len(v) for k, v in arrays.items()}
+        if not lengths or len(set(lengths.values())) != 1 or 0 in lengths.values():
+            raise ValueError(f"ArrayBatches needs non-empty, equally long arrays; got {lengths}")
+        check_batch_size(batch_size, mesh, name)
+        processes = jax.process_count()
+        self._arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        self._num = next(iter(lengths.values()))
+        self._order = ShuffledOrder(self._num, seed)
+        self._global = batch_size
+        self._local = batch_size // processes
+        self._offset = jax.process_index() * self._local
+        self._batches = 0  # global batches handed out
+
+    def __iter__(self) -> ArrayBatches:
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        start = self._batches * self._global + self._offset
+        positions = np.arange(start, start + self._local)
+        epochs, offsets = np.divmod(positions, self._num)
+        indices = np.empty_like(positions)
+        for epoch in np.unique(epochs):
+            rows = epochs == epoch
+            indices[rows] = self._order.epoch(int(epoch))[offsets[rows]]
+        self._batches += 1
+        return {k: v[indices] for k, v in self._arrays.items()}
+
+    def get_state(self) -> dict[str, int]:
+        return {"batches": self._batches, "num_records": self._num, "batch_size": self._global}
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        expected = {"num_records": self._num, "batch_size": self._global}
+        found = {k: state.get(k) for k in expected}
+        if found != expected:
+            raise ValueError(
+                f"the checkpoint's data state {found} does not match this run's {expected}: "
+                "resume with the same arrays and batch size (or start afresh with resume=False)"
+            )
+        self._batches = int(state["batches"])
+
+
+class BlockPredictor:
+    """`fn(variables, inputs [B, ...]) -> outputs [B, ...]` over any number of rows."""
+
+    def __init__(
+        self,
+        fn: Callable[[Any, jax.Array], jax.Array],
+        mesh: Mesh,
+        block_size: int = 256,
+    ):
+        n = mesh.devices.size
+        self.block_size = -(-max(block_size, 1) // n) * n
+        self._sharding = batch_sharding(mesh)
+        self._fn = jax.jit(fn, in_shardings=(None, self._sharding), out_shardings=self._sharding)
+
+    def __call__(self, variables: Any, inputs: np.ndarray) -> np.ndarray:
+        inputs = np.asarray(inputs)
+        if len(inputs) == 0:
+            raise ValueError("nothing to predict: inputs has no rows")
+        size, outputs = self.block_size, []
+        for start in range(0, len(inputs), size):
+            block = inputs[start : start + size]
+            valid = len(block)
+            if valid < size:
+                block = np.concatenate(
+                    [block, np.zeros((size - valid, *block.shape[1:]), block.dtype)]
+                )
+            out = self._fn(variables, jax.device_put(block, self._sharding))
+            if not out.is_fully_addressable:
+                out = multihost_utils.process_allgather(out, tiled=True)
+            outputs.append(np.asarray(out)[:valid])
+        return np.concatenate(outputs)
+
+
+def attacker_features(features_ND: np.ndarray, encoding: str | None, name: str) -> np.ndarray:
+    """The host array the attack programs read: uint32 words with an encoding, else float32."""
+    features_ND = np.asarray(features_ND)
+    if features_ND.ndim != 2:
+        raise ValueError(f"{name} must be [N, D], got shape {features_ND.shape}")
+    if encoding is not None:
+        if features_ND.dtype != np.float32:
+            raise TypeError(
+                f"{name}: an encoding reads the bits of float32 features, got {features_ND.dtype}"
+            )
+        return np.ascontiguousarray(features_ND).view(np.uint32)
+    if not np.issubdtype(features_ND.dtype, np.floating):
+        raise TypeError(f"{name} must be float features, got {features_ND.dtype}")
+    features_ND = features_ND.astype(np.float32)
+    if not np.isfinite(features_ND).all():
+        raise ValueError(
+            f"{name} holds NaN or inf (ciphertext?): set the attack config's encoding "
+            "(e.g. 'bits') to read the features' bits"
+        )
+    return features_ND
+
+
+def feature_transform(encoding: str | None) -> Callable[[jax.Array], jax.Array]:
+    """Inside jit: the attacker's device features -> the networks' input."""
+    if encoding is None:
+        return lambda features: features
+    return lambda words: encode_features(words, encoding)
+
+
+def prepare_workdir(workdir: Path, config: Mapping[str, Any], resume: bool) -> None:
+    """Write `config.json`; on resume, refuse a workdir whose checkpoints came from another config."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        shutil.rmtree(workdir / CHECKPOINT_DIR, ignore_errors=True)
+    path = workdir / CONFIG_FILE
+    data = json.loads(json.dumps(dict(config)))
+    if resume and path.exists():
+        previous = json.loads(path.read_text())
+        if previous != data:
+            changed = sorted(k for k in set(previous) | set(data) if previous.get(k) != data.get(k))
+            raise ValueError(
+                f"{workdir} holds a run with a different config (fields {changed}); use another "
+                "workdir, or resume=False to start afresh there"
+            )
+    path.write_text(json.dumps(data, indent=2) + "\n")

@@ -1,0 +1,304 @@
+"""Attack 1: recognise auxiliary attributes from feature vectors.
+
+The attacker trains the published attribute head (per attribute `block_num` x BatchNorm ->
+Dropout -> Dense, class-balanced cross-entropy, Adam with the rate / 5 for the second half) on
+its own (API(image), attributes) pairs, then applies it to the victims' vectors. Everything runs
+through the engine's `fit` (progress, `<workdir>/metrics.jsonl`, checkpoints, resume): one
+jitted step for all attributes, batches from host arrays sharded over the mesh.
+
+Selection as published: an evaluator scores the mean balanced accuracy on the victims' split
+every epoch and the best checkpoint is kept (`keep_best`; this selects on the evaluated split,
+so on features that carry nothing the figure sits slightly above chance, never below).
+Metrics are computed on the victims' split beside two baselines on the same split: chance
+(1 / classes) and the majority class (1 / classes present).
+
+Colours: with `merge_colours` the binary flags `up<colour>` / `down<colour>` become the class
+attributes `up_colour` / `down_colour` (the paper's choice); a row with none or several flags
+set counts as unknown for that attribute (it still trains the others). Ciphertext: set
+`config.encoding`; the features then reach the head as their bits (or bytes, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from invfeat import metrics as M
+from invfeat.attacks.arrays import (
+    ArrayBatches,
+    BlockPredictor,
+    attacker_features,
+    feature_transform,
+    prepare_workdir,
+)
+from invfeat.attacks.ciphertext import encoded_dim
+from invfeat.attacks.configs import AttributeAttackConfig
+from invfeat.attacks.steps import attribute_class_weights, make_attribute_head_step
+from invfeat.data.attributes import Attribute, merge_colour_values
+from invfeat.models.attribute_head import AttributeHead
+from invfeat.train.checkpoint import CheckpointConfig, Checkpointer
+from invfeat.train.loop import CHECKPOINT_DIR, METRICS_FILE, fit
+from invfeat.train.mesh import make_mesh
+from invfeat.train.optim import OptimizerConfig, make_optimizer
+from invfeat.train.state import abstract_like, create_train_state
+
+EVALUATOR = "victims"
+BEST_METRIC = f"{EVALUATOR}/mean_balanced_accuracy"
+
+
+@dataclasses.dataclass
+class AttributeResult:
+    """The trained head, what it reaches on the victims, and how to apply it again.
+
+    `metrics`: {attribute: {balanced_accuracy, majority, chance}, ..., "mean": {...}} on the
+    victims' split. `predict(features [N, D]) -> class ids [N, A]` reads features as the attack
+    did (same encoding). `prepare_labels` maps raw attribute values (as given to the attack) to
+    the head's columns (colours merged when configured).
+    """
+
+    metrics: dict[str, dict[str, float]]
+    variables: Any
+    config: AttributeAttackConfig
+    predict: Callable[[np.ndarray], np.ndarray]
+    attributes: tuple[Attribute, ...]  # the head's columns
+    source_attributes: tuple[Attribute, ...]  # the columns of the input arrays
+    best_step: int
+    log: Path
+    stop_reason: str | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.attributes)
+
+    @property
+    def num_classes(self) -> tuple[int, ...]:
+        return tuple(a.num_classes for a in self.attributes)
+
+    def prepare_labels(self, attributes_NA: np.ndarray) -> np.ndarray:
+        return prepare_labels(attributes_NA, self.source_attributes, self.config.merge_colours)[0]
+
+
+def attribute_schema(
+    names: Sequence[str | Attribute],
+    labels: Sequence[Sequence[str]] | None,
+    *value_arrays: np.ndarray,
+) -> tuple[Attribute, ...]:
+    """`Attribute`s from names (or Attributes), class labels, or else the largest value seen."""
+    if labels is not None and len(labels) != len(names):
+        raise ValueError(f"attribute_labels has {len(labels)} entries for {len(names)} names")
+    out = []
+    for a, name in enumerate(names):
+        if isinstance(name, Attribute):
+            out.append(name)
+        elif labels is not None:
+            out.append(Attribute(name, tuple(labels[a])))
+        else:
+            top = max((int(np.max(v[:, a], initial=-1)) for v in value_arrays), default=-1)
+            out.append(Attribute(name, tuple(str(k) for k in range(max(top + 1, 2)))))
+    return tuple(out)
+
+
+def prepare_labels(
+    attributes_NA: np.ndarray, schema: Sequence[Attribute], merge_colours: bool
+) -> tuple[np.ndarray, tuple[Attribute, ...]]:
+    """Validated int32 labels [N, A'] in the head's columns, and those columns."""
+    values = np.asarray(attributes_NA)
+    if values.ndim != 2 or values.shape[1] != len(schema):
+        raise ValueError(
+            f"attributes must be [N, {len(schema)}] (one column per attribute name), got "
+            f"shape {values.shape}"
+        )
+    for a, attribute in enumerate(schema):
+        bad = (values[:, a] < -1) | (values[:, a] >= attribute.num_classes)
+        if bad.any():
+            raise ValueError(
+                f"attribute {attribute.name!r} has values outside -1..{attribute.num_classes - 1}"
+            )
+    columns = tuple(schema)
+    if merge_colours:
+        values, columns = merge_colour_values(values, columns)
+    return values.astype(np.int32), columns
+
+
+def attribute_metrics(
+    labels_NA: np.ndarray,
+    predictions_NA: np.ndarray,
+    names: Sequence[str],
+    num_classes: Sequence[int],
+) -> dict[str, dict[str, float]]:
+    """Balanced accuracy, majority and chance per attribute (known labels only), and the mean.
+
+    Attributes without a single known label in `labels_NA` are left out (with a warning).
+    """
+    labels_NA, predictions_NA = np.asarray(labels_NA), np.asarray(predictions_NA)
+    out: dict[str, dict[str, float]] = {}
+    for a, (name, classes) in enumerate(zip(names, num_classes, strict=True)):
+        labels = labels_NA[:, a]
+        if not (labels >= 0).any():
+            warnings.warn(f"attribute {name!r} has no known label: left out", stacklevel=2)
+            continue
+        out[name] = {
+            "balanced_accuracy": float(M.balanced_accuracy(labels, predictions_NA[:, a], classes)),
+            "majority": float(M.majority_balanced_accuracy(labels, classes)),
+            "chance": float(M.chance_balanced_accuracy(classes)),
+        }
+    if not out:
+        raise ValueError("no attribute has a known label on the evaluated split")
+    keys = ("balanced_accuracy", "majority", "chance")
+    out["mean"] = {k: float(np.mean([v[k] for v in out.values()])) for k in keys}
+    return out
+
+
+def make_class_predictor(
+    head: AttributeHead, encoding: str | None, mesh: Mesh, block_size: int
+) -> BlockPredictor:
+    """(variables, attacker features) -> class ids [N, A], jitted once."""
+    transform = feature_transform(encoding)
+
+    def predict(variables: Any, features: jax.Array) -> jax.Array:
+        logits = head.apply(variables, transform(features), train=False)
+        return jnp.stack([jnp.argmax(x, axis=-1) for x in logits], axis=-1).astype(jnp.int32)
+
+    return BlockPredictor(predict, mesh, block_size)
+
+
+class _VictimEvaluator:
+    """Mean (and per-attribute) balanced accuracy of the head on the victims' split."""
+
+    def __init__(self, predictor, features, labels, names, num_classes):
+        self._predictor, self._features, self._labels = predictor, features, labels
+        self._names, self._num_classes = names, num_classes
+
+    def run(self, state: Any) -> list[tuple[str, float]]:
+        variables = {"params": state.params, **state.model_state}
+        predictions = self._predictor(variables, self._features)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scores = attribute_metrics(self._labels, predictions, self._names, self._num_classes)
+        pairs = [("mean_balanced_accuracy", scores.pop("mean")["balanced_accuracy"])]
+        return pairs + [
+            (f"{k}_balanced_accuracy", v["balanced_accuracy"]) for k, v in scores.items()
+        ]
+
+
+def run_attribute_attack(
+    train_features: np.ndarray,
+    train_attributes: np.ndarray,
+    victim_features: np.ndarray,
+    victim_attributes: np.ndarray,
+    attribute_names: Sequence[str | Attribute],
+    config: AttributeAttackConfig,
+    workdir: str | Path,
+    *,
+    attribute_labels: Sequence[Sequence[str]] | None = None,
+    resume: bool = True,
+    mesh: Mesh | None = None,
+    progress: bool = True,
+) -> AttributeResult:
+    """Train the head on the attacker's (features, attributes), score it on the victims'.
+
+    Features are [N, D] float32 (plaintext, or ciphertext with `config.encoding` set);
+    attributes [N, A] int (class index from 0, -1 unknown), one column per `attribute_names`
+    entry (names, or `invfeat.data.attributes.Attribute`s which carry their class labels).
+    """
+    mesh = make_mesh() if mesh is None else mesh
+    workdir = Path(workdir)
+    schema = attribute_schema(
+        attribute_names,
+        attribute_labels,
+        np.asarray(train_attributes),
+        np.asarray(victim_attributes),
+    )
+    y_train, columns = prepare_labels(train_attributes, schema, config.merge_colours)
+    y_victim, _ = prepare_labels(victim_attributes, schema, config.merge_colours)
+    x_train = attacker_features(train_features, config.encoding, "train_features")
+    x_victim = attacker_features(victim_features, config.encoding, "victim_features")
+    if len(x_train) != len(y_train) or len(x_victim) != len(y_victim):
+        raise ValueError(
+            f"features and attributes differ in rows: train {len(x_train)} vs {len(y_train)}, "
+            f"victims {len(x_victim)} vs {len(y_victim)}"
+        )
+    if x_train.shape[1] != x_victim.shape[1]:
+        raise ValueError(
+            f"train_features are {x_train.shape[1]}-D but victim_features {x_victim.shape[1]}-D"
+        )
+    names = tuple(a.name for a in columns)
+    num_classes = tuple(a.num_classes for a in columns)
+    record = {"attack": "attributes", **config.to_dict(), "attributes": list(names)}
+    prepare_workdir(workdir, record, resume)
+
+    dim = x_train.shape[1]
+    in_dim = encoded_dim(dim, config.encoding) if config.encoding else dim
+    head = AttributeHead(num_classes, block_num=config.block_num, dropout_rate=config.dropout)
+    steps_per_epoch = config.steps_per_epoch or max(1, len(x_train) // config.batch_size)
+    total = config.epochs * steps_per_epoch
+    tx = make_optimizer(
+        OptimizerConfig(
+            learning_rate=config.learning_rate,
+            schedule="drop_at_half",
+            total_steps=total,
+            drop_factor=config.lr_drop,
+        )
+    )
+    state = create_train_state(
+        lambda rng: head.init(rng, jnp.zeros((1, in_dim), jnp.float32)), tx, mesh, seed=config.seed
+    )
+    inner = make_attribute_head_step(head, tx, attribute_class_weights(y_train, num_classes))
+    transform = feature_transform(config.encoding)
+
+    def step(state, batch):
+        return inner(state, {**batch, "features": transform(batch["features"])})
+
+    predictor = make_class_predictor(head, config.encoding, mesh, config.eval_batch_size)
+    evaluator = _VictimEvaluator(predictor, x_victim, y_victim, names, num_classes)
+    checkpoint = CheckpointConfig(
+        keep_last=1, best_metric=BEST_METRIC if config.keep_best else None, best_mode="max"
+    )
+    batches = ArrayBatches(
+        {"features": x_train, "attributes": y_train}, config.batch_size, mesh=mesh, seed=config.seed
+    )
+    result = fit(
+        state,
+        step,
+        batches,
+        mesh=mesh,
+        num_steps=total,
+        steps_per_epoch=steps_per_epoch,
+        workdir=workdir,
+        evaluators={EVALUATOR: evaluator},
+        checkpoint=checkpoint,
+        resume=resume,
+        meta=record,
+        progress=progress,
+    )
+    state, best_step = result.state, result.step
+    if config.keep_best:
+        with Checkpointer(workdir / CHECKPOINT_DIR, checkpoint) as ckpt:
+            best = ckpt.best_step()
+            if best is not None and best != best_step:
+                state, best_step = ckpt.restore(abstract_like(state), best).state, best
+    variables = {"params": state.params, **state.model_state}
+    scores = attribute_metrics(y_victim, predictor(variables, x_victim), names, num_classes)
+
+    def predict(features_ND: np.ndarray) -> np.ndarray:
+        return predictor(variables, attacker_features(features_ND, config.encoding, "features"))
+
+    return AttributeResult(
+        metrics=scores,
+        variables=variables,
+        config=config,
+        predict=predict,
+        attributes=columns,
+        source_attributes=schema,
+        best_step=best_step,
+        log=workdir / METRICS_FILE,
+        stop_reason=result.stop_reason,
+    )

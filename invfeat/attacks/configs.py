@@ -1,0 +1,207 @@
+"""Configs of the attacks: frozen, JSON-able dataclasses with the published defaults.
+
+`to_dict()` gives plain JSON data; `from_dict()` reads it back (lists become tuples again). The
+study overrides sizes and step counts with `dataclasses.replace` or the presets' keywords:
+`autoencoder_config(**overrides)` (README: pixel 1, feature 0) and `gan_config(**overrides)`
+(README: pixel 0, feature 1, discriminator 0.06).
+
+`encoding` (None, or a name of `invfeat.attacks.ciphertext.ENCODINGS`) is how the attacker reads
+the features it receives: None uses the floats as they are (plaintext only); "bits", "bytes" or
+"signed-log" read ciphertext (or plaintext, for a like-for-like comparison) without NaN.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from invfeat.attacks.ciphertext import ENCODINGS
+from invfeat.models.perceptual import DEFAULT_PERCEPTUAL, PERCEPTUAL_BUILDERS
+
+T = TypeVar("T")
+KINDS = ("autoencoder", "gan")
+CONDITIONS = {"concat": "concatenation", "absdiff": "absolute_difference"}
+SURROGATE_LOSSES = ("auto", "cosine", "mse")
+
+
+def _check_encoding(encoding: str | None) -> None:
+    if encoding is not None and encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be None or one of {list(ENCODINGS)}, got {encoding!r}")
+
+
+def _positive(config: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and value <= 0:
+            raise ValueError(f"{type(config).__name__}.{name} must be positive, got {value}")
+
+
+def _from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown fields {sorted(unknown)}")
+    values = {}
+    for name, value in data.items():
+        if isinstance(value, list):
+            value = tuple(value)
+        if name == "surrogate" and isinstance(value, Mapping):
+            value = SurrogateConfig.from_dict(value)
+        values[name] = value
+    return cls(**values)
+
+
+class _JSONable:
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
+        return _from_dict(cls, data)
+
+
+@dataclasses.dataclass(frozen=True)
+class AttributeAttackConfig(_JSONable):
+    """The attribute head of the published code and its training.
+
+    Adam at `learning_rate`, times `lr_drop` for the second half of the steps; with `keep_best`
+    the checkpoint with the best mean balanced accuracy on the victims' split is kept (as
+    published), else the last one.
+    `steps_per_epoch` None: one pass over the attacker's training rows per epoch.
+    """
+
+    block_num: int = 2
+    dropout: float = 0.5
+    learning_rate: float = 5e-5
+    lr_drop: float = 0.2
+    batch_size: int = 128
+    epochs: int = 100
+    steps_per_epoch: int | None = None
+    merge_colours: bool = True
+    keep_best: bool = True
+    encoding: str | None = None
+    eval_batch_size: int = 1024
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_encoding(self.encoding)
+        _positive(self, "block_num", "learning_rate", "batch_size", "epochs", "steps_per_epoch")
+        _positive(self, "eval_batch_size")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SurrogateConfig(_JSONable):
+    """The attacker's imitation of the black-box API (for the victim-surrogate perceptual net).
+
+    `loss` "auto": cosine distance to plaintext features, MSE to encoded ones (bits/bytes/...).
+    `stages`: how many stage outputs of the SurrogateNet serve as perceptual features.
+    `encoding` is set by the reconstruction attack to its own.
+    """
+
+    widths: tuple[int, ...] = (32, 64, 128)
+    stages: int = 2
+    loss: str = "auto"
+    learning_rate: float = 1e-3
+    batch_size: int = 64
+    epochs: int = 20
+    steps_per_epoch: int | None = None
+    encoding: str | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_encoding(self.encoding)
+        _positive(self, "learning_rate", "batch_size", "epochs", "steps_per_epoch")
+        if self.loss not in SURROGATE_LOSSES:
+            raise ValueError(f"surrogate loss must be one of {SURROGATE_LOSSES}, got {self.loss!r}")
+        if not 1 <= self.stages <= len(self.widths):
+            raise ValueError(f"stages must be in [1, {len(self.widths)}], got {self.stages}")
+
+    @property
+    def resolved_loss(self) -> str:
+        if self.loss != "auto":
+            return self.loss
+        return "cosine" if self.encoding is None else "mse"
+
+
+@dataclasses.dataclass(frozen=True)
+class ReconstructionConfig(_JSONable):
+    """An image-reconstruction attack: the published flags plus model sizes and step counts.
+
+    Loss weights as the published flags (`pixel`, `feature`, `total_variation`,
+    `discriminator`); `perceptual` names the network of the feature loss (`perceptual_weights`:
+    the Keras .h5 file of resnet50-imagenet, `perceptual_layer` its output layer);
+    `discriminator_steps` / `generator_steps` / `separate_batches` drive the GAN alternation;
+    `condition` "concat" or "absdiff" compares the image and the feature in the discriminator.
+    Training runs `epochs` x `steps_per_epoch` steps (published: 300 x 200, batch 64).
+    """
+
+    kind: str = "autoencoder"
+    pixel: float = 1.0
+    feature: float = 0.0
+    total_variation: float = 0.0
+    discriminator: float = 0.0
+    perceptual: str = DEFAULT_PERCEPTUAL
+    perceptual_weights: str | None = None
+    perceptual_layer: str = "conv2_block3_out"
+    discriminator_steps: int = 1
+    generator_steps: int = 1
+    separate_batches: bool = False
+    spectral_norm: bool = False
+    condition: str = "concat"
+    learning_rate: float = 5e-5
+    discriminator_learning_rate: float | None = None  # None: learning_rate
+    batch_size: int = 64
+    epochs: int = 300
+    steps_per_epoch: int = 200
+    dense_units: int = 256
+    smallest_channels: int = 128
+    decoder_filters: int = 16
+    discriminator_filters: int = 32
+    min_side: int = 4
+    encoding: str | None = None
+    surrogate: SurrogateConfig = SurrogateConfig()
+    eval_batch_size: int = 128
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_encoding(self.encoding)
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind == "autoencoder" and self.discriminator != 0:
+            raise ValueError("an autoencoder has no discriminator: set discriminator=0")
+        if self.kind == "gan" and self.discriminator <= 0:
+            raise ValueError("a GAN needs a discriminator weight > 0")
+        for name in ("pixel", "feature", "total_variation", "discriminator"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"loss weight {name} must be >= 0, got {getattr(self, name)}")
+        if self.perceptual not in PERCEPTUAL_BUILDERS:
+            raise ValueError(
+                f"unknown perceptual network {self.perceptual!r}; "
+                f"choose one of {list(PERCEPTUAL_BUILDERS)}"
+            )
+        if self.condition not in CONDITIONS:
+            raise ValueError(f"condition must be one of {list(CONDITIONS)}, got {self.condition!r}")
+        _positive(self, "discriminator_steps", "generator_steps", "learning_rate", "batch_size")
+        _positive(self, "epochs", "steps_per_epoch", "dense_units", "smallest_channels")
+        _positive(self, "decoder_filters", "discriminator_filters", "min_side", "eval_batch_size")
+        _positive(self, "discriminator_learning_rate")
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+
+def autoencoder_config(**overrides: Any) -> ReconstructionConfig:
+    """The README's autoencoder: pixel 1, feature 0."""
+    return ReconstructionConfig(
+        **{"kind": "autoencoder", "pixel": 1.0, "feature": 0.0, **overrides}
+    )
+
+
+def gan_config(**overrides: Any) -> ReconstructionConfig:
+    """The README's GAN: pixel 0, feature 1, discriminator 0.06."""
+    defaults = {"kind": "gan", "pixel": 0.0, "feature": 1.0, "discriminator": 0.06}
+    return ReconstructionConfig(**{**defaults, **overrides})
