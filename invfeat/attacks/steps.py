@@ -41,17 +41,24 @@ from invfeat.train.state import (
 
 
 def attribute_class_weights(labels_NA: np.ndarray, num_classes: Sequence[int]) -> jax.Array:
-    """Balanced class weights n / (k * count_c) per attribute, zero-padded to [A, max C]."""
-    labels_NA = jnp.asarray(labels_NA, jnp.int32)
+    """Balanced class weights n / (k * count_c) per attribute, zero-padded to [A, max C].
+
+    As `losses.balanced_class_weights`, computed on the host (no per-attribute compilation).
+    """
+    labels_NA = np.asarray(labels_NA)
     if labels_NA.ndim != 2 or labels_NA.shape[1] != len(num_classes):
         raise ValueError(
             f"attribute labels must be [N, {len(num_classes)}], got shape {labels_NA.shape}"
         )
-    rows = [
-        jnp.pad(losses.balanced_class_weights(labels_NA[:, a], c), (0, max(num_classes) - c))
-        for a, c in enumerate(num_classes)
-    ]
-    return jnp.stack(rows)
+    weights_AC = np.zeros((len(num_classes), max(num_classes)), np.float32)
+    for a, classes in enumerate(num_classes):
+        known = labels_NA[:, a][labels_NA[:, a] >= 0].astype(np.int64)
+        counts = np.bincount(known, minlength=classes)[:classes]
+        present = np.count_nonzero(counts)
+        weights_AC[a, :classes] = np.where(
+            counts > 0, len(known) / np.maximum(present * counts, 1), 0.0
+        )
+    return jnp.asarray(weights_AC)
 
 
 def attribute_head_loss_fn(head: nn.Module, class_weights_AC: jax.Array) -> LossFn:

@@ -1,0 +1,204 @@
+"""Evaluation of reconstructions: back through the API, against the real images and gallery.
+
+`evaluate_reconstructions` reconstructs the query images from what the attacker sees of their
+features (plaintext or ciphertext), sends the reconstructions through the evaluator's
+plaintext API and measures:
+
+- `cosine_distance`: mean cosine distance between the reconstructions' features and the real
+  query features (the paper's measure); `cosine_distance_shuffled` is the same against the
+  features of other queries (a random pairing): the level of a reconstruction that carries
+  no identity;
+- `rank1`, `rank5`, `mAP`: re-identification with the reconstructions as queries against the
+  real gallery (same protocol as the victim's evaluation): the identity leak in one number;
+- `psnr`, `ssim`: to the real query images (means over images);
+- optionally `attributes`: the attribute head applied to the reconstructions' features.
+
+`evaluate_feature_files` is the published `evaluation.py` on files made elsewhere: a source
+feature file and a folder of target files (features of reconstructions), rows matched by image
+path, giving the mean cosine distance per target file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from invfeat import metrics as M
+from invfeat.attacks.attributes import AttributeResult, attribute_metrics
+from invfeat.data.feature_files import FeatureFileError, normalise_path, read_features
+
+SSIM_WINDOW = 11
+
+
+@dataclasses.dataclass
+class ReconstructionEvaluation:
+    """JSON-able metrics, and the first `num_images` reconstructions ([n, H, W, 3] in [0, 1])."""
+
+    metrics: dict[str, Any]
+    reconstructions: np.ndarray
+
+
+def cosine_distances(x_ND: np.ndarray, y_ND: np.ndarray) -> np.ndarray:
+    """1 - cosine similarity per row, in float64 on the host."""
+    x = np.asarray(x_ND, np.float64)
+    y = np.asarray(y_ND, np.float64)
+    if x.shape != y.shape or x.ndim != 2:
+        raise ValueError(
+            f"cosine distance needs two [N, D] arrays of one shape: {x.shape}, {y.shape}"
+        )
+    norms = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
+    return 1.0 - np.sum(x * y, axis=1) / np.maximum(norms, 1e-12)
+
+
+def image_similarity(images: np.ndarray, reconstructions: np.ndarray, block: int = 256) -> dict:
+    """Mean PSNR (dB, 100 for identical images) and SSIM over images, computed in blocks."""
+    psnr, ssim = [], []
+    window = min(SSIM_WINDOW, *images.shape[1:3])
+    window -= 1 - window % 2  # odd
+    for start in range(0, len(images), block):
+        x, y = images[start : start + block], reconstructions[start : start + block]
+        psnr.append(np.asarray(M.psnr(x, y)))
+        ssim.append(np.asarray(M.ssim(x, y, window_size=window)))
+    return {
+        "psnr": float(np.mean(np.concatenate(psnr))),
+        "ssim": float(np.mean(np.concatenate(ssim))),
+    }
+
+
+def _to_float_images(images: np.ndarray, name: str) -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"{name} must be [N, H, W, 3] RGB, got shape {images.shape}")
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / 255.0
+    return images.astype(np.float32)
+
+
+def _attribute_block(
+    attribute_predict: AttributeResult | Callable[[np.ndarray], np.ndarray],
+    features: np.ndarray,
+    query_attributes: np.ndarray,
+) -> dict[str, Any]:
+    """Per-attribute and mean balanced accuracy of the head on the reconstructions' features."""
+    if isinstance(attribute_predict, AttributeResult):
+        labels = attribute_predict.prepare_labels(query_attributes)
+        predictions = attribute_predict.predict(features)
+        names, classes = attribute_predict.names, attribute_predict.num_classes
+    else:
+        labels = np.asarray(query_attributes)
+        predictions = np.asarray(attribute_predict(features))
+        if predictions.shape != labels.shape:
+            raise ValueError(
+                f"attribute_predict gave {predictions.shape} for query_attributes {labels.shape}"
+            )
+        names = tuple(f"attribute_{a}" for a in range(labels.shape[1]))
+        top = max(int(labels.max(initial=0)), int(predictions.max(initial=0)))
+        classes = (max(top + 1, 2),) * labels.shape[1]
+    scores = attribute_metrics(labels, predictions, names, classes)
+    return {
+        name: value["balanced_accuracy"] for name, value in scores.items() if name != "mean"
+    } | {"mean": scores["mean"]["balanced_accuracy"]}
+
+
+def evaluate_reconstructions(
+    reconstruct: Callable[[np.ndarray], np.ndarray],
+    query_features_in: np.ndarray,
+    query_images: np.ndarray,
+    query_features_plain: np.ndarray,
+    query_ids: np.ndarray,
+    query_cams: np.ndarray,
+    gallery_features_plain: np.ndarray,
+    gallery_ids: np.ndarray,
+    gallery_cams: np.ndarray,
+    plain_features_fn: Callable[[np.ndarray], np.ndarray],
+    *,
+    attribute_predict: AttributeResult | Callable[[np.ndarray], np.ndarray] | None = None,
+    query_attributes: np.ndarray | None = None,
+    num_images: int = 8,
+    seed: int = 0,
+) -> ReconstructionEvaluation:
+    """Reconstruct the queries from `query_features_in` and score the reconstructions.
+
+    `plain_features_fn(images [N, H, W, 3] float in [0, 1]) -> plaintext features` is the
+    evaluator's API (the legitimate owner's: plaintext, or decrypted). `attribute_predict` is
+    a head that reads plaintext features (an `AttributeResult` of the plaintext attack, whose
+    `prepare_labels` is applied to the raw `query_attributes`, or any features -> class ids
+    function with `query_attributes` already in its columns).
+    """
+    real = _to_float_images(query_images, "query_images")
+    plain = np.asarray(query_features_plain, np.float32)
+    n = len(real)
+    for name, array in (
+        ("query_features_in", query_features_in),
+        ("query_features_plain", plain),
+        ("query_ids", query_ids),
+        ("query_cams", query_cams),
+    ):
+        if len(array) != n:
+            raise ValueError(f"{name} has {len(array)} rows for {n} query images")
+    reconstructions = np.asarray(reconstruct(query_features_in), np.float32)
+    if reconstructions.shape != real.shape:
+        raise ValueError(
+            f"reconstruct gave {reconstructions.shape}, expected the query images' {real.shape}"
+        )
+    features = np.asarray(plain_features_fn(reconstructions), np.float32)
+    if features.shape != plain.shape:
+        raise ValueError(f"plain_features_fn gave {features.shape}, expected {plain.shape}")
+    shuffled = plain[np.random.default_rng(seed).permutation(n)] if n > 1 else plain
+    reid = M.reid_metrics(
+        features, query_ids, query_cams, gallery_features_plain, gallery_ids, gallery_cams
+    )
+    result: dict[str, Any] = {
+        "cosine_distance": float(np.mean(cosine_distances(features, plain))),
+        "cosine_distance_shuffled": float(np.mean(cosine_distances(features, shuffled))),
+        "rank1": reid["rank1"],
+        "rank5": reid["rank5"],
+        "mAP": reid["mAP"],
+        "num_queries": reid["num_queries"],
+        **image_similarity(real, reconstructions),
+    }
+    if attribute_predict is not None:
+        if query_attributes is None:
+            raise ValueError("attribute_predict needs query_attributes")
+        result["attributes"] = _attribute_block(attribute_predict, features, query_attributes)
+    return ReconstructionEvaluation(result, reconstructions[:num_images])
+
+
+def evaluate_feature_files(
+    source: str | Path, target_dir: str | Path, *, pattern: str = "*.npz"
+) -> dict[str, float]:
+    """Mean cosine distance per target file (name -> value) to the source rows of its paths.
+
+    Every target path must be in the source file; both must be plaintext feature files of one
+    dimension. Target files are `target_dir/<pattern>`, in name order.
+    """
+    source_file = read_features(source, encrypted=False)
+    target_dir = Path(target_dir)
+    if not target_dir.is_dir():
+        raise FeatureFileError(f"{target_dir}: not a folder of target feature files")
+    targets = sorted(p for p in target_dir.glob(pattern) if p.resolve() != Path(source).resolve())
+    if not targets:
+        raise FeatureFileError(f"{target_dir}: no target feature files matching {pattern!r}")
+    row = {normalise_path(p): i for i, p in enumerate(source_file.paths)}
+    out = {}
+    for path in targets:
+        target = read_features(path, encrypted=False)
+        if target.features.shape[1] != source_file.features.shape[1]:
+            raise FeatureFileError(
+                f"{path}: {target.features.shape[1]}-D features, the source {source} has "
+                f"{source_file.features.shape[1]}-D"
+            )
+        paths = [normalise_path(p) for p in target.paths]
+        missing = [p for p in paths if p not in row]
+        if missing:
+            raise FeatureFileError(
+                f"{path}: {len(missing)} image paths are not in the source {source} "
+                f"(e.g. {missing[0]})"
+            )
+        matched = source_file.features[[row[p] for p in paths]]
+        out[path.name] = float(np.mean(cosine_distances(target.features, matched)))
+    return out

@@ -1,0 +1,371 @@
+"""Attack 2: reconstruct images from feature vectors (autoencoder, conditional GAN).
+
+The attacker trains a decoder on its own (API(image), image) pairs: as an autoencoder (pixel
+MSE) or as a conditional GAN (feature-reconstruction loss through a perceptual network plus a
+least-squares discriminator), with the published loss weights (`ReconstructionConfig`). One
+multi-part train state ("decoder", "discriminator", frozen "perceptual"), one jitted step per
+batch (`invfeat.attacks.steps`), run by the engine's `fit`: progress, `<workdir>/metrics.jsonl`,
+checkpoints and resume, batches from host arrays sharded over the mesh.
+
+Perceptual networks (`config.perceptual`), used when `config.feature > 0`:
+
+- `victim-surrogate`: a SurrogateNet the attacker trains (`train_surrogate`) to imitate the API
+  on its own images, i.e. to regress the API's outputs as it receives them. On ciphertext the
+  attacker regresses the encoded outputs (e.g. their 32 bits per float, MSE); under one-time
+  keys these carry nothing learnable, so the surrogate ends up a CNN trained on the attacker's
+  images towards noise, and its early stages are a generic image-similarity measure. That is
+  the honest outcome of running the same recipe on what the API returns, and the result says
+  what the surrogate was trained on (`perceptual["description"]`).
+- `resnet50-imagenet`: needs `config.perceptual_weights` (a Keras ResNet-50 .h5 file).
+- `white-box`: gradients through the victim itself; pass `perceptual_fn=white_box_perceptual(
+  victim features_fn, victim variables)`. Outside the threat model: every result carries
+  `threat_model_allowed=False`.
+
+Ciphertext: set `config.encoding`; the decoder and the discriminator's condition then read the
+encoded features, so losses stay finite whatever the bit patterns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from invfeat.api import as_float_images
+from invfeat.attacks.arrays import (
+    ArrayBatches,
+    BlockPredictor,
+    attacker_features,
+    feature_transform,
+    prepare_workdir,
+)
+from invfeat.attacks.ciphertext import encoded_dim
+from invfeat.attacks.configs import CONDITIONS, ReconstructionConfig, SurrogateConfig
+from invfeat.attacks.steps import LossWeights, Reconstruction, make_gan_step, make_surrogate_step
+from invfeat.models.decoder import Decoder
+from invfeat.models.discriminator import Discriminator
+from invfeat.models.perceptual import (
+    PerceptualNetwork,
+    SurrogateNet,
+    resnet50_perceptual,
+    surrogate_perceptual,
+)
+from invfeat.train.checkpoint import CheckpointConfig
+from invfeat.train.loop import METRICS_FILE, fit
+from invfeat.train.mesh import make_mesh
+from invfeat.train.optim import OptimizerConfig, make_optimizer
+from invfeat.train.state import create_train_state
+
+SURROGATE_DIR = "surrogate"
+CHECKPOINTS = CheckpointConfig(keep_last=1)
+
+
+@dataclasses.dataclass
+class SurrogateResult:
+    """The trained surrogate as a perceptual network, its config, log and last epoch's means."""
+
+    perceptual: PerceptualNetwork
+    config: SurrogateConfig
+    log: Path
+    metrics: dict[str, float]
+
+
+@dataclasses.dataclass
+class ReconstructionResult:
+    """The trained decoder and how to use it.
+
+    `reconstruct(features [N, D]) -> images [N, H, W, 3]` float32 in [0, 1] reads features as
+    the attack did (same encoding). `perceptual` describes the feature loss's network (None for
+    an autoencoder); `threat_model_allowed` is False for white-box gradients. `metrics` are the
+    last epoch's training means.
+    """
+
+    variables: Any  # the decoder's flax variables
+    config: ReconstructionConfig
+    reconstruct: Callable[[np.ndarray], np.ndarray]
+    log: Path
+    metrics: dict[str, float]
+    perceptual: dict[str, Any] | None
+    threat_model_allowed: bool
+    stop_reason: str | None = None
+    surrogate_log: Path | None = None
+
+
+def host_images(images: Any, name: str) -> np.ndarray:
+    """uint8 images stay uint8 on the host (a quarter of the memory); floats are checked."""
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"{name} must be [N, H, W, 3] RGB, got shape {images.shape}")
+        return images
+    return as_float_images(images, name)
+
+
+def _device_images(images: jax.Array) -> jax.Array:
+    if images.dtype == jnp.uint8:
+        return images.astype(jnp.float32) / 255.0
+    return images
+
+
+def _last_epoch(history: list[dict[str, Any]]) -> dict[str, float]:
+    epochs = [r for r in history if r.get("kind") == "epoch"]
+    if not epochs:
+        return {}
+    return {k: v for k, v in epochs[-1].items() if k.startswith("train/")}
+
+
+def _check_pairs(images: np.ndarray, features: np.ndarray) -> None:
+    if len(images) != len(features):
+        raise ValueError(f"{len(images)} images but {len(features)} feature rows")
+
+
+def train_surrogate(
+    images: np.ndarray,
+    api_features: np.ndarray,
+    config: SurrogateConfig,
+    workdir: str | Path,
+    *,
+    resume: bool = True,
+    mesh: Mesh | None = None,
+    progress: bool = True,
+) -> SurrogateResult:
+    """Train a SurrogateNet to regress the API's outputs (encoded by `config.encoding`)."""
+    mesh = make_mesh() if mesh is None else mesh
+    workdir = Path(workdir)
+    images = host_images(images, "images")
+    features = attacker_features(api_features, config.encoding, "api_features")
+    _check_pairs(images, features)
+    record = {"attack": "surrogate", **config.to_dict()}
+    prepare_workdir(workdir, record, resume)
+
+    dim = features.shape[1]
+    target_dim = encoded_dim(dim, config.encoding) if config.encoding else dim
+    net = SurrogateNet(feature_dim=target_dim, widths=config.widths)
+    tx = make_optimizer(OptimizerConfig(learning_rate=config.learning_rate))
+    shape = (1, *images.shape[1:])
+    state = create_train_state(
+        lambda rng: net.init(rng, jnp.zeros(shape, jnp.float32)), tx, mesh, seed=config.seed
+    )
+    inner = make_surrogate_step(net, tx, config.resolved_loss)
+    transform = feature_transform(config.encoding)
+
+    def step(state, batch):
+        batch = {"image": _device_images(batch["image"]), "features": transform(batch["features"])}
+        return inner(state, batch)
+
+    steps_per_epoch = config.steps_per_epoch or max(1, len(images) // config.batch_size)
+    batches = ArrayBatches(
+        {"image": images, "features": features}, config.batch_size, mesh=mesh, seed=config.seed
+    )
+    result = fit(
+        state,
+        step,
+        batches,
+        mesh=mesh,
+        num_steps=config.epochs * steps_per_epoch,
+        steps_per_epoch=steps_per_epoch,
+        workdir=workdir,
+        checkpoint=CHECKPOINTS,
+        resume=resume,
+        meta=record,
+        progress=progress,
+    )
+    variables = {"params": result.state.params, **result.state.model_state}
+    network = surrogate_perceptual(net, variables, config.stages)
+    target = "plaintext features" if config.encoding is None else f"{config.encoding}-encoded"
+    network = dataclasses.replace(
+        network,
+        description=f"{network.description}, trained to regress the API's {target} outputs "
+        f"({config.resolved_loss} loss)",
+    )
+    return SurrogateResult(network, config, workdir / METRICS_FILE, _last_epoch(result.history))
+
+
+def describe_perceptual(network: PerceptualNetwork) -> dict[str, Any]:
+    """The JSON label of a perceptual network for reports."""
+    return {
+        "name": network.name,
+        "threat_model_allowed": network.threat_model_allowed,
+        "description": network.description,
+    }
+
+
+def resolve_perceptual(
+    config: ReconstructionConfig,
+    perceptual_fn: PerceptualNetwork | None,
+    train_surrogate_fn: Callable[[], SurrogateResult],
+) -> tuple[PerceptualNetwork, SurrogateResult | None]:
+    """The perceptual network `config.perceptual` names (given, trained, or loaded)."""
+    if perceptual_fn is not None:
+        if perceptual_fn.name != config.perceptual:
+            raise ValueError(
+                f"config.perceptual is {config.perceptual!r} but perceptual_fn is a "
+                f"{perceptual_fn.name!r} network"
+            )
+        return perceptual_fn, None
+    if config.perceptual == "victim-surrogate":
+        surrogate = train_surrogate_fn()
+        return surrogate.perceptual, surrogate
+    if config.perceptual == "resnet50-imagenet":
+        if config.perceptual_weights is None:
+            raise ValueError(
+                "perceptual 'resnet50-imagenet' needs config.perceptual_weights: the path of "
+                "Keras' resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 (nothing is "
+                "downloaded); or use perceptual='victim-surrogate'"
+            )
+        return resnet50_perceptual(config.perceptual_weights, config.perceptual_layer), None
+    raise ValueError(
+        "perceptual 'white-box' needs perceptual_fn=invfeat.models.perceptual."
+        "white_box_perceptual(victim features_fn, victim variables)"
+    )
+
+
+def build_reconstruction(
+    config: ReconstructionConfig, image_hw: tuple[int, int], perceptual: PerceptualNetwork | None
+) -> Reconstruction:
+    """The networks, optimizers and loss weights of `config` for images of size `image_hw`."""
+    decoder = Decoder(
+        image_hw[0],
+        image_hw[1],
+        dense_units=config.dense_units,
+        smallest_channels=config.smallest_channels,
+        base_filters=config.decoder_filters,
+        min_side=config.min_side,
+    )
+    weights = LossWeights(
+        pixel=config.pixel,
+        feature=config.feature,
+        total_variation=config.total_variation,
+        discriminator=config.discriminator,
+    )
+    discriminator = discriminator_tx = None
+    if config.discriminator > 0:
+        discriminator = Discriminator(
+            base_filters=config.discriminator_filters,
+            spectral_norm=config.spectral_norm,
+            comparison=CONDITIONS[config.condition],
+            min_side=config.min_side,
+        )
+        rate = config.discriminator_learning_rate or config.learning_rate
+        discriminator_tx = make_optimizer(OptimizerConfig(learning_rate=rate))
+    return Reconstruction(
+        decoder=decoder,
+        decoder_tx=make_optimizer(OptimizerConfig(learning_rate=config.learning_rate)),
+        weights=weights,
+        discriminator=discriminator,
+        discriminator_tx=discriminator_tx,
+        perceptual=perceptual.features if perceptual is not None else None,
+    )
+
+
+def run_reconstruction(
+    train_images: np.ndarray,
+    train_features: np.ndarray,
+    config: ReconstructionConfig,
+    workdir: str | Path,
+    *,
+    perceptual_fn: PerceptualNetwork | None = None,
+    resume: bool = True,
+    mesh: Mesh | None = None,
+    progress: bool = True,
+) -> ReconstructionResult:
+    """Train the decoder of `config` on the attacker's (images, API features) pairs.
+
+    Images: [N, H, W, 3] uint8 or float in [0, 1]; features [N, D] float32 (ciphertext with
+    `config.encoding` set). A victim-surrogate perceptual network is trained first (in
+    `<workdir>/surrogate`) unless `perceptual_fn` gives one.
+    """
+    mesh = make_mesh() if mesh is None else mesh
+    workdir = Path(workdir)
+    images = host_images(train_images, "train_images")
+    features = attacker_features(train_features, config.encoding, "train_features")
+    _check_pairs(images, features)
+    record = {"attack": "reconstruction", **config.to_dict()}
+    prepare_workdir(workdir, record, resume)
+
+    perceptual, surrogate = None, None
+    if config.feature > 0:
+        surrogate_config = dataclasses.replace(config.surrogate, encoding=config.encoding)
+        perceptual, surrogate = resolve_perceptual(
+            config,
+            perceptual_fn,
+            lambda: train_surrogate(
+                images,
+                train_features,
+                surrogate_config,
+                workdir / SURROGATE_DIR,
+                resume=resume,
+                mesh=mesh,
+                progress=progress,
+            ),
+        )
+        record["perceptual"] = describe_perceptual(perceptual)
+
+    rec = build_reconstruction(config, images.shape[1:3], perceptual)
+    dim = features.shape[1]
+    in_dim = encoded_dim(dim, config.encoding) if config.encoding else dim
+    init_fn = rec.init_fn(in_dim, perceptual.variables if perceptual is not None else None)
+    state = create_train_state(init_fn, rec.optimizers, mesh, seed=config.seed)
+    inner = make_gan_step(
+        rec, config.discriminator_steps, config.generator_steps, config.separate_batches
+    )
+    transform = feature_transform(config.encoding)
+
+    def step(state, batch):
+        batch = {"image": _device_images(batch["image"]), "features": transform(batch["features"])}
+        return inner(state, batch)
+
+    batches = ArrayBatches(
+        {"image": images, "features": features}, config.batch_size, mesh=mesh, seed=config.seed
+    )
+    result = fit(
+        state,
+        step,
+        batches,
+        mesh=mesh,
+        num_steps=config.total_steps,
+        steps_per_epoch=config.steps_per_epoch,
+        workdir=workdir,
+        checkpoint=CHECKPOINTS,
+        resume=resume,
+        meta=record,
+        progress=progress,
+    )
+    final = result.state
+    variables = {"params": final.params["decoder"], **final.model_state["decoder"]}
+    predictor = BlockPredictor(
+        lambda v, f: rec.decoder.apply(v, transform(f), train=False), mesh, config.eval_batch_size
+    )
+
+    def reconstruct(features_ND: np.ndarray) -> np.ndarray:
+        return predictor(variables, attacker_features(features_ND, config.encoding, "features"))
+
+    label = describe_perceptual(perceptual) if perceptual is not None else None
+    return ReconstructionResult(
+        variables=variables,
+        config=config,
+        reconstruct=reconstruct,
+        log=workdir / METRICS_FILE,
+        metrics=_last_epoch(result.history),
+        perceptual=label,
+        threat_model_allowed=perceptual is None or perceptual.threat_model_allowed,
+        stop_reason=result.stop_reason,
+        surrogate_log=surrogate.log if surrogate is not None else None,
+    )
+
+
+def reconstruction_summary(result: ReconstructionResult) -> Mapping[str, Any]:
+    """What a report needs besides the evaluation: kind, perceptual label, threat model."""
+    return {
+        "kind": result.config.kind,
+        "encoding": result.config.encoding,
+        "perceptual": result.perceptual,
+        "threat_model_allowed": result.threat_model_allowed,
+        "stop_reason": result.stop_reason,
+    }

@@ -1,0 +1,174 @@
+"""The attribute attack through the engine: it learns attributes that features encode linearly,
+sits at chance on random ciphertext bit patterns, and resumes a killed run exactly."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from invfeat.attacks import attributes as A
+from invfeat.attacks.arrays import ArrayBatches
+from invfeat.attacks.configs import AttributeAttackConfig
+from invfeat.train.mesh import make_mesh
+
+D = 16
+NAMES = ("gender", "age", "upblack", "upwhite", "upred")
+CONFIG = AttributeAttackConfig(
+    learning_rate=1e-2, batch_size=64, epochs=4, steps_per_epoch=10, dropout=0.1, block_num=2
+)
+
+
+def world(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Attributes (gender 2 classes, age 3, one-hot colour flags) and features linear in them."""
+    rng = np.random.default_rng(seed)
+    gender = rng.integers(0, 2, n)
+    age = rng.integers(0, 3, n)
+    colour = rng.integers(0, 3, n)
+    flags = np.eye(3, dtype=np.int64)[colour]
+    attributes = np.column_stack([gender, age, flags])
+    attributes[:10, 1] = -1  # unknown labels are ignored
+    codes = np.concatenate([np.eye(2)[gender], np.eye(3)[age], np.eye(3)[colour]], axis=1)
+    mixing = np.random.default_rng(99).normal(size=(8, D))  # the same "API" for every split
+    features = codes @ mixing + 0.3 * rng.normal(size=(n, D))
+    return features.astype(np.float32), attributes
+
+
+def ciphertext(n: int, seed: int) -> np.ndarray:
+    """Random 32-bit patterns read as float32 (NaN, inf, huge values included)."""
+    words = np.random.default_rng(seed).integers(0, 2**32, size=(n, D), dtype=np.uint64)
+    return words.astype(np.uint32).view(np.float32)
+
+
+@pytest.fixture(scope="module")
+def one_device():
+    return make_mesh(jax.devices()[:1])
+
+
+@pytest.fixture(scope="module")
+def data():
+    return world(512, 0), world(256, 1)
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory, data, one_device):
+    (x_train, y_train), (x_victim, y_victim) = data
+    workdir = tmp_path_factory.mktemp("plain")
+    result = A.run_attribute_attack(
+        x_train,
+        y_train,
+        x_victim,
+        y_victim,
+        NAMES,
+        CONFIG,
+        workdir,
+        mesh=one_device,
+        progress=False,
+    )
+    return result, workdir
+
+
+def test_attack_beats_majority_on_linearly_encoded_attributes(plain, data):
+    result, workdir = plain
+    assert result.names == ("gender", "age", "up_colour")  # colour flags merged
+    assert result.num_classes == (2, 3, 3)
+    for name in result.names:
+        m = result.metrics[name]
+        assert m["balanced_accuracy"] > m["majority"] + 0.25, (name, m)
+    mean = result.metrics["mean"]
+    assert mean["chance"] == pytest.approx((1 / 2 + 1 / 3 + 1 / 3) / 3)
+    assert mean["balanced_accuracy"] > 0.85
+    # the kept checkpoint is the best epoch by the evaluator's mean balanced accuracy
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert [r["step"] for r in epochs] == [10, 20, 30, 40]
+    scores = [r[A.BEST_METRIC] for r in epochs]
+    assert result.best_step == epochs[int(np.argmax(scores))]["step"]
+    assert result.metrics["mean"]["balanced_accuracy"] == pytest.approx(max(scores), abs=1e-6)
+    # predict reads features as the attack did; prepare_labels maps raw columns to the head's
+    (x_victim, y_victim) = data[1]
+    predictions = result.predict(x_victim)
+    assert predictions.shape == (256, 3) and predictions.dtype == np.int32
+    labels = result.prepare_labels(y_victim)
+    np.testing.assert_array_equal(labels[:, 2], np.argmax(y_victim[:, 2:], axis=1))
+
+
+def test_attack_on_random_ciphertext_sits_at_chance(tmp_path, data):
+    (_, y_train), (_, y_victim) = data
+    config = AttributeAttackConfig(**{**CONFIG.to_dict(), "encoding": "bits"})
+    mesh = make_mesh()  # all eight forced CPU devices: batches sharded over the mesh
+    x_train, x_victim = ciphertext(512, 2), ciphertext(256, 3)
+    assert not np.isfinite(x_train).all()
+    result = A.run_attribute_attack(
+        x_train, y_train, x_victim, y_victim, NAMES, config, tmp_path, mesh=mesh, progress=False
+    )
+    assert result.stop_reason is None
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["train/loss"]) for r in records if r["kind"] == "epoch")
+    mean = result.metrics["mean"]
+    assert abs(mean["balanced_accuracy"] - mean["chance"]) < 0.08, mean
+    with pytest.raises(ValueError, match="encoding"):
+        A.run_attribute_attack(
+            x_train, y_train, x_victim, y_victim, NAMES, CONFIG, tmp_path / "x", mesh=mesh
+        )
+
+
+def test_killed_attack_resumes_to_the_same_result(tmp_path, monkeypatch, plain, data, one_device):
+    (x_train, y_train), (x_victim, y_victim) = data
+    reference, _ = plain
+    real_fit = A.fit
+
+    def interrupt(step, state):
+        if step == 15:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(A, "fit", lambda *a, **kw: real_fit(*a, **kw, hooks=[interrupt]))
+    args = (x_train, y_train, x_victim, y_victim, NAMES, CONFIG, tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        A.run_attribute_attack(*args, mesh=one_device, progress=False)
+    monkeypatch.setattr(A, "fit", real_fit)
+    resumed = A.run_attribute_attack(*args, mesh=one_device, progress=False)
+    assert resumed.metrics == reference.metrics
+    assert resumed.best_step == reference.best_step
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+        resumed.variables,
+        reference.variables,
+    )
+    steps = [
+        json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert steps == [10, 20, 30, 40]
+    other = AttributeAttackConfig(**{**CONFIG.to_dict(), "learning_rate": 1e-3})
+    with pytest.raises(ValueError, match="different config"):
+        A.run_attribute_attack(*args[:5], other, tmp_path, mesh=one_device)
+
+
+def test_array_batches_are_shuffled_epochs_and_resumable(one_device):
+    arrays = {"x": np.arange(10), "y": np.arange(10) * 2}
+    batches = ArrayBatches(arrays, 4, mesh=one_device, seed=3)
+    first = [next(batches) for _ in range(5)]  # 20 rows: two whole epochs
+    seen = np.concatenate([b["x"] for b in first])
+    assert sorted(seen[:10]) == list(range(10)) and sorted(seen[10:]) == list(range(10))
+    assert not np.array_equal(seen[:10], seen[10:])
+    assert all(np.array_equal(b["y"], 2 * b["x"]) for b in first)
+    state = batches.get_state()
+    after = next(batches)
+    again = ArrayBatches(arrays, 4, mesh=one_device, seed=3)
+    again.set_state(state)
+    np.testing.assert_array_equal(next(again)["x"], after["x"])
+    with pytest.raises(ValueError, match="does not match"):
+        ArrayBatches(arrays, 2, mesh=one_device).set_state(state)
+    with pytest.raises(ValueError, match="multiple of the number of devices"):
+        ArrayBatches(arrays, 4, mesh=make_mesh())
+
+
+def test_bad_attribute_values_are_named(data, tmp_path, one_device):
+    (x, y), _ = data
+    bad = y.copy()
+    bad[0, 1] = 3  # age has 3 classes
+    labels = [("male", "female"), ("young", "adult", "old"), *[("no", "yes")] * 3]
+    with pytest.raises(ValueError, match="'age' has values outside -1..2"):
+        A.run_attribute_attack(
+            x, bad, x, y, NAMES, CONFIG, tmp_path, attribute_labels=labels, mesh=one_device
+        )
