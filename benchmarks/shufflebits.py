@@ -3,7 +3,8 @@
     python benchmarks/shufflebits.py [--mib 64] [--width 2048] [--formulations]
 
 One float32 array of --mib MiB (rows of --width) is held on the default JAX device (CPU or GPU).
-Jitted rows are timed with block_until_ready, warm-up excluded, best of --repeats, two ways:
+Jitted rows are timed with block_until_ready, warm-up excluded, as the median of --repeats rounds
+that run every method in turn (so load changes hit all rows alike), two ways:
 "fresh" (a new output buffer per call, as a plain jitted call does) and "in place" (input
 donated, so the output reuses its buffer: no allocation or page faults, compute shows). Host rows
 (numpy copy, AES from `cryptography` if installed, the published per-element string method on a
@@ -33,18 +34,37 @@ def best_time(fn: Callable[[], object], repeats: int) -> float:
     return best
 
 
-def time_jitted(f: Callable, x: jax.Array, extra: tuple, repeats: int) -> tuple[float, float]:
-    """(fresh-output seconds, donated in-place seconds) for jitted f(x, *extra)."""
-    fresh = jax.jit(f)
-    t_fresh = best_time(lambda: fresh(x, *extra), repeats)
-    inplace = jax.jit(f, donate_argnums=0)
-    state = {"y": jnp.array(x, copy=True)}
+def seconds(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    return time.perf_counter() - t0
 
-    def step() -> jax.Array:
-        state["y"] = inplace(state["y"], *extra)  # ShuffleBits is a bijection: safe to chain
-        return state["y"]
 
-    return t_fresh, best_time(step, repeats)
+def time_jitted(
+    jitted: list[tuple[str, Callable, tuple]], x: jax.Array, repeats: int
+) -> list[tuple[str, float, float]]:
+    """(name, median fresh-output s, median donated in-place s) for each jitted f(x, *extra)."""
+    calls = []
+    for _, f, extra in jitted:
+        fresh, inplace = jax.jit(f), jax.jit(f, donate_argnums=0)
+        state = {"y": jnp.array(x, copy=True)}
+
+        def step(inplace=inplace, state=state, extra=extra) -> jax.Array:
+            state["y"] = inplace(state["y"], *extra)  # a bijection (or x + 1): safe to chain
+            return state["y"]
+
+        calls.append((lambda fresh=fresh, extra=extra: fresh(x, *extra), step))
+        for call in calls[-1]:
+            jax.block_until_ready(call())  # compile and warm up
+    times = [([], []) for _ in calls]
+    for _ in range(repeats):
+        for (fresh, step), (t_fresh, t_inplace) in zip(calls, times, strict=True):
+            t_fresh.append(seconds(fresh))
+            t_inplace.append(seconds(step))
+    return [
+        (name, float(np.median(t_fresh)), float(np.median(t_inplace)))
+        for (name, _, _), (t_fresh, t_inplace) in zip(jitted, times, strict=True)
+    ]
 
 
 def formulations(key: sb.Key) -> dict[str, Callable]:
@@ -90,6 +110,36 @@ def formulations(key: sb.Key) -> dict[str, Callable]:
     }
 
 
+def one_time_formulations(secret: sb.Secret) -> dict[str, Callable]:
+    """Other one-time kernels (same ciphertext as the library's masked rotations)."""
+    u32 = np.uint32
+    words = jnp.asarray(secret.words())
+
+    def benes_routed(u: jax.Array, nonce: jax.Array) -> jax.Array:
+        src = sb.one_time_permutation(secret, nonce, 32)
+        masks = jax.lax.optimization_barrier(sb.benes_masks(src, jnp))[..., None, :]
+        stages = [masks[..., k] for k in range(masks.shape[-1])]
+        return sb._delta_swaps(u, sb.benes_shifts(32), stages)
+
+    def per_bit(u: jax.Array, nonce: jax.Array) -> jax.Array:
+        rank = sb._one_time_ranks(words, nonce, 32).T  # [32, V]
+        rank = jax.lax.optimization_barrier(rank.astype(jnp.uint32))
+        out = jnp.zeros_like(u)
+        for i in range(32):
+            out |= ((u >> u32(i)) & u32(1)) << rank[i][:, None]
+        return out
+
+    def wrap(g: Callable) -> Callable:
+        return lambda x, n: jax.lax.bitcast_convert_type(
+            g(jax.lax.bitcast_convert_type(x, jnp.uint32), n), jnp.float32
+        )
+
+    return {
+        "  one-time, per-vector Benes routing (previous kernel)": wrap(benes_routed),
+        "  one-time, per-bit variable shifts (32 x 4 ops)": wrap(per_bit),
+    }
+
+
 def host_rows(x_np: np.ndarray, sample: int, repeats: int) -> list[tuple[str, float | None, str]]:
     part = x_np.ravel()[:sample].view(np.uint32)
     index_array = sb.Key.from_seed(0).to_index_array()
@@ -128,7 +178,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=64)
     parser.add_argument("--width", type=int, default=2048, help="feature vector length")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9, help="timed rounds (median)")
     parser.add_argument("--sample", type=int, default=20000, help="floats for the string method")
     parser.add_argument("--formulations", action="store_true", help="add alternative kernels")
     args = parser.parse_args()
@@ -146,20 +196,26 @@ def main() -> None:
         ("jitted device copy (v.copy())", lambda v: v.copy(), ()),
         ("ShuffleBits static key (Benes, jit)", lambda v: sb.encrypt(v, key), ()),
         (
-            f"ShuffleBits one-time ({args.width}-d vectors, jit)",
+            f"ShuffleBits one-time ({args.width}-d vectors, masked rotations, jit)",
             lambda v, n: sb.encrypt(v, secret, n),
             (nonces,),
         ),
     ]
     if args.formulations:
         jitted += [(name, f, ()) for name, f in formulations(key).items()]
-    results = [(name, *time_jitted(f, x, extra, args.repeats)) for name, f, extra in jitted]
+        jitted += [(name, f, (nonces,)) for name, f in one_time_formulations(secret).items()]
+        reference = np.asarray(sb.encrypt(x, secret, nonces)).view(np.uint32)
+        for name, f in one_time_formulations(secret).items():
+            got = np.asarray(jax.jit(f)(x, nonces)).view(np.uint32)
+            assert np.array_equal(got, reference), f"{name.strip()}: not the library's ciphertext"
+    results = time_jitted(jitted, x, args.repeats)
     ceiling = results[0][1:]
     gbs = lambda t: nbytes / t / 1e9
 
     print(
         f"\nShuffleBits on {device.device_kind} ({device.platform}), "
-        f"{nbytes >> 20} MiB float32 as {rows_n} x {args.width}; best of {args.repeats}\n"
+        f"{nbytes >> 20} MiB float32 as {rows_n} x {args.width}; "
+        f"median of {args.repeats} interleaved rounds (host rows: best of {args.repeats})\n"
     )
     print("| method | GB/s fresh | ratio to x + 1 | GB/s in place | ratio to x + 1 | note |")
     print("|---|---:|---:|---:|---:|---|")
