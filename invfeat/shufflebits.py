@@ -384,7 +384,13 @@ def _chacha20(key_words: Any, counter: Any, nonce_words: tuple) -> list[jax.Arra
             x[b] = _rotl(x[b] ^ x[c], 7)
         return tuple(x)
 
-    out = jax.lax.fori_loop(0, 10, double_round, init)
+    # Unrolled on accelerators (one fused kernel instead of a loop of small launches); rolled on
+    # CPU, where the unrolled form compiles ~7x slower and runs no faster.
+    out = jax.lax.platform_dependent(
+        init,
+        cpu=lambda s: jax.lax.fori_loop(0, 10, double_round, s),
+        default=lambda s: jax.lax.fori_loop(0, 10, double_round, s, unroll=True),
+    )
     return [o + i for o, i in zip(out, init, strict=True)]
 
 
