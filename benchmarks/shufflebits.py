@@ -104,7 +104,7 @@ def formulations(key: sb.Key) -> dict[str, Callable]:
         )
 
     return {
-        "  shift groups (out |= (x & m_d) << d)": wrap(shift_groups),
+        "  shift groups (out OR= (x & m_d) << d)": wrap(shift_groups),
         "  per-bit gather (32 shift/and/or)": wrap(per_bit),
         "  16-bit lookup tables (2 gathers)": wrap(lut16),
     }
