@@ -10,6 +10,7 @@
   encoding they go to the device as their raw uint32 words and are encoded inside the jitted
   program (ciphertext bits stay exact, no float op ever sees a NaN payload); without one they
   must be finite float32.
+- `init_key`: the key the attacks initialise their networks with (rbg, cheap to compile).
 - `prepare_workdir`: writes the run's config.json, or checks it against a resumed run's; a
   fresh run (resume=False) removes the workdir's old checkpoints.
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
@@ -148,6 +150,20 @@ def feature_transform(encoding: str | None) -> Callable[[jax.Array], jax.Array]:
     if encoding is None:
         return lambda features: features
     return lambda words: encode_features(words, encoding)
+
+
+def init_key(rng: jax.Array) -> jax.Array:
+    """An "rbg" key (XLA's RngBitGenerator) from the engine's raw threefry key, inside init.
+
+    Flax initialisers drawn from threefry keys make init programs that take several times
+    longer to compile than the networks' training steps on CPU; rbg draws compile in a fraction
+    of that. The draws are deterministic per seed and backend; a resumed run restores its state
+    and never re-initialises, so nothing else depends on them.
+    """
+    data = jnp.asarray(rng, jnp.uint32).reshape(-1)
+    return jax.random.wrap_key_data(
+        jnp.concatenate([data, data ^ jnp.uint32(0x9E3779B9)]), impl="rbg"
+    )
 
 
 def prepare_workdir(workdir: Path, config: Mapping[str, Any], resume: bool) -> None:

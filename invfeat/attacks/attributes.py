@@ -38,6 +38,7 @@ from invfeat.attacks.arrays import (
     BlockPredictor,
     attacker_features,
     feature_transform,
+    init_key,
     prepare_workdir,
 )
 from invfeat.attacks.ciphertext import encoded_dim
@@ -214,7 +215,7 @@ def _program(
 
     return _Program(
         tx=tx,
-        init_fn=lambda rng: head.init(rng, jnp.zeros((1, in_dim), jnp.float32)),
+        init_fn=lambda rng: head.init(init_key(rng), jnp.zeros((1, in_dim), jnp.float32)),
         step=step,
         predictor=make_class_predictor(head, config.encoding, mesh, config.eval_batch_size),
     )

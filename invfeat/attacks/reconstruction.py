@@ -28,6 +28,7 @@ encoded features, so losses stay finite whatever the bit patterns.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from invfeat.attacks.arrays import (
     BlockPredictor,
     attacker_features,
     feature_transform,
+    init_key,
     prepare_workdir,
 )
 from invfeat.attacks.ciphertext import encoded_dim
@@ -51,6 +53,7 @@ from invfeat.attacks.steps import LossWeights, Reconstruction, make_gan_step, ma
 from invfeat.models.decoder import Decoder
 from invfeat.models.discriminator import Discriminator
 from invfeat.models.perceptual import (
+    FeaturesFn,
     PerceptualNetwork,
     SurrogateNet,
     resnet50_perceptual,
@@ -60,7 +63,7 @@ from invfeat.train.checkpoint import CheckpointConfig
 from invfeat.train.loop import METRICS_FILE, fit
 from invfeat.train.mesh import make_mesh
 from invfeat.train.optim import OptimizerConfig, make_optimizer
-from invfeat.train.state import create_train_state
+from invfeat.train.state import TrainState, create_train_state, split_variables
 
 SURROGATE_DIR = "surrogate"
 CHECKPOINTS = CheckpointConfig(keep_last=1)
@@ -144,20 +147,8 @@ def train_surrogate(
     record = {"attack": "surrogate", **config.to_dict()}
     prepare_workdir(workdir, record, resume)
 
-    dim = features.shape[1]
-    target_dim = encoded_dim(dim, config.encoding) if config.encoding else dim
-    net = SurrogateNet(feature_dim=target_dim, widths=config.widths)
-    tx = make_optimizer(OptimizerConfig(learning_rate=config.learning_rate))
-    shape = (1, *images.shape[1:])
-    state = create_train_state(
-        lambda rng: net.init(rng, jnp.zeros(shape, jnp.float32)), tx, mesh, seed=config.seed
-    )
-    inner = make_surrogate_step(net, tx, config.resolved_loss)
-    transform = feature_transform(config.encoding)
-
-    def step(state, batch):
-        batch = {"image": _device_images(batch["image"]), "features": transform(batch["features"])}
-        return inner(state, batch)
+    program = _surrogate_program(config, images.shape[1:], features.shape[1], mesh)
+    state = create_train_state(program.init_fn, program.txs, mesh, seed=config.seed)
 
     steps_per_epoch = config.steps_per_epoch or max(1, len(images) // config.batch_size)
     batches = ArrayBatches(
@@ -165,7 +156,7 @@ def train_surrogate(
     )
     result = fit(
         state,
-        step,
+        program.step,
         batches,
         mesh=mesh,
         num_steps=config.epochs * steps_per_epoch,
@@ -177,10 +168,11 @@ def train_surrogate(
         progress=progress,
     )
     variables = {"params": result.state.params, **result.state.model_state}
-    network = surrogate_perceptual(net, variables, config.stages)
+    network = _surrogate_network(program.model, config.stages)
     target = "plaintext features" if config.encoding is None else f"{config.encoding}-encoded"
     network = dataclasses.replace(
         network,
+        variables=variables,
         description=f"{network.description}, trained to regress the API's {target} outputs "
         f"({config.resolved_loss} loss)",
     )
@@ -227,7 +219,7 @@ def resolve_perceptual(
 
 
 def build_reconstruction(
-    config: ReconstructionConfig, image_hw: tuple[int, int], perceptual: PerceptualNetwork | None
+    config: ReconstructionConfig, image_hw: tuple[int, int], perceptual: FeaturesFn | None
 ) -> Reconstruction:
     """The networks, optimizers and loss weights of `config` for images of size `image_hw`."""
     decoder = Decoder(
@@ -260,7 +252,105 @@ def build_reconstruction(
         weights=weights,
         discriminator=discriminator,
         discriminator_tx=discriminator_tx,
-        perceptual=perceptual.features if perceptual is not None else None,
+        perceptual=perceptual,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Program:
+    """A model's optimizer(s), init function and compiled pieces for one configuration."""
+
+    model: Any
+    txs: Any
+    init_fn: Callable[[jax.Array], Any]
+    step: Callable[[Any, Any], Any]
+    predictor: BlockPredictor | None = None
+
+
+@functools.lru_cache(maxsize=8)
+def _surrogate_program(
+    config: SurrogateConfig, image_shape: tuple[int, ...], feature_dim: int, mesh: Mesh
+) -> _Program:
+    """Built once per configuration, so a resumed or repeated run reuses its compilations."""
+    del mesh  # part of the cache key: compilations belong to one mesh
+    target_dim = encoded_dim(feature_dim, config.encoding) if config.encoding else feature_dim
+    net = SurrogateNet(feature_dim=target_dim, widths=config.widths)
+    tx = make_optimizer(OptimizerConfig(learning_rate=config.learning_rate))
+    inner = make_surrogate_step(net, tx, config.resolved_loss)
+    transform = feature_transform(config.encoding)
+
+    def step(state, batch):
+        batch = {"image": _device_images(batch["image"]), "features": transform(batch["features"])}
+        return inner(state, batch)
+
+    def init_fn(rng: jax.Array) -> Any:
+        return net.init(init_key(rng), jnp.zeros((1, *image_shape), jnp.float32))
+
+    return _Program(net, tx, init_fn, step)
+
+
+@functools.lru_cache(maxsize=8)
+def _surrogate_network(net: SurrogateNet, stages: int) -> PerceptualNetwork:
+    """One features function per surrogate model, so programs keyed on it are reused."""
+    return surrogate_perceptual(net, None, stages)
+
+
+def _perceptual_key(perceptual: PerceptualNetwork | None) -> tuple | None:
+    """Hashable identity of a perceptual network: its function and its variables' shapes."""
+    if perceptual is None:
+        return None
+    leaves, tree = jax.tree.flatten(perceptual.variables)
+    shapes = tuple((tuple(np.shape(x)), str(np.asarray(x).dtype)) for x in leaves)
+    return (perceptual.features, tree, shapes)
+
+
+def _with_perceptual(state: TrainState, variables: Any) -> TrainState:
+    """Put the perceptual network's variables (frozen) into a state made with placeholders."""
+    params, rest = split_variables(variables)
+    place = lambda new, old: jax.device_put(jnp.asarray(new, old.dtype), old.sharding)
+    params = jax.tree.map(place, params, state.params["perceptual"])
+    rest = jax.tree.map(place, rest, state.model_state["perceptual"])
+    return state.replace(
+        params={**state.params, "perceptual": params},
+        model_state={**state.model_state, "perceptual": rest},
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _reconstruction_program(
+    config: ReconstructionConfig,
+    image_hw: tuple[int, int],
+    feature_dim: int,
+    mesh: Mesh,
+    perceptual_key: tuple | None,
+) -> _Program:
+    """Built once per configuration (and perceptual network), reused by resumed runs."""
+    in_dim = encoded_dim(feature_dim, config.encoding) if config.encoding else feature_dim
+    features_fn = None
+    placeholders = None
+    if perceptual_key is not None:
+        features_fn, tree, shapes = perceptual_key
+        placeholders = jax.tree.unflatten(tree, [jnp.zeros(s, d) for s, d in shapes])
+    rec = build_reconstruction(config, image_hw, features_fn)
+    inner = make_gan_step(
+        rec, config.discriminator_steps, config.generator_steps, config.separate_batches
+    )
+    transform = feature_transform(config.encoding)
+
+    def step(state, batch):
+        batch = {"image": _device_images(batch["image"]), "features": transform(batch["features"])}
+        return inner(state, batch)
+
+    def decode(variables: Any, features: jax.Array) -> jax.Array:
+        return rec.decoder.apply(variables, transform(features), train=False)
+
+    init = rec.init_fn(in_dim, placeholders)
+    return _Program(
+        model=rec,
+        txs=rec.optimizers,
+        init_fn=lambda rng: init(init_key(rng)),
+        step=step,
+        predictor=BlockPredictor(decode, mesh, config.eval_batch_size),
     )
 
 
@@ -307,26 +397,19 @@ def run_reconstruction(
         )
         record["perceptual"] = describe_perceptual(perceptual)
 
-    rec = build_reconstruction(config, images.shape[1:3], perceptual)
-    dim = features.shape[1]
-    in_dim = encoded_dim(dim, config.encoding) if config.encoding else dim
-    init_fn = rec.init_fn(in_dim, perceptual.variables if perceptual is not None else None)
-    state = create_train_state(init_fn, rec.optimizers, mesh, seed=config.seed)
-    inner = make_gan_step(
-        rec, config.discriminator_steps, config.generator_steps, config.separate_batches
+    program = _reconstruction_program(
+        config, images.shape[1:3], features.shape[1], mesh, _perceptual_key(perceptual)
     )
-    transform = feature_transform(config.encoding)
-
-    def step(state, batch):
-        batch = {"image": _device_images(batch["image"]), "features": transform(batch["features"])}
-        return inner(state, batch)
+    state = create_train_state(program.init_fn, program.txs, mesh, seed=config.seed)
+    if perceptual is not None:
+        state = _with_perceptual(state, perceptual.variables)
 
     batches = ArrayBatches(
         {"image": images, "features": features}, config.batch_size, mesh=mesh, seed=config.seed
     )
     result = fit(
         state,
-        step,
+        program.step,
         batches,
         mesh=mesh,
         num_steps=config.total_steps,
@@ -339,12 +422,10 @@ def run_reconstruction(
     )
     final = result.state
     variables = {"params": final.params["decoder"], **final.model_state["decoder"]}
-    predictor = BlockPredictor(
-        lambda v, f: rec.decoder.apply(v, transform(f), train=False), mesh, config.eval_batch_size
-    )
 
     def reconstruct(features_ND: np.ndarray) -> np.ndarray:
-        return predictor(variables, attacker_features(features_ND, config.encoding, "features"))
+        features_ND = attacker_features(features_ND, config.encoding, "features")
+        return program.predictor(variables, features_ND)
 
     label = describe_perceptual(perceptual) if perceptual is not None else None
     return ReconstructionResult(
