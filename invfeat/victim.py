@@ -18,11 +18,12 @@ checkpoints/, victim.msgpack and victim.json (once training has finished).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.serialization
 import jax
@@ -31,9 +32,15 @@ import numpy as np
 
 from invfeat import losses, metrics
 from invfeat.api import FeatureAPI
-from invfeat.data.pipeline import LoaderConfig, make_loader, materialize, read_identities
+from invfeat.data.pipeline import (
+    ArraySource,
+    LoaderConfig,
+    make_loader,
+    materialize,
+    read_identities,
+)
 from invfeat.features import Embedded, api_embed, embed_split, open_dataset_split
-from invfeat.models.reid import ReIDModel, get_config, make_features_fn
+from invfeat.models.reid import IMAGENET_MEAN, ReIDModel, get_config, make_features_fn
 from invfeat.train import optim, precision
 from invfeat.train import state as S
 from invfeat.train.checkpoint import CheckpointConfig
@@ -68,6 +75,7 @@ class VictimConfig:
     triplet_weight: float = 1.0
     augment: bool = True  # flip + shifted crop
     crop_padding: int = 4
+    random_erasing: float = 0.0  # probability of erasing a rectangle per image (BoT: 0.5)
     precision: str = "auto"
     seed: int = 0
     in_memory: bool = True  # decode the train split once (small data) instead of every step
@@ -264,10 +272,12 @@ def make_loss_fn(
     class_ids = jnp.asarray(class_ids, jnp.int32)
 
     def loss_fn(params, model_state, batch, rng):
-        del rng  # the model has no stochastic layer
+        images = batch["image"]
+        if config.random_erasing:
+            images = random_erasing(images, rng, config.random_erasing)
         out, new_model_state = model.apply(
             {"params": params, **model_state},
-            policy.cast_to_compute(batch["image"]),
+            policy.cast_to_compute(images),
             train=True,
             mutable=["batch_stats"],
         )
@@ -281,6 +291,36 @@ def make_loss_fn(
         return loss, ({"ce": ce, "triplet": triplet, "accuracy": accuracy}, new_model_state)
 
     return loss_fn
+
+
+def random_erasing(
+    images_BHWC: jax.Array,
+    rng: jax.Array,
+    prob: float,
+    area: tuple[float, float] = (0.02, 0.4),
+    aspect: tuple[float, float] = (0.3, 3.33),
+) -> jax.Array:
+    """Random erasing (Zhong et al.) on device: with probability `prob` per image, one rectangle
+    of `area` fraction and `aspect` (h / w) ratio, clipped to the image, set to the pixel mean."""
+    b, h, w, _ = images_BHWC.shape
+    keys = jax.random.split(rng, 5)
+    erase = jax.random.uniform(keys[0], (b,)) < prob
+    target = jax.random.uniform(keys[1], (b,), minval=area[0], maxval=area[1]) * h * w
+    ratio = jnp.exp(jax.random.uniform(keys[2], (b,), minval=jnp.log(aspect[0]),
+                                       maxval=jnp.log(aspect[1])))  # fmt: skip
+    eh = jnp.clip(jnp.round(jnp.sqrt(target * ratio)), 1, h).astype(jnp.int32)
+    ew = jnp.clip(jnp.round(jnp.sqrt(target / ratio)), 1, w).astype(jnp.int32)
+    y0 = jnp.floor(jax.random.uniform(keys[3], (b,)) * (h - eh + 1)).astype(jnp.int32)
+    x0 = jnp.floor(jax.random.uniform(keys[4], (b,)) * (w - ew + 1)).astype(jnp.int32)
+    ys = jnp.arange(h)[None, :, None]
+    xs = jnp.arange(w)[None, None, :]
+    inside = (
+        (ys >= y0[:, None, None]) & (ys < (y0 + eh)[:, None, None])
+        & (xs >= x0[:, None, None]) & (xs < (x0 + ew)[:, None, None])
+    )  # fmt: skip
+    mask_BHW1 = (erase[:, None, None] & inside)[..., None]
+    mean = jnp.asarray(IMAGENET_MEAN, images_BHWC.dtype)
+    return jnp.where(mask_BHW1, mean, images_BHWC)
 
 
 def make_optimizer(config: VictimConfig, steps_per_epoch: int) -> Any:
@@ -328,20 +368,44 @@ def train_victim(
     progress: bool = True,
 ) -> Victim:
     """Train the victim of `config` in `workdir` (resuming its latest checkpoint if asked)."""
+    opened = dict(data_dir=data_dir, data_settings=config.data_settings)
+    source = open_dataset_split(config.dataset, "train", **opened)
+    evaluators = {}
+    if config.eval_every_epochs:
+        query, gallery = (
+            open_dataset_split(config.dataset, s, **opened) for s in ("query", "gallery")
+        )
+        evaluators["test"] = ReIDEvaluator(
+            inference_model(config), query, gallery, config.input_size
+        )
+    return train_on_source(
+        config, source, workdir, resume=resume, evaluators=evaluators, hooks=hooks,
+        progress=progress,
+    )  # fmt: skip
+
+
+def train_on_source(
+    config: VictimConfig,
+    source: Sequence[Mapping[str, Any]],
+    workdir: str | Path,
+    *,
+    resume: bool = False,
+    evaluators: Mapping[str, Any] | None = None,
+    hooks: Sequence[Callable[[int, Any], None]] = (),
+    progress: bool = True,
+) -> Victim:
+    """`train_victim` over any source of train records (e.g. an `ArraySource`)."""
     workdir = Path(workdir)
     _check_workdir(workdir, config, resume)
     start = time.perf_counter()
-    mesh, policy = make_mesh(), precision.get_policy(config.precision)
-    opened = dict(data_dir=data_dir, data_settings=config.data_settings)
-    source = open_dataset_split(config.dataset, "train", **opened)
-    if config.in_memory:
+    mesh = make_mesh()
+    if config.in_memory and not isinstance(source, ArraySource):
         source = materialize(source, config.input_size)
     class_ids = np.unique(read_identities(source))
     steps_per_epoch = config.steps_per_epoch or max(1, len(source) // config.batch_size)
     num_steps = config.epochs * steps_per_epoch
-    model = get_config(config.model).build(num_classes=len(class_ids), dtype=policy.compute_dtype)
-    tx = make_optimizer(config, steps_per_epoch)
-    state = S.create_train_state(_init_fn(model, config.input_size), tx, mesh, seed=config.seed)
+    recipe = _recipe(json.dumps(config.to_dict()), tuple(class_ids.tolist()), steps_per_epoch)
+    state = S.create_train_state(recipe.init_fn, recipe.tx, mesh, seed=config.seed)
     loader = make_loader(
         source,
         LoaderConfig(
@@ -353,17 +417,9 @@ def train_victim(
             seed=config.seed,
         ),
     )
-    evaluators = {}
-    if config.eval_every_epochs:
-        query, gallery = (
-            open_dataset_split(config.dataset, s, **opened) for s in ("query", "gallery")
-        )
-        evaluators["test"] = ReIDEvaluator(
-            inference_model(config), query, gallery, config.input_size
-        )
     result = fit(
         state,
-        S.make_train_step(make_loss_fn(model, config, class_ids, policy), tx),
+        recipe.step_fn,
         iter(loader),
         mesh=mesh,
         num_steps=num_steps,
@@ -394,6 +450,24 @@ def train_victim(
     victim = Victim(config, inference_model(config), jax.device_get(variables), summary)
     save_victim(workdir, victim)
     return victim
+
+
+class _Recipe(NamedTuple):
+    tx: Any
+    init_fn: Callable[[jax.Array], Any]
+    step_fn: S.StepFn
+
+
+@functools.lru_cache(maxsize=4)
+def _recipe(config_json: str, class_ids: tuple[int, ...], steps_per_epoch: int) -> _Recipe:
+    """Optimizer, initialiser and step of a run; the same objects for the same run, so a
+    resumed or repeated run in this process reuses their compiled programs."""
+    config = VictimConfig.from_dict(json.loads(config_json))
+    policy = precision.get_policy(config.precision)
+    model = get_config(config.model).build(num_classes=len(class_ids), dtype=policy.compute_dtype)
+    tx = make_optimizer(config, steps_per_epoch)
+    loss_fn = make_loss_fn(model, config, np.asarray(class_ids), policy)
+    return _Recipe(tx, _init_fn(model, config.input_size), S.make_train_step(loss_fn, tx))
 
 
 def _init_fn(model: ReIDModel, image_size: tuple[int, int]) -> Callable[[jax.Array], Any]:

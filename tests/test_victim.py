@@ -74,7 +74,7 @@ def test_training_moves_the_parameters(trained):
     _, victim = trained
     model = V.inference_model(TINY)
     init_rng = jax.random.split(jax.random.PRNGKey(TINY.seed))[0]  # as create_train_state
-    init = V._init_fn(model, TINY.input_size)(init_rng)
+    init = jax.jit(V._init_fn(model, TINY.input_size))(init_rng)
     moved = [
         not np.allclose(a, b)
         for a, b in zip(_leaves(init["params"]), _leaves(victim.variables["params"]), strict=True)
@@ -141,3 +141,19 @@ def test_cli_eval_writes_a_table(trained, data_dir, capsys):
     assert "| synth_msmt | in |" in out
     record = json.loads((workdir / "eval.json").read_text())
     assert record["results"]["synth_msmt"]["num_queries"] == 4
+
+
+def test_random_erasing_fills_one_rectangle_per_chosen_image():
+    images = jax.random.uniform(jax.random.PRNGKey(0), (64, 32, 16, 3))
+    out = np.asarray(
+        jax.jit(V.random_erasing, static_argnums=2)(images, jax.random.PRNGKey(1), 0.5)
+    )
+    changed_BHW = np.any(out != np.asarray(images), axis=-1)
+    erased = changed_BHW.any(axis=(1, 2))
+    assert 16 < erased.sum() < 48  # about half of 64
+    for image, mask in zip(out[erased], changed_BHW[erased], strict=True):
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        box = np.zeros_like(mask)
+        box[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] = True
+        np.testing.assert_allclose(image[box], np.broadcast_to(V.IMAGENET_MEAN, image[box].shape))
+    assert np.array_equal(V.random_erasing(images, jax.random.PRNGKey(1), 0.0), images)
