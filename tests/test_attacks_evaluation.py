@@ -1,0 +1,151 @@
+"""Evaluation of reconstructions on hand-made cases, and of feature files made elsewhere."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from invfeat.attacks.attributes import AttributeResult
+from invfeat.attacks.configs import AttributeAttackConfig
+from invfeat.attacks.evaluation import evaluate_feature_files, evaluate_reconstructions
+from invfeat.data.attributes import Attribute
+from invfeat.data.feature_files import FeatureFile, FeatureFileError, write_features
+
+IDS, H, W, D = 6, 32, 16, 8
+PROJECTION = np.random.default_rng(7).normal(size=(H * W * 3, D)).astype(np.float32)
+
+
+def api(images: np.ndarray) -> np.ndarray:
+    """The evaluator's plaintext API: a fixed projection of the centred pixels."""
+    flat = np.asarray(images, np.float32).reshape(len(images), -1)
+    return (flat - 0.5) @ PROJECTION
+
+
+@pytest.fixture(scope="module")
+def scene():
+    """One query (camera 0) and two gallery images (camera 1) per identity."""
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.1, 0.9, size=(IDS, 1, 1, 3)) * np.ones((IDS, H, W, 3))
+    base = base * np.linspace(0.6, 1.0, H)[None, :, None, None]
+    noisy = lambda: np.clip(base + 0.02 * rng.normal(size=base.shape), 0, 1).astype(np.float32)
+    query = noisy()
+    gallery = np.concatenate([noisy(), noisy()])
+    ids = np.arange(IDS)
+    return {
+        "query": query,
+        "query_ids": ids,
+        "query_cams": np.zeros(IDS, np.int32),
+        "gallery": gallery,
+        "gallery_ids": np.concatenate([ids, ids]),
+        "gallery_cams": np.ones(2 * IDS, np.int32),
+        # gender 2 classes, then three colour flags (merged into up_colour by the head)
+        "attributes": np.column_stack([ids % 2, np.eye(3, dtype=int)[ids % 3]]),
+    }
+
+
+def lookup(keys: np.ndarray, values: np.ndarray):
+    """A 'decoder' that returns the value stored for each exact key row."""
+    table = {k.tobytes(): v for k, v in zip(keys, values, strict=True)}
+    return lambda rows: np.stack([table[r.tobytes()] for r in np.asarray(rows)])
+
+
+def evaluate(scene, reconstruct, features_in, **kwargs):
+    return evaluate_reconstructions(
+        reconstruct,
+        features_in,
+        scene["query"],
+        api(scene["query"]),
+        scene["query_ids"],
+        scene["query_cams"],
+        api(scene["gallery"]),
+        scene["gallery_ids"],
+        scene["gallery_cams"],
+        api,
+        **kwargs,
+    )
+
+
+def test_perfect_reconstructions_score_perfectly(scene):
+    # what the attacker sees may be ciphertext: here, arbitrary bit patterns per query
+    words = np.random.default_rng(1).integers(0, 2**32, size=(IDS, D), dtype=np.uint64)
+    cipher = words.astype(np.uint32).view(np.float32)
+    reconstruct = lookup(cipher, scene["query"])
+    truth = scene["attributes"]
+    head = lambda features: lookup(api(scene["query"]), truth)(features)  # reads plaintext
+    result = evaluate(
+        scene, reconstruct, cipher, attribute_predict=head, query_attributes=truth, num_images=4
+    )
+    m = result.metrics
+    assert m["cosine_distance"] == pytest.approx(0.0, abs=1e-6)
+    assert m["cosine_distance_shuffled"] > 0.05
+    assert m["rank1"] == 1.0 and m["mAP"] == 1.0 and m["num_queries"] == IDS
+    assert m["psnr"] >= 99.0  # identical images: the 100 dB cap
+    assert m["ssim"] == pytest.approx(1.0, abs=1e-5)
+    assert m["attributes"]["mean"] == 1.0
+    np.testing.assert_array_equal(result.reconstructions, scene["query"][:4])
+
+
+def test_uninformative_reconstructions_score_poorly(scene):
+    features = api(scene["query"])
+    grey = lambda rows: np.full((len(rows), H, W, 3), 0.5, np.float32)
+    schema = (Attribute("gender", ("m", "f")),) + tuple(
+        Attribute(f"up{c}", ("no", "yes")) for c in ("black", "white", "red")
+    )
+    # an AttributeResult's prepare_labels merges the colour flags, as the attack did
+    columns = (schema[0], Attribute("up_colour", ("black", "white", "red")))
+    head = AttributeResult(
+        metrics={},
+        variables=None,
+        config=AttributeAttackConfig(),
+        predict=lambda f: np.zeros((len(f), 2), np.int32),
+        attributes=columns,
+        source_attributes=schema,
+        best_step=0,
+        log=Path("unused"),
+    )
+    m = evaluate(
+        scene, grey, features, attribute_predict=head, query_attributes=scene["attributes"]
+    ).metrics
+    assert m["rank1"] < 0.5 and m["psnr"] < 30.0 and m["ssim"] < 0.9
+    assert m["attributes"]["gender"] == 0.5 and m["attributes"]["up_colour"] == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="query_attributes"):
+        evaluate(scene, grey, features, attribute_predict=head)
+    with pytest.raises(ValueError, match="reconstruct gave"):
+        evaluate(scene, lambda rows: np.zeros((len(rows), 8, 8, 3), np.float32), features)
+
+
+def write(path: Path, paths, features, encryption=None, nonces=None) -> None:
+    write_features(path, FeatureFile(np.array(paths), np.asarray(features), encryption, nonces))
+
+
+def test_feature_files_matched_by_path(tmp_path):
+    rng = np.random.default_rng(2)
+    paths = [f"query/{i:04d}_c1.png" for i in range(10)]
+    source = rng.normal(size=(10, D)).astype(np.float32)
+    write(tmp_path / "source.npz", paths, source)
+    targets = tmp_path / "targets"
+    targets.mkdir()
+    order = rng.permutation(10)[:6]  # a subset, in another order, with "./" and "\\" spellings
+    spelled = [
+        ("./" + paths[i]) if k % 2 else paths[i].replace("/", "\\") for k, i in enumerate(order)
+    ]
+    write(targets / "same.npz", spelled, source[order])
+    write(targets / "opposite.npz", [paths[i] for i in order], -2.0 * source[order])
+    (targets / "notes.txt").write_text("not a feature file")
+    distances = evaluate_feature_files(tmp_path / "source.npz", targets)
+    assert list(distances) == ["opposite.npz", "same.npz"]
+    assert distances["same.npz"] == pytest.approx(0.0, abs=1e-6)
+    assert distances["opposite.npz"] == pytest.approx(2.0, abs=1e-6)
+
+    write(targets / "stranger.npz", ["query/9999_c1.png"], source[:1])
+    with pytest.raises(FeatureFileError, match="stranger.npz: 1 image paths are not in the source"):
+        evaluate_feature_files(tmp_path / "source.npz", targets)
+    (targets / "stranger.npz").unlink()
+    nonces = np.zeros((1, 3), np.uint32)
+    write(targets / "secret.npz", paths[:1], source[:1], "one-time", nonces)
+    with pytest.raises(FeatureFileError, match="is encrypted"):
+        evaluate_feature_files(tmp_path / "source.npz", targets)
+    with pytest.raises(FeatureFileError, match="no target feature files"):
+        evaluate_feature_files(tmp_path / "source.npz", tmp_path / "targets", pattern="*.feat")
+    with pytest.raises(FeatureFileError, match="not a folder"):
+        evaluate_feature_files(tmp_path / "source.npz", tmp_path / "missing")
