@@ -8,7 +8,7 @@ one `.npz` per split with `invfeat.data.feature_files` (plain, or ShuffleBits ci
 a static key, or under one-time keys with the per-row nonces stored beside the features).
 
 File layout (`feature_paths`): `--out DIR` gives `DIR/<split>.npz`; `--out NAME.npz` gives
-`NAME_<split>.npz` beside it. Rows follow the dataset's record order; the paths are the
+`NAME_<split>.npz` beside it. Synthetic datasets are rendered on first use. Rows follow the dataset's record order; the paths are the
 records' dataset-relative file names (e.g. `query/0001_c1s1_010000_00.png`).
 """
 
@@ -80,6 +80,25 @@ def open_dataset_split(
             f"dataset {dataset!r} split {split!r} is not built in {where} (build it with "
             f"`python -m experiments data build --dataset {dataset} --data-dir {where}`): {err}"
         ) from err
+
+
+def prepare_dataset(
+    dataset: str,
+    *,
+    data_dir: str | Path | None = None,
+    data_settings: Mapping[str, Any] | None = None,
+) -> None:
+    """Render a synthetic dataset if it is not built yet (a no-op when built; real datasets
+    are left alone: `open_dataset_split` says how to build them)."""
+    if not dataset.startswith("synth_"):
+        return
+    from invfeat.data import builders
+    from invfeat.data.builders.synth import builder_config
+
+    settings = dict(data_settings or {})
+    if "size" in settings:
+        settings["size"] = tuple(settings["size"])
+    builders.build(dataset, data_dir=data_dir, config=builder_config(**settings))
 
 
 def dataset_splits(
@@ -187,6 +206,7 @@ def extract_features(
     """
     scheme = scheme_of(key)
     opened = dict(data_dir=data_dir, data_settings=data_settings)
+    prepare_dataset(dataset, **opened)
     splits = tuple(splits) if splits else dataset_splits(dataset, **opened)
     paths = feature_paths(out, splits)
     api = victim.api(key=key, batch_size=batch_size)

@@ -39,7 +39,13 @@ from invfeat.data.pipeline import (
     materialize,
     read_identities,
 )
-from invfeat.features import Embedded, api_embed, embed_split, open_dataset_split
+from invfeat.features import (
+    Embedded,
+    api_embed,
+    embed_split,
+    open_dataset_split,
+    prepare_dataset,
+)
 from invfeat.models.reid import IMAGENET_MEAN, ReIDModel, get_config, make_features_fn
 from invfeat.train import optim, precision
 from invfeat.train import state as S
@@ -247,6 +253,7 @@ def evaluate_victim(
     progress: bool = True,
 ) -> dict[str, float]:
     """rank1/rank5/rank10/mAP (fractions) and num_queries on `dataset`'s query vs gallery."""
+    prepare_dataset(dataset, data_dir=data_dir, data_settings=data_settings)
     api = victim.api(batch_size=batch_size)
     query, gallery = (
         embed_split(
@@ -367,8 +374,11 @@ def train_victim(
     hooks: Sequence[Callable[[int, Any], None]] = (),
     progress: bool = True,
 ) -> Victim:
-    """Train the victim of `config` in `workdir` (resuming its latest checkpoint if asked)."""
+    """Train the victim of `config` in `workdir` (resuming its latest checkpoint if asked).
+
+    A synthetic dataset is rendered first if it is not built yet."""
     opened = dict(data_dir=data_dir, data_settings=config.data_settings)
+    prepare_dataset(config.dataset, **opened)
     source = open_dataset_split(config.dataset, "train", **opened)
     evaluators = {}
     if config.eval_every_epochs:

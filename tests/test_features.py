@@ -127,7 +127,7 @@ def test_feature_path_layouts(tmp_path):
 
 def test_missing_dataset_is_a_clear_error(victim, tmp_path):
     with pytest.raises(FileNotFoundError, match="not built|no built split"):
-        extract_features(victim, "synth_duke", tmp_path / "o", data_dir=tmp_path, progress=False)
+        extract_features(victim, "market1501", tmp_path / "o", data_dir=tmp_path, progress=False)
 
 
 def test_cli_extract_with_a_new_one_time_key(victim, data_dir, tmp_path, capsys):

@@ -126,8 +126,9 @@ def test_config_json_round_trip_and_names():
 def test_missing_victim_and_dataset_give_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no trained victim"):
         V.load_victim(tmp_path)
+    real = V.get_victim_config("tiny", dataset="market1501")
     with pytest.raises(FileNotFoundError, match="not built"):
-        V.train_victim(TINY, tmp_path / "w", data_dir=tmp_path / "empty", progress=False)
+        V.train_victim(real, tmp_path / "w", data_dir=tmp_path / "empty", progress=False)
 
 
 def test_cli_eval_writes_a_table(trained, data_dir, capsys):
