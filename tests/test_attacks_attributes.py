@@ -91,6 +91,7 @@ def test_attack_beats_majority_on_linearly_encoded_attributes(plain, data):
     assert predictions.shape == (256, 3) and predictions.dtype == np.int32
     labels = result.prepare_labels(y_victim)
     np.testing.assert_array_equal(labels[:, 2], np.argmax(y_victim[:, 2:], axis=1))
+    np.testing.assert_array_equal(result.predict.prepare_labels(y_victim), labels)
 
 
 def test_attack_on_random_ciphertext_sits_at_chance(tmp_path, data):

@@ -2,14 +2,16 @@
 
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
-from invfeat.attacks.attributes import AttributeResult
-from invfeat.attacks.configs import AttributeAttackConfig
+from invfeat.attacks.arrays import BlockPredictor
+from invfeat.attacks.attributes import AttributePredictor
 from invfeat.attacks.evaluation import evaluate_feature_files, evaluate_reconstructions
 from invfeat.data.attributes import Attribute
 from invfeat.data.feature_files import FeatureFile, FeatureFileError, write_features
+from invfeat.train.mesh import make_mesh
 
 IDS, H, W, D = 6, 32, 16, 8
 PROJECTION = np.random.default_rng(7).normal(size=(H * W * 3, D)).astype(np.float32)
@@ -72,17 +74,16 @@ def test_perfect_reconstructions_score_perfectly(scene):
     reconstruct = lookup(cipher, scene["query"])
     truth = scene["attributes"]
     head = lambda features: lookup(api(scene["query"]), truth)(features)  # reads plaintext
-    result = evaluate(
-        scene, reconstruct, cipher, attribute_predict=head, query_attributes=truth, num_images=4
+    m, grid = evaluate(
+        scene, reconstruct, cipher, attribute_predict=head, query_attributes=truth, grid_images=4
     )
-    m = result.metrics
     assert m["cosine_distance"] == pytest.approx(0.0, abs=1e-6)
     assert m["cosine_distance_shuffled"] > 0.05
     assert m["rank1"] == 1.0 and m["mAP"] == 1.0 and m["num_queries"] == IDS
     assert m["psnr"] >= 99.0  # identical images: the 100 dB cap
     assert m["ssim"] == pytest.approx(1.0, abs=1e-5)
     assert m["attributes"]["mean"] == 1.0
-    np.testing.assert_array_equal(result.reconstructions, scene["query"][:4])
+    np.testing.assert_array_equal(grid, scene["query"][:4])
 
 
 def test_uninformative_reconstructions_score_poorly(scene):
@@ -91,18 +92,12 @@ def test_uninformative_reconstructions_score_poorly(scene):
     schema = (Attribute("gender", ("m", "f")),) + tuple(
         Attribute(f"up{c}", ("no", "yes")) for c in ("black", "white", "red")
     )
-    # an AttributeResult's prepare_labels merges the colour flags, as the attack did
+    # an attack's predictor maps the raw colour flags to its merged column, as the attack did
     columns = (schema[0], Attribute("up_colour", ("black", "white", "red")))
-    head = AttributeResult(
-        metrics={},
-        variables=None,
-        config=AttributeAttackConfig(),
-        predict=lambda f: np.zeros((len(f), 2), np.int32),
-        attributes=columns,
-        source_attributes=schema,
-        best_step=0,
-        log=Path("unused"),
+    constant = BlockPredictor(
+        lambda v, f: (f[:, :2] * 0).astype(np.int32), make_mesh(jax.devices()[:1]), 8
     )
+    head = AttributePredictor(constant, None, None, columns, schema, merge_colours=True)
     m = evaluate(
         scene, grey, features, attribute_predict=head, query_attributes=scene["attributes"]
     ).metrics

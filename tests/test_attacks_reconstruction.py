@@ -172,6 +172,8 @@ def test_configs_round_trip_and_reject_bad_values():
     assert ReconstructionConfig.from_dict(data) == config
     assert (config.pixel, config.feature, config.discriminator) == (0.0, 1.0, 0.06)
     assert (AE.pixel, AE.feature, AE.discriminator) == (1.0, 0.0, 0.0)
+    assert ReconstructionConfig(kind="gan") == gan_config()  # weights default to the preset
+    assert ReconstructionConfig(kind="gan", pixel=0.5).pixel == 0.5
     with pytest.raises(ValueError, match="encoding"):
         autoencoder_config(encoding="hex")
     with pytest.raises(ValueError, match="discriminator weight"):

@@ -58,25 +58,25 @@ EVALUATOR = "victims"
 BEST_METRIC = f"{EVALUATOR}/mean_balanced_accuracy"
 
 
-@dataclasses.dataclass
-class AttributeResult:
-    """The trained head, what it reaches on the victims, and how to apply it again.
+@dataclasses.dataclass(frozen=True)
+class AttributePredictor:
+    """`predictor(features [N, D]) -> class ids [N, A]`, reading features as the attack did.
 
-    `metrics`: {attribute: {balanced_accuracy, majority, chance}, ..., "mean": {...}} on the
-    victims' split. `predict(features [N, D]) -> class ids [N, A]` reads features as the attack
-    did (same encoding). `prepare_labels` maps raw attribute values (as given to the attack) to
-    the head's columns (colours merged when configured).
+    Carries the head's columns, so a caller holding only `result.predict` can still map raw
+    attribute values to them (`prepare_labels`).
     """
 
-    metrics: dict[str, dict[str, float]]
+    blocks: BlockPredictor
     variables: Any
-    config: AttributeAttackConfig
-    predict: Callable[[np.ndarray], np.ndarray]
+    encoding: str | None
     attributes: tuple[Attribute, ...]  # the head's columns
-    source_attributes: tuple[Attribute, ...]  # the columns of the input arrays
-    best_step: int
-    log: Path
-    stop_reason: str | None = None
+    source_attributes: tuple[Attribute, ...]  # the columns of the raw attribute arrays
+    merge_colours: bool
+
+    def __call__(self, features_ND: np.ndarray) -> np.ndarray:
+        return self.blocks(
+            self.variables, attacker_features(features_ND, self.encoding, "features")
+        )
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -87,7 +87,38 @@ class AttributeResult:
         return tuple(a.num_classes for a in self.attributes)
 
     def prepare_labels(self, attributes_NA: np.ndarray) -> np.ndarray:
-        return prepare_labels(attributes_NA, self.source_attributes, self.config.merge_colours)[0]
+        """Raw attribute values -> the head's columns (colours merged when configured)."""
+        return prepare_labels(attributes_NA, self.source_attributes, self.merge_colours)[0]
+
+
+@dataclasses.dataclass
+class AttributeResult:
+    """The trained head, what it reaches on the victims, and how to apply it again.
+
+    `metrics`: {attribute: {balanced_accuracy, majority, chance}, ..., "mean": {...}} on the
+    victims' split. `predict(features [N, D]) -> class ids [N, A]` (an `AttributePredictor`)
+    reads features as the attack did (same encoding); `prepare_labels` maps raw attribute values
+    (as given to the attack) to the head's columns (colours merged when configured).
+    """
+
+    metrics: dict[str, dict[str, float]]
+    variables: Any
+    config: AttributeAttackConfig
+    predict: AttributePredictor
+    best_step: int
+    log: Path
+    stop_reason: str | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.predict.names
+
+    @property
+    def num_classes(self) -> tuple[int, ...]:
+        return self.predict.num_classes
+
+    def prepare_labels(self, attributes_NA: np.ndarray) -> np.ndarray:
+        return self.predict.prepare_labels(attributes_NA)
 
 
 def attribute_schema(
@@ -323,17 +354,14 @@ def run_attribute_attack(
                 state, best_step = ckpt.restore(abstract_like(state), best).state, best
     variables = {"params": state.params, **state.model_state}
     scores = attribute_metrics(y_victim, predictor(variables, x_victim), names, num_classes)
-
-    def predict(features_ND: np.ndarray) -> np.ndarray:
-        return predictor(variables, attacker_features(features_ND, config.encoding, "features"))
-
+    predict = AttributePredictor(
+        predictor, variables, config.encoding, columns, schema, config.merge_colours
+    )
     return AttributeResult(
         metrics=scores,
         variables=variables,
         config=config,
         predict=predict,
-        attributes=columns,
-        source_attributes=schema,
         best_step=best_step,
         log=workdir / METRICS_FILE,
         stop_reason=result.stop_reason,

@@ -21,6 +21,10 @@ from invfeat.models.perceptual import DEFAULT_PERCEPTUAL, PERCEPTUAL_BUILDERS
 
 T = TypeVar("T")
 KINDS = ("autoencoder", "gan")
+PRESETS = {  # the README's settings
+    "autoencoder": {"pixel": 1.0, "feature": 0.0, "discriminator": 0.0},
+    "gan": {"pixel": 0.0, "feature": 1.0, "discriminator": 0.06},
+}
 CONDITIONS = {"concat": "concatenation", "absdiff": "absolute_difference"}
 SURROGATE_LOSSES = ("auto", "cosine", "mse")
 
@@ -131,7 +135,7 @@ class ReconstructionConfig(_JSONable):
     """An image-reconstruction attack: the published flags plus model sizes and step counts.
 
     Loss weights as the published flags (`pixel`, `feature`, `total_variation`,
-    `discriminator`); `perceptual` names the network of the feature loss (`perceptual_weights`:
+    `discriminator`; those left None take the README preset of `kind`); `perceptual` names the network of the feature loss (`perceptual_weights`:
     the Keras .h5 file of resnet50-imagenet, `perceptual_layer` its output layer);
     `discriminator_steps` / `generator_steps` / `separate_batches` drive the GAN alternation;
     `condition` "concat" or "absdiff" compares the image and the feature in the discriminator.
@@ -139,10 +143,10 @@ class ReconstructionConfig(_JSONable):
     """
 
     kind: str = "autoencoder"
-    pixel: float = 1.0
-    feature: float = 0.0
+    pixel: float | None = None  # None: the kind's preset (PRESETS)
+    feature: float | None = None
     total_variation: float = 0.0
-    discriminator: float = 0.0
+    discriminator: float | None = None
     perceptual: str = DEFAULT_PERCEPTUAL
     perceptual_weights: str | None = None
     perceptual_layer: str = "conv2_block3_out"
@@ -170,6 +174,9 @@ class ReconstructionConfig(_JSONable):
         _check_encoding(self.encoding)
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        for name, value in PRESETS[self.kind].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
         if self.kind == "autoencoder" and self.discriminator != 0:
             raise ValueError("an autoencoder has no discriminator: set discriminator=0")
         if self.kind == "gan" and self.discriminator <= 0:
@@ -196,12 +203,9 @@ class ReconstructionConfig(_JSONable):
 
 def autoencoder_config(**overrides: Any) -> ReconstructionConfig:
     """The README's autoencoder: pixel 1, feature 0."""
-    return ReconstructionConfig(
-        **{"kind": "autoencoder", "pixel": 1.0, "feature": 0.0, **overrides}
-    )
+    return ReconstructionConfig(**{"kind": "autoencoder", **overrides})
 
 
 def gan_config(**overrides: Any) -> ReconstructionConfig:
     """The README's GAN: pixel 0, feature 1, discriminator 0.06."""
-    defaults = {"kind": "gan", "pixel": 0.0, "feature": 1.0, "discriminator": 0.06}
-    return ReconstructionConfig(**{**defaults, **overrides})
+    return ReconstructionConfig(**{"kind": "gan", **overrides})

@@ -20,23 +20,21 @@ path, giving the mean cosine distance per target file.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from invfeat import metrics as M
-from invfeat.attacks.attributes import AttributeResult, attribute_metrics
+from invfeat.attacks.attributes import AttributePredictor, AttributeResult, attribute_metrics
 from invfeat.data.feature_files import FeatureFileError, normalise_path, read_features
 
 SSIM_WINDOW = 11
 
 
-@dataclasses.dataclass
-class ReconstructionEvaluation:
-    """JSON-able metrics, and the first `num_images` reconstructions ([n, H, W, 3] in [0, 1])."""
+class ReconstructionEvaluation(NamedTuple):
+    """JSON-able metrics, and the first `grid_images` reconstructions ([n, H, W, 3] in [0, 1])."""
 
     metrics: dict[str, Any]
     reconstructions: np.ndarray
@@ -79,14 +77,16 @@ def _to_float_images(images: np.ndarray, name: str) -> np.ndarray:
 
 
 def _attribute_block(
-    attribute_predict: AttributeResult | Callable[[np.ndarray], np.ndarray],
+    attribute_predict: AttributeResult | AttributePredictor | Callable[[np.ndarray], np.ndarray],
     features: np.ndarray,
     query_attributes: np.ndarray,
 ) -> dict[str, Any]:
     """Per-attribute and mean balanced accuracy of the head on the reconstructions' features."""
     if isinstance(attribute_predict, AttributeResult):
+        attribute_predict = attribute_predict.predict
+    if isinstance(attribute_predict, AttributePredictor):
         labels = attribute_predict.prepare_labels(query_attributes)
-        predictions = attribute_predict.predict(features)
+        predictions = attribute_predict(features)
         names, classes = attribute_predict.names, attribute_predict.num_classes
     else:
         labels = np.asarray(query_attributes)
@@ -116,18 +116,22 @@ def evaluate_reconstructions(
     gallery_cams: np.ndarray,
     plain_features_fn: Callable[[np.ndarray], np.ndarray],
     *,
-    attribute_predict: AttributeResult | Callable[[np.ndarray], np.ndarray] | None = None,
+    attribute_predict: AttributeResult
+    | AttributePredictor
+    | Callable[[np.ndarray], np.ndarray]
+    | None = None,
     query_attributes: np.ndarray | None = None,
-    num_images: int = 8,
+    grid_images: int = 8,
     seed: int = 0,
 ) -> ReconstructionEvaluation:
     """Reconstruct the queries from `query_features_in` and score the reconstructions.
 
     `plain_features_fn(images [N, H, W, 3] float in [0, 1]) -> plaintext features` is the
     evaluator's API (the legitimate owner's: plaintext, or decrypted). `attribute_predict` is
-    a head that reads plaintext features (an `AttributeResult` of the plaintext attack, whose
-    `prepare_labels` is applied to the raw `query_attributes`, or any features -> class ids
-    function with `query_attributes` already in its columns).
+    a head that reads plaintext features: the plaintext attack's `AttributeResult` or its
+    `.predict` (their `prepare_labels` maps the raw `query_attributes` to the head's columns),
+    or any features -> class ids function with `query_attributes` already in its columns.
+    Returns `(metrics, reconstructions[:grid_images])`.
     """
     real = _to_float_images(query_images, "query_images")
     plain = np.asarray(query_features_plain, np.float32)
@@ -165,7 +169,7 @@ def evaluate_reconstructions(
         if query_attributes is None:
             raise ValueError("attribute_predict needs query_attributes")
         result["attributes"] = _attribute_block(attribute_predict, features, query_attributes)
-    return ReconstructionEvaluation(result, reconstructions[:num_images])
+    return ReconstructionEvaluation(result, reconstructions[:grid_images])
 
 
 def evaluate_feature_files(

@@ -190,10 +190,12 @@ def describe_perceptual(network: PerceptualNetwork) -> dict[str, Any]:
 
 def resolve_perceptual(
     config: ReconstructionConfig,
-    perceptual_fn: PerceptualNetwork | None,
+    perceptual_fn: PerceptualNetwork | SurrogateResult | None,
     train_surrogate_fn: Callable[[], SurrogateResult],
 ) -> tuple[PerceptualNetwork, SurrogateResult | None]:
     """The perceptual network `config.perceptual` names (given, trained, or loaded)."""
+    if isinstance(perceptual_fn, SurrogateResult):
+        perceptual_fn = perceptual_fn.perceptual
     if perceptual_fn is not None:
         if perceptual_fn.name != config.perceptual:
             raise ValueError(
@@ -360,7 +362,7 @@ def run_reconstruction(
     config: ReconstructionConfig,
     workdir: str | Path,
     *,
-    perceptual_fn: PerceptualNetwork | None = None,
+    perceptual_fn: PerceptualNetwork | SurrogateResult | None = None,
     resume: bool = True,
     mesh: Mesh | None = None,
     progress: bool = True,
@@ -369,7 +371,9 @@ def run_reconstruction(
 
     Images: [N, H, W, 3] uint8 or float in [0, 1]; features [N, D] float32 (ciphertext with
     `config.encoding` set). A victim-surrogate perceptual network is trained first (in
-    `<workdir>/surrogate`) unless `perceptual_fn` gives one.
+    `<workdir>/surrogate`) unless `perceptual_fn` gives one (a `PerceptualNetwork`, or the
+    `SurrogateResult` of `train_surrogate`). A perceptual network is used only when
+    `config.feature > 0`.
     """
     mesh = make_mesh() if mesh is None else mesh
     workdir = Path(workdir)
