@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Command groups, in the order `--help` lists them; one module per group.
-GROUPS = ("shufflebits", "data", "victim", "features")
+GROUPS = ("shufflebits", "data", "victim", "features", "study")
 
 
 def build_parser() -> argparse.ArgumentParser:

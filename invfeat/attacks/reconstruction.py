@@ -302,14 +302,21 @@ def _perceptual_key(perceptual: PerceptualNetwork | None) -> tuple | None:
     if perceptual is None:
         return None
     leaves, tree = jax.tree.flatten(perceptual.variables)
-    shapes = tuple((tuple(np.shape(x)), str(np.asarray(x).dtype)) for x in leaves)
+    shapes = tuple(
+        (tuple(np.shape(x)), str(np.asarray(x).dtype if np.isscalar(x) else x.dtype))
+        for x in leaves
+    )
     return (perceptual.features, tree, shapes)
 
 
 def _with_perceptual(state: TrainState, variables: Any) -> TrainState:
-    """Put the perceptual network's variables (frozen) into a state made with placeholders."""
+    """Put the perceptual network's variables (frozen) into a state made with placeholders.
+
+    The state's buffers are donated to each step, so the caller's arrays are copied, never
+    aliased: the same perceptual network serves several attacks.
+    """
     params, rest = split_variables(variables)
-    place = lambda new, old: jax.device_put(jnp.asarray(new, old.dtype), old.sharding)
+    place = lambda new, old: jax.device_put(np.array(new, old.dtype), old.sharding)
     params = jax.tree.map(place, params, state.params["perceptual"])
     rest = jax.tree.map(place, rest, state.model_state["perceptual"])
     return state.replace(
