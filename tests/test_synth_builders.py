@@ -68,3 +68,16 @@ def test_describe_reads_the_attribute_row():
     text = describe(values, attributes)
     assert "female" in text and "backpack" in text and "up: red+blue" in text
     assert "down: other" in text
+
+
+def test_default_settings_name_the_registered_config(tmp_path):
+    from invfeat.data import builders
+    from invfeat.data.builders.synth import builder_config
+
+    registered = builders.builder_class("synth_market").BUILDER_CONFIGS[0]
+    assert builder_config(size=tuple(registered.synth.size)) is registered
+    # TFDS accepts it where a fresh config of the same name would be refused.
+    assert (
+        builders.builder("synth_market", data_dir=tmp_path, config=builder_config()).builder_config
+        is registered
+    )

@@ -39,10 +39,18 @@ def config_name(synth: SynthConfig) -> str:
     return f"{size}-{counts}-{people}-s{synth.seed}"
 
 
+_CONFIGS_BY_NAME: dict[str, SynthBuilderConfig] = {}
+
+
 def builder_config(**settings: Any) -> SynthBuilderConfig:
-    """A config for the given `SynthConfig` settings, named after them."""
+    """The config for the given `SynthConfig` settings, named after them.
+
+    One object per name: TFDS refuses a config that is not the registered one of the same
+    name, so the defaults (e.g. plain "128x64") come back as the registered objects.
+    """
     synth = SynthConfig(**settings)
-    return SynthBuilderConfig(name=config_name(synth), synth=synth)
+    name = config_name(synth)
+    return _CONFIGS_BY_NAME.setdefault(name, SynthBuilderConfig(name=name, synth=synth))
 
 
 _DEFAULT_CONFIGS = [builder_config(size=size) for size in SIZES]
