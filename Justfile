@@ -13,11 +13,14 @@ test:
 
 # the main job on the embedded default
 demo:
-    {{py}} -m experiments shufflebits selftest
+    {{py}} -m experiments demo
 
 # speed tables (printed, never asserted)
 bench:
     {{py}} benchmarks/shufflebits.py
+    {{py}} benchmarks/data_pipeline.py
+    {{py}} benchmarks/victim.py
+    {{py}} benchmarks/victim_train.py
 
 # ruff lint
 lint:
