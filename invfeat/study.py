@@ -163,13 +163,16 @@ def _secret(path: Path) -> shufflebits.Secret:
 
 
 def _attack_domain(
-    config: StudyConfig, victim: Victim, stage_dir: Path, data_dir: Path | None
+    config: StudyConfig,
+    victim: Victim,
+    secret: shufflebits.Secret,
+    stage_dir: Path,
+    data_dir: Path | None,
 ) -> Domain:
     """Decode the attack domain's splits and serve them through the API, plain and encrypted.
 
     Feature files (FastReID layout) are written once to `stage_dir` and read back on resume.
     """
-    secret = _secret(stage_dir / SECRET_FILE)
     plain_api = victim.api(batch_size=config.api_batch_size)
     cipher_api = victim.api(key=secret, batch_size=config.api_batch_size)
     schema = tuple(builders.builder_class(config.attack_dataset).ATTRIBUTES)
@@ -356,8 +359,8 @@ def run_study(
 
     victim_block = stages.run("victim_eval", victim_scores)
     features_dir = stages.dir("features")
-    domain = _attack_domain(config, victim, features_dir, data_dir)
     secret = _secret(features_dir / SECRET_FILE)
+    domain = _attack_domain(config, victim, secret, features_dir, data_dir)
     legitimate = stages.run("legitimate", lambda _: _legitimate(domain, secret))
 
     plain_api = victim.api(batch_size=config.api_batch_size)
