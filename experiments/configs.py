@@ -1,8 +1,11 @@
 """The named study configurations of `python -m experiments run NAME` (and `list`).
 
 `demo` is the CPU study on the embedded synthetic world; `tiny` is the same pipeline at toy sizes
-(the end-to-end test); the `paper-*` entries are the published hyper-parameters (300 epochs x
-200 steps, batch 64, 384x128), which need real data and a GPU.
+(the end-to-end test); the `paper-<dataset>-<victim>` entries are the paper's setting: FastReID
+victims (BoT, AGW, SBS trained on MSMT17) read from their feature files of Market-1501 or
+DukeMTMC-reID, attacked with the published hyper-parameters (300 epochs x 200 steps, batch 64,
+384x128, the GAN's feature loss through an ImageNet ResNet-50), which need the real data, the
+victim's feature files and a GPU.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from invfeat.attacks.configs import (
     autoencoder_config,
     gan_config,
 )
+from invfeat.file_victim import FileVictim
 from invfeat.study import StudyConfig
 from invfeat.victim import get_victim_config
 
@@ -21,7 +25,11 @@ from invfeat.victim import get_victim_config
 # because the demo trains for about 1/100 of the published steps. Measured on 2 idle cores
 # (synth_market, 64x32): the autoencoder at 1000 steps reached rank-1 5.5 %, the GAN 25.7 %.
 _DEMO_DECODER = dict(
-    learning_rate=1e-3, batch_size=32, epochs=1, smallest_channels=64, decoder_filters=8,
+    learning_rate=1e-3,
+    batch_size=32,
+    epochs=1,
+    smallest_channels=64,
+    decoder_filters=8,
 )
 
 STUDIES: dict[str, StudyConfig] = {
@@ -62,6 +70,31 @@ STUDIES: dict[str, StudyConfig] = {
         ),
     )
 }  # fmt: skip
+
+PAPER_DATASETS = {"market": "market1501", "duke": "dukemtmc_reid"}
+PAPER_VICTIMS = {"bot": "BoT (bag of tricks)", "agw": "AGW", "sbs": "SBS (stronger baseline)"}
+PAPER_REQUIRES = (
+    "GPU",
+    "the real dataset, built (`data build --manual-dir`)",
+    "the victim's FastReID feature files (--victim-features DIR)",
+    "Keras ResNet-50 ImageNet weights (--perceptual-weights FILE.h5)",
+)
+
+
+def _paper_study(dataset: str, victim: str) -> StudyConfig:
+    """The published attack hyper-parameters (the configs' defaults) on a FastReID victim."""
+    return StudyConfig(
+        name=f"paper-{dataset}-{victim}",
+        description=f"the paper: FastReID {PAPER_VICTIMS[victim]} trained on MSMT17, attacked "
+        f"on {PAPER_DATASETS[dataset]}",
+        victim=FileVictim(name=f"fastreid-{victim}-msmt17", image_size=(384, 128)),
+        attack_dataset=PAPER_DATASETS[dataset],
+        gan=gan_config(perceptual="resnet50-imagenet"),
+        requires=PAPER_REQUIRES,
+    )
+
+
+STUDIES |= {c.name: c for c in (_paper_study(d, v) for d in PAPER_DATASETS for v in PAPER_VICTIMS)}
 
 
 def get_study(name: str) -> StudyConfig:

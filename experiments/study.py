@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import Any
 
 from experiments.configs import STUDIES, get_study
+from invfeat.file_victim import FileVictim
+from invfeat.study import StudyConfig
+
+PENDING_EXIT = 3  # the study waits for features computed outside (the message says which)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,6 +24,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run = subparsers.add_parser("run", help="run one named study configuration (see `list`)")
     run.add_argument("name", help="a configuration name from `python -m experiments list`")
     _common(run)
+    run.add_argument(
+        "--victim-features",
+        type=Path,
+        help="a feature-file victim's folder of train.npz, query.npz, gallery.npz (FastReID layout)",
+    )
+    run.add_argument(
+        "--victim-weights",
+        type=Path,
+        help="its weights, to score reconstructions here: a FastReID .pth or an invfeat victim "
+        "folder (without: reconstructions are written out for its own extractor)",
+    )
+    run.add_argument(
+        "--perceptual-weights",
+        type=Path,
+        help="Keras resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 for the "
+        "resnet50-imagenet perceptual network",
+    )
     run.set_defaults(func=lambda args: _run(args.name, args))
 
     listing = subparsers.add_parser("list", help="list the named study configurations")
@@ -37,13 +60,38 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
-def _run(name: str, args: argparse.Namespace) -> int:
-    from invfeat.study import run_study
+def with_paths(config: StudyConfig, args: argparse.Namespace) -> StudyConfig:
+    """The named config with the machine's paths from the command line (absolute)."""
+    victim = {}
+    for option, field in (("victim_features", "features_dir"), ("victim_weights", "weights")):
+        if getattr(args, option, None) is not None:
+            if not isinstance(config.victim, FileVictim):
+                raise SystemExit(f"--{option.replace('_', '-')}: {config.name} trains its victim")
+            victim[field] = str(getattr(args, option).resolve())
+    overrides: dict[str, Any] = {"victim": victim} if victim else {}
+    weights = getattr(args, "perceptual_weights", None)
+    if weights is not None:
+        attacks = ("autoencoder", "gan")
+        chosen = [a for a in attacks if getattr(config, a).perceptual == "resnet50-imagenet"]
+        if not chosen:
+            raise SystemExit(f"--perceptual-weights: {config.name} uses no resnet50-imagenet")
+        overrides |= {a: {"perceptual_weights": str(weights.resolve())} for a in chosen}
+    return config.replace_nested(**overrides)
 
-    config = get_study(name)
-    report = run_study(
-        config, args.runs_dir / config.name, data_dir=args.data_dir, progress=not args.quiet
-    )
+
+def _run(name: str, args: argparse.Namespace) -> int:
+    from invfeat.file_victim import pending_message
+    from invfeat.study import StudyPending, run_study
+
+    config = with_paths(get_study(name), args)
+    try:
+        report = run_study(
+            config, args.runs_dir / config.name, data_dir=args.data_dir, progress=not args.quiet
+        )
+    except StudyPending as waiting:
+        command = "python -m experiments " + " ".join(sys.argv[1:])
+        print(pending_message(waiting.pending, command))
+        return PENDING_EXIT
     print(f"report: {report}")
     print((report.parent / "report.md").read_text().split("## Attribute")[0])
     return 0
@@ -53,6 +101,7 @@ def _list(args: argparse.Namespace) -> int:
     del args
     width = max(len(name) for name in STUDIES)
     for name, config in STUDIES.items():
-        needs = f"  [needs: {', '.join(config.requires)}]" if config.requires else ""
-        print(f"{name:<{width}}  {config.description}{needs}")
+        print(f"{name:<{width}}  {config.description}")
+        if config.requires:
+            print(f"{'':<{width}}  needs: {'; '.join(config.requires)}")
     return 0

@@ -98,7 +98,7 @@ class FeatureAPI:
         """(valid rows, padded device batch, nonces or None) for consecutive batches."""
         size = self.batch_size
         for start in range(0, len(images), size):
-            chunk = images[start : start + size]
+            chunk = as_float_images(images[start : start + size])  # uint8 stays uint8 until here
             valid = len(chunk)
             if valid < size:
                 chunk = np.concatenate(
@@ -111,7 +111,9 @@ class FeatureAPI:
 
     def serve(self, images: Any) -> Served:
         """Features of `images` (uint8 or float [0, 1], [N, H, W, 3]) and the nonces used."""
-        images = as_float_images(images)
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"images must be [N, H, W, 3] RGB, got shape {images.shape}")
         pending, outputs, nonce_list = [], [], []
         for valid, batch, nonces in self._batches(images):
             pending.append((valid, self._compiled(self.variables, batch, nonces), nonces))

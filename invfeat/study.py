@@ -1,27 +1,28 @@
 """The study end to end: data -> victim -> features -> attacks -> evaluation -> report.
 
 `run_study(config, run_dir)` builds the victim's and the attacker's datasets, trains the victim
-(or loads it), serves the attack domain through the black-box API twice — in plaintext and under
-ShuffleBits one-time keys — and runs every attack on both: attribute recognition, an
-autoencoder and a GAN reconstructing images from features. Reconstructions are scored by
-sending them back through the API; the legitimate user's re-ID accuracy after decryption closes
-the loop. Everything lands in `run_dir`: one folder per stage, `report.md`/`report.json` and
-figures at the top.
+(a `VictimConfig`) or reads its feature files (a `FileVictim`: FastReID's outputs, as the paper
+attacks), serves the attack domain twice — in plaintext and under ShuffleBits one-time keys —
+and runs every attack on both: attribute recognition, an autoencoder and a GAN reconstructing
+images from features. Reconstructions are scored by the victim's features of them (its API, or
+feature files its own extractor writes: see `invfeat.file_victim`); the legitimate user's re-ID
+accuracy after decryption closes the loop. Everything lands in `run_dir`: one folder per stage,
+`report.md`/`report.json` and figures at the top.
 
 A killed study resumes where it stopped: finished stages are read back from their
-`<stage>/result.json`, and training stages continue from their engine checkpoints.
+`<stage>/result.json`, and training stages continue from their engine checkpoints. A study that
+waits for external features raises `StudyPending` and resumes the same way.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import sys
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from invfeat import metrics, report, shufflebits
@@ -38,8 +39,18 @@ from invfeat.attacks.reconstruction import run_reconstruction, train_surrogate
 from invfeat.data import builders
 from invfeat.data.attributes import Attribute
 from invfeat.data.feature_files import FeatureFile, read_features, write_features
-from invfeat.data.pipeline import materialize
-from invfeat.features import open_dataset_split
+from invfeat.data.pipeline import materialize, read_labels
+from invfeat.features import open_dataset_split, prepare_dataset
+from invfeat.file_victim import (
+    FileVictim,
+    PendingFeatures,
+    external_features,
+    split_features,
+    victim_api,
+)
+from invfeat.models.perceptual import white_box_perceptual
+from invfeat.models.reid import make_features_fn
+from invfeat.stages import Stages
 from invfeat.victim import (
     Victim,
     VictimConfig,
@@ -50,6 +61,15 @@ from invfeat.victim import (
 
 SPLITS = ("train", "query", "gallery")
 SECRET_FILE = "one_time_secret.json"
+EXTERNAL_DIR = "external"  # reconstructions waiting for a file victim's features
+
+
+class StudyPending(Exception):
+    """The study waits for features computed outside (`pending`: what, and where they go)."""
+
+    def __init__(self, pending: list[PendingFeatures]):
+        super().__init__(f"{len(pending)} sets of reconstructions wait for the victim's features")
+        self.pending = pending
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +78,7 @@ class StudyConfig:
 
     name: str
     description: str
-    victim: VictimConfig
+    victim: VictimConfig | FileVictim  # trained here, or read from its feature files
     attack_dataset: str = "synth_market"
     attack_data_settings: dict[str, Any] | None = None
     attributes: AttributeAttackConfig = AttributeAttackConfig()
@@ -88,9 +108,10 @@ class StudyConfig:
 
 @dataclasses.dataclass
 class Domain:
-    """The attack domain in memory: each split's images, labels and served features."""
+    """The attack domain in memory: labels and served features of each split, and the images
+    the attacks need (train and query; the gallery is only ranked against)."""
 
-    images: dict[str, np.ndarray]  # split -> float32 [N, H, W, 3] in [0, 1]
+    images: dict[str, np.ndarray]  # "train", "query" -> uint8 [N, H, W, 3]
     identity: dict[str, np.ndarray]
     camera: dict[str, np.ndarray]
     attributes: dict[str, np.ndarray]  # split -> [N, A] raw columns (-1 unknown)
@@ -99,50 +120,6 @@ class Domain:
     plain: dict[str, np.ndarray]  # split -> plaintext features [N, D]
     cipher: dict[str, np.ndarray]  # split -> one-time-key ciphertext [N, D]
     nonces: dict[str, np.ndarray]  # split -> [N, 3] uint32
-
-
-class Stages:
-    """Runs named stages once: a finished stage's JSON result is read back, not recomputed."""
-
-    def __init__(self, run_dir: Path, progress: bool = True):
-        self.run_dir, self.progress = run_dir, progress
-        self.timings: dict[str, float] = {}
-
-    def dir(self, name: str) -> Path:
-        path = self.run_dir / name
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def run(self, name: str, fn: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
-        done = self.run_dir / name / "result.json"
-        if done.exists():
-            record = json.loads(done.read_text())
-            self._say(f"[{name}] done earlier ({record['seconds']:.1f} s), read back")
-        else:
-            self._say(f"[{name}] running")
-            start = time.perf_counter()
-            result = fn(self.dir(name))
-            record = {"seconds": round(time.perf_counter() - start, 2), "result": result}
-            report.write_json(record, done)
-            self._say(f"[{name}] finished in {record['seconds']:.1f} s")
-        self.timings[name] = record["seconds"]
-        return record["result"]
-
-    def timed(self, name: str, fn: Callable[[Path], Any]) -> Any:
-        """Runs a stage that returns live objects (a trained model) every time; engine
-        checkpoints make a finished one cheap. Its time is that of the run that finished it."""
-        record_path = self.run_dir / name / "timing.json"
-        self._say(f"[{name}] running (resumes from its checkpoints)")
-        start = time.perf_counter()
-        value = fn(self.dir(name))
-        if not record_path.exists():
-            report.write_json({"seconds": round(time.perf_counter() - start, 2)}, record_path)
-        self.timings[name] = json.loads(record_path.read_text())["seconds"]
-        return value
-
-    def _say(self, text: str) -> None:
-        if self.progress:
-            print(text, file=sys.stderr, flush=True)
 
 
 def _reid(features: Mapping[str, np.ndarray], domain: Domain) -> dict[str, float]:
@@ -162,19 +139,42 @@ def _secret(path: Path) -> shufflebits.Secret:
     return secret
 
 
+Served = Callable[[str, np.ndarray | None, np.ndarray], tuple[np.ndarray, ...]]
+
+
+def _server(victim: Victim | FileVictim, secret: shufflebits.Secret, batch_size: int) -> Served:
+    """(split, uint8 images or None, file names) -> plaintext, one-time ciphertext, nonces."""
+    if isinstance(victim, Victim):
+        plain_api = victim.api(batch_size=batch_size)
+        cipher_api = victim.api(key=secret, batch_size=batch_size)
+
+        def serve_api(split, images, file_names):
+            served = cipher_api.serve(images)
+            return plain_api(images), served.features, served.nonces
+
+        return serve_api
+    encrypt = jax.jit(lambda x, nonces: shufflebits.encrypt(x, secret, nonces))
+
+    def serve_files(split, images, file_names):
+        plain = split_features(victim, split, file_names)
+        nonces = shufflebits.fresh_nonces(len(plain))
+        return plain, np.asarray(encrypt(plain, nonces)), nonces
+
+    return serve_files
+
+
 def _attack_domain(
     config: StudyConfig,
-    victim: Victim,
+    victim: Victim | FileVictim,
     secret: shufflebits.Secret,
     stage_dir: Path,
     data_dir: Path | None,
 ) -> Domain:
-    """Decode the attack domain's splits and serve them through the API, plain and encrypted.
+    """Decode the attack domain's splits and serve them, in plaintext and encrypted.
 
     Feature files (FastReID layout) are written once to `stage_dir` and read back on resume.
     """
-    plain_api = victim.api(batch_size=config.api_batch_size)
-    cipher_api = victim.api(key=secret, batch_size=config.api_batch_size)
+    serve = _server(victim, secret, config.api_batch_size)
     schema = tuple(builders.builder_class(config.attack_dataset).ATTRIBUTES)
     fields = [f.name for f in dataclasses.fields(Domain) if f.name != "schema"]
     parts: dict[str, dict[str, np.ndarray]] = {name: {} for name in fields}
@@ -185,25 +185,31 @@ def _attack_domain(
             data_dir=data_dir,
             data_settings=config.attack_data_settings,
         )
-        arrays = materialize(source, victim.image_size)
-        images = arrays.column("image").astype(np.float32) / 255.0
-        file_names = np.asarray([str(n) for n in arrays.column("file_name")])
         plain_path, cipher_path = (
             stage_dir / f"plain_{split}.npz",
             stage_dir / f"cipher_{split}.npz",
         )
-        if not (plain_path.exists() and cipher_path.exists()):
-            write_features(plain_path, FeatureFile(file_names, plain_api(images)))
-            served = cipher_api.serve(images)
-            write_features(
-                cipher_path, FeatureFile(file_names, served.features, "one-time", served.nonces)
-            )
+        served = plain_path.exists() and cipher_path.exists()
+        images = None
+        if split != "gallery" or (isinstance(victim, Victim) and not served):
+            arrays = materialize(source, victim.image_size)
+            images = arrays.column("image")
+            labels = {k: arrays.column(k) for k in ("identity", "camera", "attributes")}
+            labels["file_name"] = np.char.decode(arrays.column("file_name").astype(bytes))
+        else:
+            labels = read_labels(source)
+        file_names = labels["file_name"]
+        if not served:
+            plain, cipher, nonces = serve(split, images, file_names)
+            write_features(plain_path, FeatureFile(file_names, plain))
+            write_features(cipher_path, FeatureFile(file_names, cipher, "one-time", nonces))
         plain = read_features(plain_path)
         cipher = read_features(cipher_path, encrypted=True)
-        parts["images"][split] = images
-        parts["identity"][split] = arrays.column("identity").astype(np.int32)
-        parts["camera"][split] = arrays.column("camera").astype(np.int32)
-        parts["attributes"][split] = arrays.column("attributes").astype(np.int32)
+        if split != "gallery":
+            parts["images"][split] = images
+        parts["identity"][split] = labels["identity"].astype(np.int32)
+        parts["camera"][split] = labels["camera"].astype(np.int32)
+        parts["attributes"][split] = labels["attributes"].astype(np.int32)
         parts["file_names"][split] = file_names
         parts["plain"][split] = plain.features
         parts["cipher"][split] = cipher.features
@@ -256,15 +262,21 @@ def _reconstruction_block(
     tag: str,
     encoding: str | None,
     perceptual_fn: Any,
-    plain_features_fn: Callable[[np.ndarray], np.ndarray],
+    scoring: Callable[[str], Callable[[np.ndarray], np.ndarray]],
     attribute_predict: Callable[[np.ndarray], np.ndarray],
+    pending: list[PendingFeatures],
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Path]]:
-    """Autoencoder and GAN on `features` (plaintext or ciphertext), each evaluated on the query."""
+    """Autoencoder and GAN on `features` (plaintext or ciphertext), each evaluated on the query.
+
+    `scoring(stage)` is the victim's plaintext features function for that stage's
+    reconstructions; a stage whose features come from outside and are not there yet is
+    added to `pending` and left out of the returned blocks.
+    """
     block, grid, logs = {}, {}, {}
     for kind, rec_config in (("autoencoder", config.autoencoder), ("gan", config.gan)):
         stage = f"{kind}_{tag}"
 
-        def attack(workdir: Path, rec_config=rec_config) -> dict[str, Any]:
+        def attack(workdir: Path, rec_config=rec_config, stage=stage) -> dict[str, Any]:
             result = run_reconstruction(
                 domain.images["train"],
                 features["train"],
@@ -282,7 +294,7 @@ def _reconstruction_block(
                 domain.plain["gallery"],
                 domain.identity["gallery"],
                 domain.camera["gallery"],
-                plain_features_fn,
+                scoring(stage),
                 attribute_predict=attribute_predict,
                 query_attributes=domain.attributes["query"],
                 grid_images=config.grid_images,
@@ -290,52 +302,35 @@ def _reconstruction_block(
             np.save(workdir / "grid.npy", images)
             return scores
 
-        block[kind] = stages.run(stage, attack)
+        try:
+            block[kind] = stages.run(stage, attack)
+        except PendingFeatures as waiting:
+            pending.append(waiting)
+            continue
         grid[f"{kind} ({tag})"] = np.load(run / stage / "grid.npy")
         logs[f"{kind} ({tag})"] = run / stage / "metrics.jsonl"
     return block, grid, logs
 
 
-def run_study(
-    config: StudyConfig,
-    run_dir: str | Path,
-    *,
-    data_dir: str | Path | None = None,
-    progress: bool = True,
-) -> Path:
-    """Run (or resume) the whole study of `config` in `run_dir`; returns the report's path."""
-    run = Path(run_dir)
-    run.mkdir(parents=True, exist_ok=True)
-    config_path = run / "config.json"
-    if config_path.exists() and json.loads(config_path.read_text()) != config.to_dict():
-        raise ValueError(
-            f"{config_path}: {run} holds a study with another configuration; "
-            "choose another run directory or remove it"
-        )
-    report.write_json(config.to_dict(), config_path)
-    stages = Stages(run, progress)
-    data_dir = Path(data_dir) if data_dir is not None else builders.default_data_dir()
+def _build_data(config: StudyConfig, data_dir: Path) -> dict[str, Any]:
+    """Render the synthetic datasets the study uses; real ones must be built (clear error)."""
+    datasets = [(config.attack_dataset, config.attack_data_settings)]
+    if isinstance(config.victim, VictimConfig):
+        datasets.insert(0, (config.victim.dataset, config.victim.data_settings))
+    built = {}
+    for name, settings in datasets:
+        prepare_dataset(name, data_dir=data_dir, data_settings=settings)
+        built[name] = {
+            split: len(open_dataset_split(name, split, data_dir=data_dir, data_settings=settings))
+            for split in SPLITS
+        }
+    return built
 
-    def build_data(_: Path) -> dict[str, Any]:
-        built = {}
-        for name, settings in (
-            (config.victim.dataset, config.victim.data_settings),
-            (config.attack_dataset, config.attack_data_settings),
-        ):
-            kwargs = {}
-            if settings:
-                from invfeat.data.builders.synth import builder_config
 
-                kwargs["config"] = builder_config(
-                    **{k: tuple(v) if k == "size" else v for k, v in settings.items()}
-                )
-            b = builders.build(name, data_dir=data_dir, **kwargs)
-            built[name] = {s: info.num_examples for s, info in b.info.splits.items()}
-        return built
-
-    stages.run("data", build_data)
-
-    victim_dir = run / "victim"
+def _own_victim(
+    config: StudyConfig, stages: Stages, run: Path, data_dir: Path, progress: bool
+) -> tuple[Victim, dict[str, Any]]:
+    """Train (or resume) the victim of `config.victim`; its scores in and out of its domain."""
     stages.run(
         "victim",
         lambda workdir: (
@@ -344,7 +339,7 @@ def run_study(
             ).summary
         ),
     )
-    victim = load_victim(victim_dir)
+    victim = load_victim(run / "victim")
 
     def victim_scores(_: Path) -> dict[str, Any]:
         opened = dict(data_dir=data_dir, progress=progress)
@@ -357,13 +352,68 @@ def run_study(
             ),
         }
 
-    victim_block = stages.run("victim_eval", victim_scores)
+    scores = stages.run("victim_eval", victim_scores)
+    return victim, {
+        "rank1": scores["attack_domain"]["rank1"],
+        "mAP": scores["attack_domain"]["mAP"],
+        "in_domain": scores["in_domain"],
+    }
+
+
+def _perceptual(config: StudyConfig, victim: Victim | FileVictim, surrogate: Any) -> Any:
+    """What the feature loss runs through: the surrogate, the victim itself (white-box), or
+    None (`resnet50-imagenet`, loaded by the attack from its weights file)."""
+    name = config.gan.perceptual
+    if name == "victim-surrogate":
+        return surrogate
+    if name == "white-box":
+        if not isinstance(victim, Victim):
+            raise ValueError("perceptual 'white-box' needs a victim trained here, not files")
+        return white_box_perceptual(make_features_fn(victim.model), victim.variables)
+    return None
+
+
+def run_study(
+    config: StudyConfig,
+    run_dir: str | Path,
+    *,
+    data_dir: str | Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """Run (or resume) the whole study of `config` in `run_dir`; returns the report's path.
+
+    Raises `StudyPending` when reconstructions wait for a file victim's features (its
+    `pending` says which images to embed and where the features go); run it again after.
+    """
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    config_path = run / "config.json"
+    if config_path.exists() and json.loads(config_path.read_text()) != config.to_dict():
+        raise ValueError(
+            f"{config_path}: {run} holds a study with another configuration; "
+            "choose another run directory or remove it"
+        )
+    report.write_json(config.to_dict(), config_path)
+    stages = Stages(run, progress)
+    data_dir = Path(data_dir) if data_dir is not None else builders.default_data_dir()
+    if isinstance(config.victim, FileVictim):
+        config.victim.split_file("train")  # a clear error now if the files are not given
+    stages.run("data", lambda _: _build_data(config, data_dir))
+
     features_dir = stages.dir("features")
     secret = _secret(features_dir / SECRET_FILE)
-    domain = _attack_domain(config, victim, secret, features_dir, data_dir)
+    if isinstance(config.victim, VictimConfig):
+        victim, victim_block = _own_victim(config, stages, run, data_dir, progress)
+        scoring_api = victim.api(batch_size=config.api_batch_size)
+        domain = _attack_domain(config, victim, secret, features_dir, data_dir)
+    else:
+        victim = config.victim
+        scoring_api = victim_api(victim, config.api_batch_size)
+        domain = _attack_domain(config, victim, secret, features_dir, data_dir)
+        victim_block = stages.run("victim_eval", lambda _: _reid(domain.plain, domain))
+        victim_block = victim_block | {"source": victim.name}
     legitimate = stages.run("legitimate", lambda _: _legitimate(domain, secret))
 
-    plain_api = victim.api(batch_size=config.api_batch_size)
     heads = {}
     for tag, features, encoding in (
         ("plain", domain.plain, None),
@@ -377,14 +427,27 @@ def run_study(
     # The attacker's perceptual network imitates the plaintext API on the attacker's own images.
     # The ciphertext attacker is given it too: a stronger attacker than one who only sees
     # ciphertext, so the encrypted figures are conservative.
-    surrogate = stages.timed(
-        "surrogate",
-        lambda workdir: train_surrogate(
-            domain.images["train"], domain.plain["train"], config.surrogate, workdir
-        ),
-    )
-    blocks, grid, logs = {}, {"real": domain.images["query"][: config.grid_images]}, {}
-    logs["victim"] = victim_dir / "metrics.jsonl"
+    surrogate = None
+    if config.gan.perceptual == "victim-surrogate":
+        surrogate = stages.timed(
+            "surrogate",
+            lambda workdir: train_surrogate(
+                domain.images["train"], domain.plain["train"], config.surrogate, workdir
+            ),
+        )
+
+    def scoring(stage: str) -> Callable[[np.ndarray], np.ndarray]:
+        if scoring_api is not None:
+            return scoring_api
+        external = run / EXTERNAL_DIR
+        return external_features(
+            external / stage, external / f"{stage}.npz", domain.file_names["query"]
+        )
+
+    real = domain.images["query"][: config.grid_images].astype(np.float32) / 255.0
+    blocks, grid, logs, pending = {}, {"real": real}, {}, []
+    if isinstance(config.victim, VictimConfig):
+        logs["victim"] = run / "victim" / "metrics.jsonl"
     for tag, features, encoding in (
         ("plain", domain.plain, None),
         ("cipher", domain.cipher, config.ciphertext_encoding),
@@ -397,20 +460,19 @@ def run_study(
             stages,
             tag=tag,
             encoding=encoding,
-            perceptual_fn=surrogate,
-            plain_features_fn=plain_api,
+            perceptual_fn=_perceptual(config, victim, surrogate),
+            scoring=scoring,
             attribute_predict=heads["plain"].predict,
+            pending=pending,
         )
         grid |= tag_grid
         logs |= tag_logs
+    if pending:
+        raise StudyPending(pending)
 
     results = {
         "name": config.name,
-        "victim": {
-            "rank1": victim_block["attack_domain"]["rank1"],
-            "mAP": victim_block["attack_domain"]["mAP"],
-            "in_domain": victim_block["in_domain"],
-        },
+        "victim": victim_block,
         "attributes": heads["plain"].metrics,
         "reconstruction": blocks["plain"],
         "encrypted": {"attributes": heads["cipher"].metrics, "reconstruction": blocks["cipher"]},

@@ -154,3 +154,21 @@ def test_invalid_write_leaves_nothing(tmp_path):
     with pytest.raises(FeatureFileError):
         ffs.write_features(path, bad)
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["out.npz"]
+
+
+def test_alignment_by_trailing_components():
+    """Paths written elsewhere (absolute, another root) match records by their last components."""
+    names = np.array(
+        [
+            "/data/Market-1501-v15.09.15/query/0001_c1s1_001051_00.jpg",
+            "C:\\sets\\market\\bounding_box_test\\0001_c2s1_000976_03.jpg",
+        ]
+    )
+    ff = FeatureFile(names, np.zeros((2, 4), np.float32))
+    records = ["bounding_box_test/0001_c2s1_000976_03.jpg", "query/0001_c1s1_001051_00.jpg"]
+    assert ffs.align_to_records(ff, records).tolist() == [1, 0]
+    with pytest.raises(FeatureFileError, match="lacks 1 record paths"):
+        ffs.align_to_records(ff, ["gallery/0001_c1s1_001051_00.jpg"])
+    twice = FeatureFile(np.array(["a/query/x.jpg", "b/query/x.jpg"]), np.zeros((2, 4), np.float32))
+    with pytest.raises(FeatureFileError, match="both end in query/x.jpg"):
+        ffs.align_to_records(twice, ["query/x.jpg"])

@@ -1,13 +1,21 @@
-"""The study end to end on the `tiny` configuration: a complete report, and a resumed run."""
+"""The study end to end on the `tiny` configuration: a complete report, and a resumed run;
+the same study on a victim given as feature files, scored through files written outside."""
 
+import argparse
+import dataclasses
 import json
 
+import cv2
 import numpy as np
 import pytest
 
 from experiments.__main__ import main
 from experiments.configs import STUDIES, get_study
+from experiments.study import PENDING_EXIT, with_paths
 from invfeat import report
+from invfeat.data.feature_files import FeatureFile, read_features, write_features
+from invfeat.file_victim import FileVictim
+from invfeat.victim import load_victim
 
 STAGES = (
     "data", "victim", "victim_eval", "legitimate", "attributes_plain", "attributes_cipher",
@@ -76,3 +84,81 @@ def test_list_names_every_study(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in STUDIES)
+
+
+def _as_written_elsewhere(src, dst, root):
+    """A feature file as another machine writes it: absolute paths, rows in another order."""
+    ff = read_features(src)
+    order = np.random.default_rng(0).permutation(len(ff))
+    paths = np.asarray([f"{root}/{p}" for p in ff.paths[order]])
+    write_features(dst, FeatureFile(paths, ff.features[order]))
+
+
+def test_a_feature_file_victim_is_attacked_and_scored_through_files(
+    tiny_run, tmp_path, monkeypatch, capsys
+):
+    """FastReID-layout files of the tiny victim stand in for FastReID's: the study reads them,
+    waits for the victim's features of the reconstructions, then reports what the trained
+    victim's study reported (same features in, same attacks out)."""
+    root, _ = tiny_run
+    tiny_dir = root / "runs" / "tiny"
+    tiny = json.loads((tiny_dir / "report.json").read_text())
+    files = tmp_path / "fastreid"
+    files.mkdir()
+    for split in ("train", "query", "gallery"):
+        src = tiny_dir / "features" / f"plain_{split}.npz"
+        _as_written_elsewhere(src, files / f"{split}.npz", "/datasets/synth_market")
+    base = get_study("tiny")
+    victim = FileVictim(name="tiny-as-files", image_size=base.victim.input_size)
+    monkeypatch.setitem(
+        STUDIES, "tiny-files", dataclasses.replace(base, name="tiny-files", victim=victim)
+    )
+    argv = [
+        "run",
+        "tiny-files",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--data-dir",
+        str(root / "data"),
+    ]
+    argv += ["--victim-features", str(files)]
+
+    capsys.readouterr()
+    assert main(argv) == PENDING_EXIT
+    out = capsys.readouterr().out
+    external = tmp_path / "runs" / "tiny-files" / "external"
+    stages = ("autoencoder_plain", "gan_plain", "autoencoder_cipher", "gan_cipher")
+    assert all(str(external / stage) in out for stage in stages)
+    api = load_victim(tiny_dir / "victim").api(batch_size=32)
+    for stage in stages:  # the victim's own extractor, run outside the study
+        names = sorted((external / stage).rglob("*.png"))
+        assert len(names) == tiny["reconstruction"]["gan"]["num_queries"]
+        images = np.stack([cv2.cvtColor(cv2.imread(str(n)), cv2.COLOR_BGR2RGB) for n in names])
+        paths = np.asarray([f"/elsewhere/{n.relative_to(external)}" for n in names])
+        write_features(external / f"{stage}.npz", FeatureFile(paths, api(images)))
+    assert main(argv) == 0
+
+    results = json.loads((tmp_path / "runs" / "tiny-files" / "report.json").read_text())
+    report.check_results(results)
+    assert results["victim"]["source"] == "tiny-as-files"
+    for key in ("rank1", "mAP"):
+        assert results["victim"][key] == tiny["victim"][key]
+        assert results["legitimate"][key] == tiny["legitimate"][key]
+    assert results["attributes"] == tiny["attributes"]
+    for method in ("autoencoder", "gan"):
+        ours, theirs = results["reconstruction"][method], tiny["reconstruction"][method]
+        assert ours["psnr"] == theirs["psnr"] and ours["ssim"] == theirs["ssim"]
+        # Only the 8-bit PNG round trip separates the two scorings.
+        assert ours["cosine_distance"] == pytest.approx(theirs["cosine_distance"], abs=0.01)
+
+
+def test_paths_from_the_command_line_reach_the_config(tmp_path):
+    args = argparse.Namespace(
+        victim_features=tmp_path / "f", victim_weights=None, perceptual_weights=tmp_path / "r.h5"
+    )
+    config = with_paths(get_study("paper-market-sbs"), args)
+    assert config.victim.features_dir == str(tmp_path / "f")
+    assert config.gan.perceptual_weights == str(tmp_path / "r.h5")
+    assert config.autoencoder.perceptual_weights is None  # pixel loss only: no perceptual net
+    with pytest.raises(SystemExit, match="trains its victim"):
+        with_paths(get_study("tiny"), args)

@@ -169,10 +169,27 @@ def write_features(path: str | os.PathLike, ff: FeatureFile) -> None:
 
 
 def align_to_records(ff: FeatureFile, record_paths: Iterable[str]) -> np.ndarray:
-    """Row index into `ff` for each dataset record, matched by relative path (all must exist)."""
-    row = {normalise_path(p): i for i, p in enumerate(ff.paths)}
+    """Row index into `ff` for each dataset record, matched by relative path (all must exist).
+
+    A record `query/0001_c1s1_001051_00.jpg` matches a row whose path ends with those
+    components, so files written elsewhere with absolute or differently rooted paths (FastReID
+    stores the paths it read) align too; a suffix shared by two rows is an error.
+    """
     records = [normalise_path(p) for p in record_paths]
-    missing = [p for p in records if p not in row]
+    files = [normalise_path(p) for p in ff.paths]
+    rows_by_depth: dict[int, dict[str, int]] = {}
+    for depth in {r.count("/") + 1 for r in records}:
+        rows: dict[str, int] = {}
+        for i, path in enumerate(files):
+            suffix = "/".join(path.split("/")[-depth:])
+            if suffix in rows:
+                raise FeatureFileError(
+                    f"feature file rows {files[rows[suffix]]} and {path} both end in {suffix}"
+                )
+            rows[suffix] = i
+        rows_by_depth[depth] = rows
+    found = [rows_by_depth[r.count("/") + 1].get(r) for r in records]
+    missing = [r for r, i in zip(records, found, strict=True) if i is None]
     if missing:
         raise FeatureFileError(f"feature file lacks {_mismatch('record paths', missing)}")
-    return np.array([row[p] for p in records], dtype=np.int64)
+    return np.array(found, dtype=np.int64)

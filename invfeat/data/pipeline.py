@@ -76,11 +76,20 @@ def read_identities(source: Sequence[Mapping[str, Any]]) -> np.ndarray:
     """The identity of every record of a source (for identity-balanced sampling)."""
     if isinstance(source, ArraySource):
         return source.column("identity").astype(np.int64)
-    out = []
+    return read_labels(source)["identity"].astype(np.int64)
+
+
+def read_labels(source: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """Every record's identity, camera, attributes and file name, without decoding images."""
+    rows = []
     for start in range(0, len(source), 1024):
-        rows = _get_many(source, list(range(start, min(start + 1024, len(source)))))
-        out.extend(int(r["identity"]) for r in rows)
-    return np.asarray(out, np.int64)
+        rows.extend(_get_many(source, list(range(start, min(start + 1024, len(source))))))
+    return {
+        "identity": np.asarray([r["identity"] for r in rows], np.int32),
+        "camera": np.asarray([r.get("camera", -1) for r in rows], np.int32),
+        "attributes": np.asarray([np.asarray(r.get("attributes", ())) for r in rows], np.int32),
+        "file_name": np.asarray([_text(r.get("file_name", i)) for i, r in enumerate(rows)]),
+    }
 
 
 def load_image(image: Any, size_HW: tuple[int, int], name: str = "<record>") -> np.ndarray:

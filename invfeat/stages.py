@@ -1,0 +1,61 @@
+"""Named stages of a long run, each done once: a killed run resumes at the first unfinished one.
+
+`Stages.run(name, fn)` calls `fn(<run_dir>/<name>)` once and keeps its JSON result in
+`<name>/result.json`; later runs read it back. `Stages.timed` is for stages that return live
+objects (a trained model) and resume from their own checkpoints instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from invfeat import report
+
+
+class Stages:
+    """Runs named stages once: a finished stage's JSON result is read back, not recomputed."""
+
+    def __init__(self, run_dir: Path, progress: bool = True):
+        self.run_dir, self.progress = run_dir, progress
+        self.timings: dict[str, float] = {}
+
+    def dir(self, name: str) -> Path:
+        path = self.run_dir / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def run(self, name: str, fn: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+        done = self.run_dir / name / "result.json"
+        if done.exists():
+            record = json.loads(done.read_text())
+            self._say(f"[{name}] done earlier ({record['seconds']:.1f} s), read back")
+        else:
+            self._say(f"[{name}] running")
+            start = time.perf_counter()
+            result = fn(self.dir(name))
+            record = {"seconds": round(time.perf_counter() - start, 2), "result": result}
+            report.write_json(record, done)
+            self._say(f"[{name}] finished in {record['seconds']:.1f} s")
+        self.timings[name] = record["seconds"]
+        return record["result"]
+
+    def timed(self, name: str, fn: Callable[[Path], Any]) -> Any:
+        """Runs a stage that returns live objects (a trained model) every time; engine
+        checkpoints make a finished one cheap. Its time is that of the run that finished it."""
+        record_path = self.run_dir / name / "timing.json"
+        self._say(f"[{name}] running (resumes from its checkpoints)")
+        start = time.perf_counter()
+        value = fn(self.dir(name))
+        if not record_path.exists():
+            report.write_json({"seconds": round(time.perf_counter() - start, 2)}, record_path)
+        self.timings[name] = json.loads(record_path.read_text())["seconds"]
+        return value
+
+    def _say(self, text: str) -> None:
+        if self.progress:
+            print(text, file=sys.stderr, flush=True)
