@@ -66,7 +66,7 @@ def with_paths(config: StudyConfig, args: argparse.Namespace) -> StudyConfig:
     for option, field in (("victim_features", "features_dir"), ("victim_weights", "weights")):
         if getattr(args, option, None) is not None:
             if not isinstance(config.victim, FileVictim):
-                raise SystemExit(f"--{option.replace('_', '-')}: {config.name} trains its victim")
+                raise ValueError(f"--{option.replace('_', '-')}: {config.name} trains its victim")
             victim[field] = str(getattr(args, option).resolve())
     overrides: dict[str, Any] = {"victim": victim} if victim else {}
     weights = getattr(args, "perceptual_weights", None)
@@ -74,17 +74,21 @@ def with_paths(config: StudyConfig, args: argparse.Namespace) -> StudyConfig:
         attacks = ("autoencoder", "gan")
         chosen = [a for a in attacks if getattr(config, a).perceptual == "resnet50-imagenet"]
         if not chosen:
-            raise SystemExit(f"--perceptual-weights: {config.name} uses no resnet50-imagenet")
+            raise ValueError(f"--perceptual-weights: {config.name} uses no resnet50-imagenet")
         overrides |= {a: {"perceptual_weights": str(weights.resolve())} for a in chosen}
     return config.replace_nested(**overrides)
 
 
 def _run(name: str, args: argparse.Namespace) -> int:
+    import jax
+
     from invfeat.file_victim import pending_message
     from invfeat.study import StudyPending, run_study
 
-    config = with_paths(get_study(name), args)
     try:
+        config = with_paths(get_study(name), args)
+        if "GPU" in config.requires and jax.default_backend() == "cpu":
+            print(f"warning: {name} is sized for a GPU; on this CPU it takes days", file=sys.stderr)
         report = run_study(
             config, args.runs_dir / config.name, data_dir=args.data_dir, progress=not args.quiet
         )
@@ -92,6 +96,9 @@ def _run(name: str, args: argparse.Namespace) -> int:
         command = "python -m experiments " + " ".join(sys.argv[1:])
         print(pending_message(waiting.pending, command))
         return PENDING_EXIT
+    except (FileNotFoundError, ValueError) as err:  # bad input: named in the message
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"report: {report}")
     print((report.parent / "report.md").read_text().split("## Attribute")[0])
     return 0

@@ -76,9 +76,11 @@ def open_dataset_split(
     try:
         return builders.open_split(dataset, split, data_dir=data_dir, **kwargs)
     except Exception as err:  # tfds raises several types for "not built" / "no such split"
+        manual = "" if dataset.startswith("synth_") else " --manual-dir /path/to/unpacked"
         raise FileNotFoundError(
             f"dataset {dataset!r} split {split!r} is not built in {where} (build it with "
-            f"`python -m experiments data build --dataset {dataset} --data-dir {where}`): {err}"
+            f"`python -m experiments data build --dataset {dataset} --data-dir {where}{manual}`)"
+            f": {err}"
         ) from err
 
 

@@ -373,6 +373,26 @@ def _perceptual(config: StudyConfig, victim: Victim | FileVictim, surrogate: Any
     return None
 
 
+def check_inputs(config: StudyConfig) -> None:
+    """Every file a study reads from outside exists (FileNotFoundError naming it), before any
+    run directory is written."""
+    needed = []
+    if isinstance(config.victim, FileVictim):
+        needed += [config.victim.split_file(split) for split in SPLITS]
+        needed += [Path(config.victim.weights)] if config.victim.weights else []
+    for attack in (config.autoencoder, config.gan):
+        if attack.feature > 0 and attack.perceptual == "resnet50-imagenet":
+            if attack.perceptual_weights is None:
+                raise ValueError(
+                    f"{config.name}: the {attack.kind}'s resnet50-imagenet perceptual network "
+                    "needs its Keras weights file (--perceptual-weights FILE.h5)"
+                )
+            needed.append(Path(attack.perceptual_weights))
+    missing = [str(path) for path in needed if not path.exists()]
+    if missing:
+        raise FileNotFoundError(f"{config.name}: no such file or folder: {', '.join(missing)}")
+
+
 def run_study(
     config: StudyConfig,
     run_dir: str | Path,
@@ -385,6 +405,7 @@ def run_study(
     Raises `StudyPending` when reconstructions wait for a file victim's features (its
     `pending` says which images to embed and where the features go); run it again after.
     """
+    check_inputs(config)
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     config_path = run / "config.json"
@@ -396,8 +417,6 @@ def run_study(
     report.write_json(config.to_dict(), config_path)
     stages = Stages(run, progress)
     data_dir = Path(data_dir) if data_dir is not None else builders.default_data_dir()
-    if isinstance(config.victim, FileVictim):
-        config.victim.split_file("train")  # a clear error now if the files are not given
     stages.run("data", lambda _: _build_data(config, data_dir))
 
     features_dir = stages.dir("features")

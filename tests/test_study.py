@@ -160,5 +160,20 @@ def test_paths_from_the_command_line_reach_the_config(tmp_path):
     assert config.victim.features_dir == str(tmp_path / "f")
     assert config.gan.perceptual_weights == str(tmp_path / "r.h5")
     assert config.autoencoder.perceptual_weights is None  # pixel loss only: no perceptual net
-    with pytest.raises(SystemExit, match="trains its victim"):
+    with pytest.raises(ValueError, match="trains its victim"):
         with_paths(get_study("tiny"), args)
+
+
+def test_file_victim_weights_give_the_scoring_api(tiny_run, tmp_path):
+    from invfeat.file_victim import victim_api
+
+    root, _ = tiny_run
+    folder = root / "runs" / "tiny" / "victim"
+    assert victim_api(FileVictim("no-weights")) is None
+    images = np.random.default_rng(0).random((3, *get_study("tiny").victim.input_size, 3))
+    api = victim_api(FileVictim("ours", weights=str(folder)), batch_size=8)
+    expected = load_victim(folder).api(batch_size=8)(images)
+    np.testing.assert_array_equal(api(images), expected)
+    (tmp_path / "model.ckpt").write_bytes(b"")
+    with pytest.raises(ValueError, match="FastReID .pth file or an invfeat victim folder"):
+        victim_api(FileVictim("bad", weights=str(tmp_path / "model.ckpt")))
