@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -94,6 +96,17 @@ def test_last_stride_one_keeps_a_sixteenth_of_the_input():
         v = jax.eval_shape(lambda net=net: net.init(jax.random.key(0), x, train=False))
         out = jax.eval_shape(lambda v, net=net: net.apply(v, x, train=False), v)
         assert out.shape[1:3] == expected
+
+
+def test_backbone_size_equals_the_plain_model_on_resized_images(tiny):
+    model, variables, images = tiny
+    upsampled = dataclasses.replace(TINY, backbone_size=(48, 24)).build(num_classes=4)
+    out = upsampled.apply(variables, images, train=False)["features"]
+    resized = jax.image.resize(images, (8, 48, 24, 3), "linear")
+    np.testing.assert_allclose(
+        out, model.apply(variables, resized, train=False)["features"], rtol=1e-4, atol=1e-5
+    )
+    assert CONFIGS["cpu-small"].build().backbone_size == (96, 48)
 
 
 def test_gem_pooling_interpolates_mean_and_max():
