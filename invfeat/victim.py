@@ -128,10 +128,11 @@ CONFIGS: dict[str, VictimConfig] = {
         # person (the default world has 4; more views generalise better): about 4 minutes on
         # 2 idle cores. Adam at 2e-3 (3.5e-4 learns far too slowly from scratch at this size);
         # no random erasing (it cost 9 points of rank-1 at this short schedule). cpu-small's
-        # backbone sees the input upsampled to 96x48, at the same step time: rank-1 / mAP on
-        # synth_msmt 82.8 / 76.0 (seed 0), 79.6 / 74.1 (seed 1); synth_market rank-1 74.8 and
-        # 67.6, synth_duke 52.5 and 48.3 (at 64x32: 71.4 / 64.7, 63.7, 42.0). Not better:
-        # 4000 people x 4 views (71.6 at 64x32), cosine decay from 3e-3 (77.2), 2000 steps (77.4).
+        # backbone sees the input upsampled to 96x48, at the same step time. Seeds 0/1/2:
+        # synth_msmt rank-1 82.8/79.6/78.0 (mAP 76.0/74.1/72.9), synth_market 74.8/67.6/68.4,
+        # synth_duke 52.5/48.3/51.2 (seed 0 without the upsampling: 71.4, mAP 64.7, 63.7, 42.0).
+        # Not better: 4000 people x 4 views (71.6 at 64x32), cosine decay from 3e-3 (77.2),
+        # 2000 steps (77.4), GeM pooling (82.0/82.4/77.8, cross-domain no better).
         VictimConfig(
             name="cpu", epochs=20, learning_rate=2e-3, warmup_epochs=1.0, milestones=(14.0, 18.0),
             data_settings={"train_per_identity": 8},

@@ -143,9 +143,9 @@ CONFIGS: dict[str, ReIDConfig] = {
         ReIDConfig("cpu-tiny", (1, 1, 1, 1), False, 8, (32, 16)),
         # The CPU default (benchmarks/victim.py measures it). Its backbone sees the 64x32 input
         # upsampled to 96x48: the last feature map grows from 4x2 to 6x3, which lifted in-domain
-        # rank-1 on synth_msmt from 71 % to 80-83 % (invfeat/victim.py), as much as rendering
-        # at 96x48 did, at the same measured step time on 2 CPU cores, while the images the
-        # API takes (and the attacks reconstruct) stay 64x32.
+        # rank-1 on synth_msmt from 71 % to 78-83 % (3 seeds; invfeat/victim.py), as much as
+        # rendering at 96x48 did, at the same measured step time on 2 CPU cores, while the
+        # images the API takes (and the attacks reconstruct) stay 64x32.
         ReIDConfig("cpu-small", (1, 1, 1, 1), False, 16, (64, 32), backbone_size=(96, 48)),
         # ResNet-18 depth at the CPU width: about half cpu-small's speed.
         ReIDConfig("cpu-medium", STAGE_SIZES[18], False, 16, (64, 32)),
