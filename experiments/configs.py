@@ -43,8 +43,8 @@ STUDIES: dict[str, StudyConfig] = {
             attack_dataset="synth_market",
             attributes=AttributeAttackConfig(learning_rate=1e-3, epochs=15),
             surrogate=SurrogateConfig(widths=(16, 32, 64), epochs=4),
-            autoencoder=autoencoder_config(steps_per_epoch=600, **_DEMO_DECODER),
-            gan=gan_config(steps_per_epoch=500, discriminator_filters=16, **_DEMO_DECODER),
+            autoencoder=autoencoder_config(steps_per_epoch=400, **_DEMO_DECODER),
+            gan=gan_config(steps_per_epoch=350, discriminator_filters=16, **_DEMO_DECODER),
         ),
         StudyConfig(
             name="tiny",

@@ -100,6 +100,12 @@ class VictimConfig:
     def batch_size(self) -> int:
         return self.p * self.k
 
+    def record(self) -> dict[str, Any]:
+        """The config plus the architecture its model name stands for today, so a run or a
+        saved victim made under another definition of that name is refused, not misread."""
+        architecture = json.loads(json.dumps(dataclasses.asdict(get_config(self.model))))
+        return self.to_dict() | {"architecture": architecture}
+
     @property
     def input_size(self) -> tuple[int, int]:
         return tuple(self.image_size or get_config(self.model).image_size)
@@ -227,6 +233,7 @@ def save_victim(workdir: str | Path, victim: Victim) -> None:
     host = jax.tree.map(np.asarray, jax.device_get(victim.variables))
     _atomic_write(workdir / VARIABLES_FILE, flax.serialization.msgpack_serialize(host))
     record = {"config": victim.config.to_dict(), "summary": victim.summary}
+    record["architecture"] = victim.config.record()["architecture"]
     _atomic_write(workdir / SUMMARY_FILE, json.dumps(record, indent=2).encode())
 
 
@@ -242,6 +249,11 @@ def load_victim(workdir: str | Path) -> Victim:
             )
     record = json.loads(summary_path.read_text())
     config = VictimConfig.from_dict(record["config"])
+    if record.get("architecture") != config.record()["architecture"]:
+        raise ValueError(
+            f"{summary_path}: this victim was trained with another definition of model "
+            f"{config.model!r} than this invfeat's; train it again"
+        )
     model = inference_model(config)
     variables = flax.serialization.msgpack_restore(variables_path.read_bytes())
     expected = jax.eval_shape(
@@ -360,9 +372,9 @@ def _check_workdir(workdir: Path, config: VictimConfig, resume: bool) -> None:
     has_run = (workdir / CHECKPOINT_DIR).exists() and any((workdir / CHECKPOINT_DIR).iterdir())
     if path.exists() and resume:
         stored = json.loads(path.read_text())
-        if stored != config.to_dict():
-            changed = sorted(k for k in stored.keys() | config.to_dict().keys()
-                             if stored.get(k) != config.to_dict().get(k))  # fmt: skip
+        if stored != config.record():
+            changed = sorted(k for k in stored.keys() | config.record().keys()
+                             if stored.get(k) != config.record().get(k))  # fmt: skip
             raise ValueError(
                 f"{path}: the run in {workdir} used another config (fields {changed} differ); "
                 "resume it with the same config or choose another --workdir"
@@ -373,7 +385,7 @@ def _check_workdir(workdir: Path, config: VictimConfig, resume: bool) -> None:
             "it, or choose another workdir"
         )
     workdir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, json.dumps(config.to_dict(), indent=2).encode())
+    _atomic_write(path, json.dumps(config.record(), indent=2).encode())
 
 
 def train_victim(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import jax
@@ -11,6 +12,7 @@ import pytest
 from invfeat import victim as V
 from invfeat.data.builders import build
 from invfeat.data.builders.synth import builder_config
+from invfeat.models import reid
 
 # 8 train people x 2 images, 4 test people (1 query + 2 gallery images each).
 SETTINGS = {
@@ -68,6 +70,17 @@ def test_training_writes_metrics_and_a_loadable_victim(trained):
     np.testing.assert_array_equal(
         loaded.api(batch_size=8)(images), victim.api(batch_size=8)(images)
     )
+
+
+def test_a_victim_of_another_architecture_is_refused(trained, tmp_path, monkeypatch):
+    """Same parameter shapes, another model behind the name (e.g. an added input resize)."""
+    workdir, _ = trained
+    for name in (V.SUMMARY_FILE, V.VARIABLES_FILE):
+        (tmp_path / name).write_bytes((workdir / name).read_bytes())
+    changed = dataclasses.replace(reid.CONFIGS[TINY.model], backbone_size=(64, 32))
+    monkeypatch.setitem(reid.CONFIGS, TINY.model, changed)
+    with pytest.raises(ValueError, match="another definition of model 'cpu-tiny'"):
+        V.load_victim(tmp_path)
 
 
 def test_training_moves_the_parameters(trained):
