@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jax
+
 from experiments.configs import STUDIES, get_study
-from invfeat.file_victim import FileVictim
-from invfeat.study import StudyConfig
+from invfeat.file_victim import FileVictim, pending_message
+from invfeat.study import StudyConfig, StudyPending, run_study
 
 PENDING_EXIT = 3  # the study waits for features computed outside (the message says which)
 
@@ -80,11 +82,6 @@ def with_paths(config: StudyConfig, args: argparse.Namespace) -> StudyConfig:
 
 
 def _run(name: str, args: argparse.Namespace) -> int:
-    import jax
-
-    from invfeat.file_victim import pending_message
-    from invfeat.study import StudyPending, run_study
-
     try:
         config = with_paths(get_study(name), args)
         if "GPU" in config.requires and jax.default_backend() == "cpu":

@@ -60,15 +60,19 @@ class FileVictim:
         return Path(self.features_dir) / f"{split}.npz"
 
 
-def split_features(victim: FileVictim, split: str, record_paths: Sequence[str]) -> np.ndarray:
-    """The victim's plaintext features of a split's records, in record order (float32)."""
-    path = victim.split_file(split)
+def aligned_features(path: Path, record_paths: Sequence[str]) -> np.ndarray:
+    """The plaintext features of `path` for `record_paths`, in that order (float32)."""
     ff = read_features(path, encrypted=False)
     try:
         rows = align_to_records(ff, record_paths)
     except FeatureFileError as err:
         raise FeatureFileError(f"{path}: {err}") from None
     return np.asarray(ff.features[rows], np.float32)
+
+
+def split_features(victim: FileVictim, split: str, record_paths: Sequence[str]) -> np.ndarray:
+    """The victim's plaintext features of a split's records, in record order."""
+    return aligned_features(victim.split_file(split), record_paths)
 
 
 def victim_api(victim: FileVictim, batch_size: int = 256) -> FeatureAPI | None:
@@ -118,12 +122,7 @@ def external_features(
         if len(images) != len(names):
             raise ValueError(f"{len(images)} images for {len(names)} file names")
         if expected.exists():
-            ff = read_features(expected, encrypted=False)
-            try:
-                rows = align_to_records(ff, names)
-            except FeatureFileError as err:
-                raise FeatureFileError(f"{expected}: {err}") from None
-            return np.asarray(ff.features[rows], np.float32)
+            return aligned_features(expected, names)
         for name, image in zip(names, images, strict=True):
             path = folder / name
             path.parent.mkdir(parents=True, exist_ok=True)

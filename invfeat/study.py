@@ -139,10 +139,10 @@ def _secret(path: Path) -> shufflebits.Secret:
     return secret
 
 
-Served = Callable[[str, np.ndarray | None, np.ndarray], tuple[np.ndarray, ...]]
+ServeFn = Callable[[str, np.ndarray | None, np.ndarray], tuple[np.ndarray, ...]]
 
 
-def _server(victim: Victim | FileVictim, secret: shufflebits.Secret, batch_size: int) -> Served:
+def _server(victim: Victim | FileVictim, secret: shufflebits.Secret, batch_size: int) -> ServeFn:
     """(split, uint8 images or None, file names) -> plaintext, one-time ciphertext, nonces."""
     if isinstance(victim, Victim):
         plain_api = victim.api(batch_size=batch_size)
@@ -189,9 +189,9 @@ def _attack_domain(
             stage_dir / f"plain_{split}.npz",
             stage_dir / f"cipher_{split}.npz",
         )
-        served = plain_path.exists() and cipher_path.exists()
+        done = plain_path.exists() and cipher_path.exists()
         images = None
-        if split != "gallery" or (isinstance(victim, Victim) and not served):
+        if split != "gallery" or (isinstance(victim, Victim) and not done):
             arrays = materialize(source, victim.image_size)
             images = arrays.column("image")
             labels = {k: arrays.column(k) for k in ("identity", "camera", "attributes")}
@@ -199,7 +199,7 @@ def _attack_domain(
         else:
             labels = read_labels(source)
         file_names = labels["file_name"]
-        if not served:
+        if not done:
             plain, cipher, nonces = serve(split, images, file_names)
             write_features(plain_path, FeatureFile(file_names, plain))
             write_features(cipher_path, FeatureFile(file_names, cipher, "one-time", nonces))
