@@ -147,23 +147,39 @@ def test_one_time_matches_its_permutations(data):
 
 @settings(max_examples=40, deadline=None)
 @given(perm=st.sampled_from([16, 32, 64]).flatmap(lambda n: st.permutations(range(n))))
-def test_benes_routing_realises_any_permutation(perm):
+def test_masked_rotations_realise_any_permutation_at_every_stride(perm):
     src = np.array(perm)
     n = src.size
-    masks = sb.benes_masks(src[None], np)
+    kind = {16: np.uint16, 32: np.uint32, 64: np.uint64}[n]
+    rank = np.argsort(src)
     u = np.random.default_rng(n).integers(0, 2**63, (1, 16), dtype=np.uint64)
-    u &= np.uint64((1 << n) - 1)
-    out = u.copy()
-    for d, m in zip(sb.benes_shifts(n), masks[0], strict=True):
-        t = ((out >> np.uint64(d)) ^ out) & np.uint64(m)
-        out = out ^ t ^ (t << np.uint64(d))
-    assert np.array_equal(out, permute_bits(u, src[None]))
+    u = (u & np.uint64((1 << n) - 1)).astype(kind)
+    for stride in (1 << k for k in range(n.bit_length())):
+        for inverse, expected in ((False, permute_bits(u, src[None])), (True, u)):
+            masks = sb._rotation_masks(rank, inverse, kind, stride, np)
+            given_u = permute_bits(u, src[None]).astype(kind) if inverse else u
+            out = sb._rotate_groups(given_u, [m if m else None for m in masks], stride)
+            assert np.array_equal(out, expected.astype(kind)), (stride, inverse)
 
 
-def test_benes_routing_jnp_equals_numpy():
+def test_static_plan_applies_only_the_rotations_taken():
+    key = sb.Key.from_seed(0)
+    src = 31 - key.to_index_array()[31 - np.arange(32)]
+    taken = set((np.argsort(src) - np.arange(32)) % 32)
+    stride, masks = key._plans[0]
+    assert sum(m != 0 for m in masks) == len(taken) < 32
+    assert stride == sb._fewest_rotations(np.array(sorted(taken)), 32)
+    assert sum(m.bit_count() for m in masks) == 32  # each bit in exactly one rotation
+    assert sb._fewest_rotations(np.arange(32), 32) == 4  # all 32 taken: 7 + 3 rotations
+    assert sb._fewest_rotations(np.array([0]), 32) == 1  # the identity: no rotation at all
+
+
+def test_masked_rotations_jnp_equals_numpy():
     rng = np.random.default_rng(0)
-    src = np.stack([rng.permutation(32) for _ in range(64)])
-    assert np.array_equal(np.asarray(jax.jit(sb.benes_masks)(src)), sb.benes_masks(src, np))
+    rank = np.stack([rng.permutation(32) for _ in range(64)])
+    for inverse in (False, True):
+        got = jax.jit(sb._rotation_masks, static_argnums=(2, 3))(rank, inverse, np.uint32, 4)
+        assert np.array_equal(np.asarray(got), sb._rotation_masks(rank, inverse, np.uint32, 4, np))
 
 
 @pytest.mark.slow
