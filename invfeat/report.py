@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+
+from invfeat.files import write_atomic
 
 REQUIRED_KEYS = (
     "victim",
@@ -43,19 +43,6 @@ def check_results(results: Mapping[str, Any]) -> None:
         raise ValueError(f"results lack the block(s) {', '.join(missing)}")
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Writes `data` to a temporary file beside `path`, then renames it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -68,7 +55,7 @@ def _json_default(value: Any) -> Any:
 
 def write_json(results: Mapping[str, Any], path: Path) -> None:
     text = json.dumps(results, indent=2, sort_keys=False, default=_json_default)
-    write_atomic(path, (text + "\n").encode())
+    write_atomic(path, lambda f: f.write((text + "\n").encode()))
 
 
 def attribute_rows(block: Mapping[str, Any]) -> list[tuple[str, float, float, float]]:
@@ -132,7 +119,7 @@ def image_grid(rows: Mapping[str, np.ndarray], path: Path, label_width: int = 11
     ok, encoded = cv2.imencode(".png", np.concatenate(strips, axis=0))
     if not ok:
         raise ValueError(f"could not encode the image grid for {path}")
-    write_atomic(path, encoded.tobytes())
+    write_atomic(path, lambda f: f.write(encoded.tobytes()))
     return path
 
 
@@ -296,5 +283,5 @@ def write_report(
         figures["Training curves"] = "curves.png"
     write_json(results, run_dir / "report.json")
     report = run_dir / "report.md"
-    write_atomic(report, render_markdown(results, figures).encode())
+    write_atomic(report, lambda f: f.write(render_markdown(results, figures).encode()))
     return report

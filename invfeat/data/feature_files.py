@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from invfeat.files import write_atomic
 
 PATHS_KEY = "accumulated_image_file_paths"
 FEATURES_KEY = "accumulated_feature_array"
@@ -146,7 +147,7 @@ def read_features(
 
 
 def write_features(path: str | os.PathLike, ff: FeatureFile) -> None:
-    """Validate, then write atomically: a temporary file in the same folder, then os.replace."""
+    """Validate, then write atomically (`invfeat.files.write_atomic`)."""
     path = Path(path)
     validate(ff, path)
     arrays = {PATHS_KEY: ff.paths, FEATURES_KEY: ff.features}
@@ -155,17 +156,7 @@ def write_features(path: str | os.PathLike, ff: FeatureFile) -> None:
         arrays[ENCRYPTION_KEY] = np.array(meta)
     if ff.nonces is not None:
         arrays[NONCES_KEY] = ff.nonces
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
 def align_to_records(ff: FeatureFile, record_paths: Iterable[str]) -> np.ndarray:
