@@ -34,6 +34,12 @@ vectors only and cannot query. The one-time mode gives each vector a fresh pseud
 permutation, so no stable mapping can be learned across vectors; still, within one vector all
 elements share a permutation, the Hamming weight of every element is preserved, and nonces must
 never repeat under one secret. Neither mode authenticates: tampering is not detected.
+
+Where the key lives. Encryption fused into a jitted program makes the key part of that program:
+a static key's masks, and a one-time secret closed over by `with_encryption` or the `ShuffleBits`
+layer, are constants of the compiled code, so HLO dumps (`XLA_FLAGS=--xla_dump_to`), a
+persistent compilation cache or an exported program hold them: guard those like the key file.
+Logs do not: a static key reaches JAX's cache only as itself (repr hidden, hashed by digest).
 """
 
 from __future__ import annotations
@@ -427,8 +433,11 @@ def _float_dtype(x: Any) -> np.dtype:
     return dtype
 
 
-@functools.partial(jax.jit, static_argnames=("stride", "masks"))
-def _static_kernel(u: jax.Array, stride: int, masks: tuple[int, ...]) -> jax.Array:
+@functools.partial(jax.jit, static_argnames=("key", "inverse"))
+def _static_kernel(u: jax.Array, key: Key, inverse: bool) -> jax.Array:
+    """The Key itself is the static argument (hashed by digest): what JAX may log of a static
+    argument, e.g. under `jax_explain_cache_misses`, is its repr, which hides the permutation."""
+    stride, masks = key._plans[inverse]
     kind = u.dtype.type
     return _rotate_groups(u, [kind(m) if m else None for m in masks], stride)
 
@@ -453,7 +462,7 @@ def _apply(x: Any, key: Key | Secret, nonce: Any, inverse: bool) -> jax.Array:
             raise ValueError("a static Key takes no nonce (nonces belong to one-time Secrets)")
         if key.bits != bits:
             raise ValueError(f"key width {key.bits} bits does not match {dtype} ({bits} bits)")
-        u = _static_kernel(u, *key._plans[inverse])
+        u = _static_kernel(u, key, inverse)
     elif isinstance(key, Secret):
         if nonce is None:
             raise ValueError("one-time mode needs nonce=..., e.g. fresh_nonces(x.shape[:-1])")

@@ -1,5 +1,7 @@
 """ShuffleBits inside compiled programs: Flax, one trace, no callbacks, sharding, properties."""
 
+import logging
+import re
 import time
 
 import chex
@@ -180,6 +182,26 @@ def test_masked_rotations_jnp_equals_numpy():
     for inverse in (False, True):
         got = jax.jit(sb._rotation_masks, static_argnums=(2, 3))(rank, inverse, np.uint32, 4)
         assert np.array_equal(np.asarray(got), sb._rotation_masks(rank, inverse, np.uint32, 4, np))
+
+
+def test_static_key_never_reaches_jax_logs(caplog):
+    """JAX logs static arguments when it explains a cache miss: a key may show only its repr."""
+    keys = [sb.Key.from_seed(5), sb.Key.from_seed(6)]
+    x = jnp.ones((4, 13))
+    jax.clear_caches()  # so the closest earlier entry differs from the second key's by key alone
+    jax.config.update("jax_explain_cache_misses", True)
+    try:
+        with caplog.at_level(logging.WARNING):
+            for key in keys:
+                sb.decrypt(sb.encrypt(x, key), key)
+    finally:
+        jax.config.update("jax_explain_cache_misses", False)
+    text = caplog.text
+    assert "_static_kernel" in text and "permutation=<hidden>" in text
+    for key in keys:
+        masks = [m for _, plan in key._plans for m in plan if m >= 1 << 16]
+        assert not [m for m in masks if re.search(rf"\b{m}\b", text)]
+        assert ", ".join(map(str, key.to_index_array()[:6])) not in text
 
 
 @pytest.mark.slow
