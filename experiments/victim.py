@@ -96,6 +96,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     from invfeat import victim as V
+    from invfeat.report import write_json
 
     workdir = args.workdir or default_workdir(args.config, "synth_msmt")
     try:
@@ -118,7 +119,7 @@ def run_eval(args: argparse.Namespace) -> int:
         "in_domain": own,
         "results": results,
     }
-    (workdir / "eval.json").write_text(json.dumps(record, indent=2))
+    write_json(record, workdir / "eval.json")
     print(format_table(results, own))
     print(f"wrote {workdir / 'eval.json'}")
     return 0

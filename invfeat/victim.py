@@ -46,6 +46,7 @@ from invfeat.features import (
     open_dataset_split,
     prepare_dataset,
 )
+from invfeat.files import write_atomic
 from invfeat.models.reid import IMAGENET_MEAN, ReIDModel, get_config, make_features_fn
 from invfeat.train import optim, precision
 from invfeat.train import state as S
@@ -231,10 +232,11 @@ def save_victim(workdir: str | Path, victim: Victim) -> None:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     host = jax.tree.map(np.asarray, jax.device_get(victim.variables))
-    _atomic_write(workdir / VARIABLES_FILE, flax.serialization.msgpack_serialize(host))
+    variables_bytes = flax.serialization.msgpack_serialize(host)
+    write_atomic(workdir / VARIABLES_FILE, lambda f: f.write(variables_bytes))
     record = {"config": victim.config.to_dict(), "summary": victim.summary}
     record["architecture"] = victim.config.record()["architecture"]
-    _atomic_write(workdir / SUMMARY_FILE, json.dumps(record, indent=2).encode())
+    write_atomic(workdir / SUMMARY_FILE, lambda f: f.write(json.dumps(record, indent=2).encode()))
 
 
 def load_victim(workdir: str | Path) -> Victim:
@@ -385,7 +387,7 @@ def _check_workdir(workdir: Path, config: VictimConfig, resume: bool) -> None:
             "it, or choose another workdir"
         )
     workdir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, json.dumps(config.record(), indent=2).encode())
+    write_atomic(path, lambda f: f.write(json.dumps(config.record(), indent=2).encode()))
 
 
 def train_victim(
@@ -514,9 +516,3 @@ def _init_fn(model: ReIDModel, image_size: tuple[int, int]) -> Callable[[jax.Arr
         return model.init(key, jnp.zeros((1, *image_size, 3), jnp.float32), train=False)
 
     return init
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)

@@ -31,6 +31,7 @@ from jax.sharding import Mesh
 
 from invfeat.attacks.ciphertext import encode_features
 from invfeat.data.sampling import ShuffledOrder
+from invfeat.files import write_atomic
 from invfeat.train.loop import CHECKPOINT_DIR
 from invfeat.train.mesh import batch_sharding, check_batch_size
 
@@ -181,4 +182,4 @@ def prepare_workdir(workdir: Path, config: Mapping[str, Any], resume: bool) -> N
                 f"{workdir} holds a run with a different config (fields {changed}); use another "
                 "workdir, or resume=False to start afresh there"
             )
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    write_atomic(path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))

@@ -31,6 +31,7 @@ import numpy as np
 from jax.sharding import Mesh
 from tqdm import tqdm
 
+from invfeat.files import write_atomic
 from invfeat.train.checkpoint import CheckpointConfig, Checkpointer
 from invfeat.train.distributed import is_primary
 from invfeat.train.evaluators import Evaluator
@@ -82,7 +83,8 @@ class _Log:
         if self.primary and self.path and self.path.exists():  # keep records up to the restart
             records = [json.loads(line) for line in self.path.read_text().splitlines() if line]
             self.history = [r for r in records if r.get("step", 0) <= start_step]
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in self.history))
+            text = "".join(json.dumps(r) + "\n" for r in self.history)
+            write_atomic(self.path, lambda f: f.write(text.encode()))
 
     def write(self, record: dict[str, Any], console: str | None = None, always: bool = False):
         """Append `record`; print `console` unless quiet (`always`: print even then)."""
