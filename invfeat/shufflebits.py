@@ -434,49 +434,54 @@ def _float_dtype(x: Any) -> np.dtype:
 
 
 @functools.partial(jax.jit, static_argnames=("key", "inverse"))
-def _static_kernel(u: jax.Array, key: Key, inverse: bool) -> jax.Array:
+def _static_kernel(x: jax.Array, key: Key, inverse: bool) -> jax.Array:
     """The Key itself is the static argument (hashed by digest): what JAX may log of a static
-    argument, e.g. under `jax_explain_cache_misses`, is its repr, which hides the permutation."""
+    argument, e.g. under `jax_explain_cache_misses`, is its repr, which hides the permutation.
+
+    The bitcasts are inside the jit, so an eager call is one pass over memory, not three.
+    """
     stride, masks = key._plans[inverse]
+    u = jax.lax.bitcast_convert_type(x, _UINT[key.bits])
     kind = u.dtype.type
-    return _rotate_groups(u, [kind(m) if m else None for m in masks], stride)
+    out = _rotate_groups(u, [kind(m) if m else None for m in masks], stride)
+    return jax.lax.bitcast_convert_type(out, x.dtype)
 
 
 @jax.jit
-def _one_time_kernel(u: jax.Array, key_words: jax.Array, nonce: jax.Array, inverse: jax.Array):
+def _one_time_kernel(x: jax.Array, key_words: jax.Array, nonce: jax.Array, inverse: jax.Array):
     """Per-vector rotation masks from ChaCha20, then masked rotations (one program both ways)."""
-    n = u.dtype.itemsize * 8
+    n = x.dtype.itemsize * 8
+    u = jax.lax.bitcast_convert_type(x, _UINT[n])
     stride = _fewest_rotations(np.arange(n), n)  # every rotation may be taken
     rank = _one_time_ranks(key_words, nonce, n)
     # computed once per vector: the barrier stops XLA from fusing (recomputing) it per element
     masks = jax.lax.optimization_barrier(_rotation_masks(rank, inverse, u.dtype.type, stride))
-    return _rotate_groups(u, [masks[..., g, None] for g in range(n)], stride)
+    out = _rotate_groups(u, [masks[..., g, None] for g in range(n)], stride)
+    return jax.lax.bitcast_convert_type(out, x.dtype)
 
 
 def _apply(x: Any, key: Key | Secret, nonce: Any, inverse: bool) -> jax.Array:
     dtype = _float_dtype(x)
     bits = dtype.itemsize * 8
-    u = jax.lax.bitcast_convert_type(jnp.asarray(x), _UINT[bits])
+    x = jnp.asarray(x)
     if isinstance(key, Key):
         if nonce is not None:
             raise ValueError("a static Key takes no nonce (nonces belong to one-time Secrets)")
         if key.bits != bits:
             raise ValueError(f"key width {key.bits} bits does not match {dtype} ({bits} bits)")
-        u = _static_kernel(u, key, inverse)
-    elif isinstance(key, Secret):
+        return _static_kernel(x, key, inverse)
+    if isinstance(key, Secret):
         if nonce is None:
             raise ValueError("one-time mode needs nonce=..., e.g. fresh_nonces(x.shape[:-1])")
         nonce = jnp.asarray(nonce)
-        expected = tuple(u.shape[:-1]) + (NONCE_WORDS,)
-        if u.ndim < 1 or nonce.dtype != jnp.uint32 or tuple(nonce.shape) != expected:
+        expected = tuple(x.shape[:-1]) + (NONCE_WORDS,)
+        if x.ndim < 1 or nonce.dtype != jnp.uint32 or tuple(nonce.shape) != expected:
             raise ValueError(
                 f"nonce must be uint32 of shape x.shape[:-1] + (3,) = {expected}, "
                 f"got {nonce.dtype} {tuple(nonce.shape)}"
             )
-        u = _one_time_kernel(u, key._words, nonce, jnp.asarray(inverse))
-    else:
-        raise TypeError(f"key must be a shufflebits Key or Secret, got {type(key).__name__}")
-    return jax.lax.bitcast_convert_type(u, dtype)
+        return _one_time_kernel(x, key._words, nonce, jnp.asarray(inverse))
+    raise TypeError(f"key must be a shufflebits Key or Secret, got {type(key).__name__}")
 
 
 def encrypt(x: Any, key: Key | Secret, nonce: Any = None) -> jax.Array:

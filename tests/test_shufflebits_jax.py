@@ -204,6 +204,23 @@ def test_static_key_never_reaches_jax_logs(caplog):
         assert ", ".join(map(str, key.to_index_array()[:6])) not in text
 
 
+def test_eager_call_is_one_compiled_program(caplog):
+    """Outside jit, encrypt/decrypt run one program (bitcasts inside it): one pass over memory."""
+    x = jnp.ones((3, 37), jnp.bfloat16)  # a shape no other test compiles
+    jax.config.update("jax_log_compiles", True)
+    try:
+        with caplog.at_level(logging.WARNING, logger="jax"):
+            sb.encrypt(x, sb.Key.from_seed(1, bits=16))
+            sb.decrypt(x, SECRET, nonce=sb.fresh_nonces(3))
+    finally:
+        jax.config.update("jax_log_compiles", False)
+    over_x = re.findall(
+        r"Compiling (jit\(\w+\)) with global shapes and types \(ShapedArray\(\w+\[3,37\]",
+        caplog.text,
+    )
+    assert sorted(over_x) == ["jit(_one_time_kernel)", "jit(_static_kernel)"], over_x
+
+
 @pytest.mark.slow
 def test_all_float32_patterns_round_trip():
     """Walks all 2^32 float32 bit patterns in chunks of 2^24 (not run in CI)."""
