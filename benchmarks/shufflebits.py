@@ -3,10 +3,12 @@
     python benchmarks/shufflebits.py [--mib 64] [--width 2048] [--formulations]
 
 One float32 array of --mib MiB (rows of --width) is held on the default JAX device (CPU or GPU).
-Jitted rows are timed with block_until_ready, warm-up excluded, as the median of --repeats rounds
-that run every method in turn (so load changes hit all rows alike), two ways:
+Jitted rows are timed with block_until_ready, warm-up excluded, over --repeats rounds that run
+every method in turn; GB/s is the median, a ratio the median of the per-round ratios (so load
+changes on this shared machine hit both sides of a ratio alike). Two ways:
 "fresh" (a new output buffer per call, as a plain jitted call does) and "in place" (input
-donated, so the output reuses its buffer: no allocation or page faults, compute shows). Host rows
+donated, so the output reuses its buffer: no allocation or page faults, compute shows). The
+"eager" rows call sb.encrypt outside any jit, as a script or the CLI does. Host rows
 (numpy copy, AES from `cryptography` if installed, the published per-element string method on a
 sample, scaled) have one column. GB/s counts the array's bytes once.
 """
@@ -43,10 +45,18 @@ def seconds(fn: Callable[[], object]) -> float:
 
 def time_jitted(
     jitted: list[tuple[str, Callable, tuple]], x: jax.Array, repeats: int
-) -> list[tuple[str, float, float]]:
-    """(name, median fresh-output s, median donated in-place s) for each jitted f(x, *extra)."""
+) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
+    """(name, fresh-output s per round, donated in-place s per round) for each f(x, *extra).
+
+    A name starting with "eager" is called as it is, outside any jit of ours (the library's own
+    jitted kernel is then the top-level program); it has no in-place column.
+    """
     calls = []
-    for _, f, extra in jitted:
+    for name, f, extra in jitted:
+        if name.startswith("eager"):
+            calls.append((lambda f=f, extra=extra: f(x, *extra), None))
+            jax.block_until_ready(calls[-1][0]())
+            continue
         fresh, inplace = jax.jit(f), jax.jit(f, donate_argnums=0)
         state = {"y": jnp.array(x, copy=True)}
 
@@ -61,11 +71,17 @@ def time_jitted(
     for _ in range(repeats):
         for (fresh, step), (t_fresh, t_inplace) in zip(calls, times, strict=True):
             t_fresh.append(seconds(fresh))
-            t_inplace.append(seconds(step))
+            if step is not None:
+                t_inplace.append(seconds(step))
     return [
-        (name, float(np.median(t_fresh)), float(np.median(t_inplace)))
+        (name, np.array(t_fresh), np.array(t_inplace) if t_inplace else None)
         for (name, _, _), (t_fresh, t_inplace) in zip(jitted, times, strict=True)
     ]
+
+
+def paired_ratio(ceiling: np.ndarray, t: np.ndarray) -> float:
+    """Median over rounds of (ceiling's time / t) in the same round: load drift cancels."""
+    return float(np.median(ceiling / t))
 
 
 def formulations(key: sb.Key) -> dict[str, Callable]:
@@ -211,6 +227,12 @@ def main() -> None:
             lambda v, n: sb.encrypt(v, secret, n),
             (nonces,),
         ),
+        ("eager sb.encrypt(x, key) (the library's own jit)", lambda v: sb.encrypt(v, key), ()),
+        (
+            "eager sb.encrypt(x, secret, nonces) (the library's own jit)",
+            lambda v, n: sb.encrypt(v, secret, n),
+            (nonces,),
+        ),
     ]
     if args.formulations:
         jitted += [(name, f, ()) for name, f in formulations(key).items()]
@@ -225,29 +247,32 @@ def main() -> None:
             assert np.array_equal(got, reference), f"{name.strip()}: not the library's ciphertext"
     results = time_jitted(jitted, x, args.repeats)
     ceiling = results[0][1:]
-    gbs = lambda t: nbytes / t / 1e9
+    gbs = lambda t: nbytes / float(np.median(t)) / 1e9
 
     print(
         f"\nShuffleBits on {device.device_kind} ({device.platform}), "
-        f"{nbytes >> 20} MiB float32 as {rows_n} x {args.width}; "
-        f"median of {args.repeats} interleaved rounds (host rows: best of {args.repeats})\n"
+        f"{nbytes >> 20} MiB float32 as {rows_n} x {args.width}; medians of {args.repeats} "
+        f"interleaved rounds, ratios paired by round (host rows: best of {args.repeats})\n"
     )
     print("| method | GB/s fresh | ratio to x + 1 | GB/s in place | ratio to x + 1 | note |")
     print("|---|---:|---:|---:|---:|---|")
     for name, t_fresh, t_inplace in results:
-        inplace = f"{gbs(t_inplace):.2f} | {ceiling[1] / t_inplace:.3f}"
-        if "copy" in name:  # a donated copy is a no-op alias
-            inplace = "- | -"
-        print(f"| {name} | {gbs(t_fresh):.2f} | {ceiling[0] / t_fresh:.3f} | {inplace} | |")
+        inplace = "- | -"
+        if t_inplace is not None and "copy" not in name:  # a donated copy is a no-op alias
+            inplace = f"{gbs(t_inplace):.2f} | {paired_ratio(ceiling[1], t_inplace):.3f}"
+        fresh = f"{gbs(t_fresh):.2f} | {paired_ratio(ceiling[0], t_fresh):.3f}"
+        print(f"| {name} | {fresh} | {inplace} | |")
     host = host_rows(x_np, args.sample, args.repeats)
     for name, t, note in host:
         if t is None:
             print(f"| {name} | - | - | - | - | {note} |")
         else:
-            print(f"| {name} | {gbs(t):.4g} | {ceiling[0] / t:.4g} | | | {note} |")
+            print(
+                f"| {name} | {nbytes / t / 1e9:.4g} | {np.median(ceiling[0]) / t:.4g} | | | {note} |"
+            )
     published = [t for name, t, _ in host if name.startswith("published") and t]
     if published:
-        fresh, inplace = (published[0] / t for t in results[2][1:])
+        fresh, inplace = (published[0] / float(np.median(t)) for t in results[2][1:])
         print(
             f"\nstatic-key ShuffleBits vs the published string method: {fresh:,.0f}x fresh, "
             f"{inplace:,.0f}x in place"
