@@ -23,7 +23,8 @@ the fewest of them. A static key's masks are constants computed once on the host
 rotations some bit takes are applied (about 20 and-ors and 10 rotations per float32 element for
 a random key). One-time keys compute their masks once per vector (ChaCha20, ranks, masks on
 [vectors, bits] arrays) and apply all 32 rotations: 45 ops per float32 element. Everything stays
-inside one compiled XLA program (no callbacks).
+inside one compiled XLA program (no callbacks); called outside jit, `encrypt`/`decrypt` run
+exactly one program, bitcasts included: one pass over memory.
 
 What it protects and what not. The permutation is a bijection on bit patterns, so anyone with the
 key (or secret and nonce) recovers the exact original bits, and nothing else about the model
