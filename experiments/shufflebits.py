@@ -72,7 +72,7 @@ def _transform(args: argparse.Namespace, encrypting: bool) -> int:
             nonces = sb.fresh_nonces(len(ff)) if encrypting else ff.nonces
         op = sb.encrypt if encrypting else sb.decrypt
         with jax.enable_x64(ff.features.dtype == np.float64):
-            out = np.asarray(jax.jit(lambda x, n: op(x, key, n))(ff.features, nonces))
+            out = np.asarray(op(ff.features, key, nonces))  # one compiled program
         result = FeatureFile(
             ff.paths, out, scheme if encrypting else None, nonces if encrypting else None
         )

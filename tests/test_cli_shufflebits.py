@@ -53,6 +53,25 @@ def test_keygen_encrypt_decrypt_round_trip(tmp_path, plain, capsys, one_time):
     assert key.read_text() not in out
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float64])
+def test_other_widths_round_trip_bit_exactly(tmp_path, dtype):
+    """A 16- or 64-bit key on a float16 / float64 file (64 bits switch on JAX's x64 locally)."""
+    bits = np.dtype(dtype).itemsize * 8
+    feats = np.random.default_rng(1).standard_normal((5, 8)).astype(dtype)
+    path, key = tmp_path / "plain.npz", tmp_path / "key.json"
+    ffs.write_features(path, FeatureFile(np.array([f"{i}.jpg" for i in range(5)]), feats))
+    assert main(["shufflebits", "keygen", "--bits", str(bits), "--out", str(key)]) == 0
+    enc, dec = tmp_path / "enc.npz", tmp_path / "dec.npz"
+    for cmd, src, dst in (("encrypt", path, enc), ("decrypt", enc, dec)):
+        assert (
+            main(["shufflebits", cmd, "--key", str(key), "--in", str(src), "--out", str(dst)]) == 0
+        )
+    e = ffs.read_features(enc, encrypted=True).features
+    assert e.dtype == dtype and not np.array_equal(e, feats)
+    d = ffs.read_features(dec, encrypted=False).features
+    assert d.dtype == dtype and np.array_equal(d.view(f"u{bits // 8}"), feats.view(f"u{bits // 8}"))
+
+
 def test_errors_exit_2_and_write_nothing(tmp_path, plain, capsys):
     path, _ = plain
     key = tmp_path / "key.json"
