@@ -44,16 +44,16 @@ def seconds(fn: Callable[[], object]) -> float:
 
 
 def time_jitted(
-    jitted: list[tuple[str, Callable, tuple]], x: jax.Array, repeats: int
+    rows: list[tuple[str, Callable, tuple, bool]], x: jax.Array, repeats: int
 ) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
     """(name, fresh-output s per round, donated in-place s per round) for each f(x, *extra).
 
-    A name starting with "eager" is called as it is, outside any jit of ours (the library's own
-    jitted kernel is then the top-level program); it has no in-place column.
+    A row whose last field (eager) is True is called as it is, outside any jit of ours (the
+    library's own jitted kernel is then the top-level program); it has no in-place column.
     """
     calls = []
-    for name, f, extra in jitted:
-        if name.startswith("eager"):
+    for _, f, extra, eager in rows:
+        if eager:
             calls.append((lambda f=f, extra=extra: f(x, *extra), None))
             jax.block_until_ready(calls[-1][0]())
             continue
@@ -75,7 +75,7 @@ def time_jitted(
                 t_inplace.append(seconds(step))
     return [
         (name, np.array(t_fresh), np.array(t_inplace) if t_inplace else None)
-        for (name, _, _), (t_fresh, t_inplace) in zip(jitted, times, strict=True)
+        for (name, *_), (t_fresh, t_inplace) in zip(rows, times, strict=True)
     ]
 
 
@@ -218,25 +218,18 @@ def main() -> None:
     key, secret = sb.Key.from_seed(0), sb.Secret.generate()
     nonces = jax.device_put(sb.fresh_nonces(rows_n))
 
-    jitted: list[tuple[str, Callable, tuple]] = [
-        ("jitted x + 1 (memory-bound ceiling)", lambda v: v + 1, ()),
-        ("jitted device copy (v.copy())", lambda v: v.copy(), ()),
-        ("ShuffleBits static key (masked rotations, jit)", lambda v: sb.encrypt(v, key), ()),
-        (
-            f"ShuffleBits one-time ({args.width}-d vectors, masked rotations, jit)",
-            lambda v, n: sb.encrypt(v, secret, n),
-            (nonces,),
-        ),
-        ("eager sb.encrypt(x, key) (the library's own jit)", lambda v: sb.encrypt(v, key), ()),
-        (
-            "eager sb.encrypt(x, secret, nonces) (the library's own jit)",
-            lambda v, n: sb.encrypt(v, secret, n),
-            (nonces,),
-        ),
+    static, one_time = (lambda v: sb.encrypt(v, key)), (lambda v, n: sb.encrypt(v, secret, n))
+    rows: list[tuple[str, Callable, tuple, bool]] = [
+        ("jitted x + 1 (memory-bound ceiling)", lambda v: v + 1, (), False),
+        ("jitted device copy (v.copy())", lambda v: v.copy(), (), False),
+        ("ShuffleBits static key (masked rotations, jit)", static, (), False),
+        (f"ShuffleBits one-time ({args.width}-d vectors, jit)", one_time, (nonces,), False),
+        ("eager sb.encrypt(x, key) (the library's own jit)", static, (), True),
+        ("eager sb.encrypt(x, secret, nonces) (the library's own jit)", one_time, (nonces,), True),
     ]
     if args.formulations:
-        jitted += [(name, f, ()) for name, f in formulations(key).items()]
-        jitted += [(name, f, (nonces,)) for name, f in one_time_formulations(secret).items()]
+        rows += [(name, f, (), False) for name, f in formulations(key).items()]
+        rows += [(n, f, (nonces,), False) for n, f in one_time_formulations(secret).items()]
         static_reference = np.asarray(sb.encrypt(x, key)).view(np.uint32)
         for name, f in formulations(key).items():
             got = np.asarray(jax.jit(f)(x)).view(np.uint32)
@@ -245,7 +238,7 @@ def main() -> None:
         for name, f in one_time_formulations(secret).items():
             got = np.asarray(jax.jit(f)(x, nonces)).view(np.uint32)
             assert np.array_equal(got, reference), f"{name.strip()}: not the library's ciphertext"
-    results = time_jitted(jitted, x, args.repeats)
+    results = time_jitted(rows, x, args.repeats)
     ceiling = results[0][1:]
     gbs = lambda t: nbytes / float(np.median(t)) / 1e9
 
