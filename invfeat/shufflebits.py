@@ -24,7 +24,9 @@ rotations some bit takes are applied (about 20 and-ors and 10 rotations per floa
 a random key). One-time keys compute their masks once per vector (ChaCha20, ranks, masks on
 [vectors, bits] arrays) and apply all 32 rotations: 45 ops per float32 element. Everything stays
 inside one compiled XLA program (no callbacks); called outside jit, `encrypt`/`decrypt` run
-exactly one program, bitcasts included: one pass over memory.
+exactly one program, bitcasts included: one pass over memory. A bit permutation has no useful
+derivative: gradients through `encrypt`/`decrypt` are zero (as through any cast to integers),
+so encrypt what a model emits, not what a loss still needs.
 
 What it protects and what not. The permutation is a bijection on bit patterns, so anyone with the
 key (or secret and nonce) recovers the exact original bits, and nothing else about the model

@@ -221,6 +221,18 @@ def test_eager_call_is_one_compiled_program(caplog):
     assert sorted(over_x) == ["jit(_one_time_kernel)", "jit(_static_kernel)"], over_x
 
 
+def test_gradients_through_encryption_are_zero():
+    """Documented: a bit permutation is not differentiable; no NaN or garbage leaks into grads."""
+    x = jnp.linspace(-2.0, 2.0, 12).reshape(3, 4)
+
+    def round_trip_sum(v, key, nonce):
+        return jnp.sum(sb.decrypt(sb.encrypt(v, key, nonce), key, nonce))
+
+    for key, nonce in ((sb.Key.from_seed(3), None), (SECRET, sb.fresh_nonces(3))):
+        grad = jax.grad(round_trip_sum)(x, key, nonce)
+        assert np.array_equal(np.asarray(grad), np.zeros((3, 4), np.float32))
+
+
 @pytest.mark.slow
 def test_all_float32_patterns_round_trip():
     """Walks all 2^32 float32 bit patterns in chunks of 2^24 (not run in CI)."""
