@@ -51,6 +51,7 @@ import functools
 import hashlib
 import hmac
 import json
+import operator
 import os
 import secrets
 import stat
@@ -282,6 +283,8 @@ class Secret:
 
 
 def _write_private(path: Path, payload: dict, overwrite: bool) -> None:
+    """Write a mode-0600 temporary file, then link it into place (replace it if `overwrite`):
+    either way atomic, and without overwrite a file created meanwhile is never replaced."""
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: already exists; refusing to overwrite a key file")
     text = json.dumps({"format": FILE_FORMAT, "version": FILE_VERSION, **payload})
@@ -292,17 +295,26 @@ def _write_private(path: Path, payload: dict, overwrite: bool) -> None:
             f.write(text + "\n")
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if path exists, even if it appeared after the check
+            except FileExistsError:
+                raise FileExistsError(
+                    f"{path}: already exists; refusing to overwrite a key file"
+                ) from None
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_key(path: str | os.PathLike) -> Key | Secret:
     """Read a key or secret file, checking permissions, format, version and contents."""
     path = Path(path)
-    try:
-        st = path.stat()
+    try:  # one open: the mode checked is that of the bytes read; the read is bounded
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            raw = f.read(_MAX_FILE_BYTES + 1)
     except OSError as e:
         raise KeyFileError(f"{path}: cannot read key file ({e.strerror})") from None
     if st.st_mode & 0o077:
@@ -310,11 +322,11 @@ def load_key(path: str | os.PathLike) -> Key | Secret:
             f"{path}: key file is accessible to group/others "
             f"(mode {stat.S_IMODE(st.st_mode):04o}); run chmod 600"
         )
-    if st.st_size > _MAX_FILE_BYTES:
+    if len(raw) > _MAX_FILE_BYTES:
         raise KeyFileError(f"{path}: too large to be a key file")
     try:
-        data = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):  # bad UTF-8 or JSON, absurd numbers or nesting
         raise KeyFileError(f"{path}: corrupt key file (not valid JSON)") from None
     if not isinstance(data, dict) or data.get("format") != FILE_FORMAT:
         raise KeyFileError(f"{path}: not a {FILE_FORMAT} key file")
@@ -416,7 +428,12 @@ def one_time_permutation(secret: Secret, nonce: Any, bits: int) -> jax.Array:
 
 def fresh_nonces(shape: int | tuple[int, ...]) -> np.ndarray:
     """Random nonces of shape `shape + (3,)` (uint32) from os.urandom, one per vector."""
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    try:  # an int, numpy integer included, or a sequence of them
+        shape = (operator.index(shape),)
+    except TypeError:
+        shape = tuple(operator.index(d) for d in shape)
+    if min(shape, default=0) < 0:
+        raise ValueError(f"fresh_nonces: shape must be non-negative, got {shape}")
     count = int(np.prod(shape, dtype=np.int64)) * NONCE_WORDS
     return np.frombuffer(os.urandom(4 * count), "<u4").astype(np.uint32).reshape(shape + (3,))
 
@@ -523,9 +540,16 @@ class ShuffleBits(nn.Module):
 
 
 def with_encryption(apply_fn: Callable[..., Any], key: Key | Secret) -> Callable[..., Any]:
-    """Wrap `apply_fn` so that every float output leaf is encrypted (pass nonce= for Secrets)."""
+    """Wrap `apply_fn` so that its output is encrypted: every leaf must be a float array (pass
+    nonce= for Secrets, where the output must be one array: a nonce serves one permutation)."""
 
     def apply_encrypted(*args: Any, nonce: Any = None, **kwargs: Any) -> Any:
-        return jax.tree.map(lambda y: encrypt(y, key, nonce), apply_fn(*args, **kwargs))
+        out = apply_fn(*args, **kwargs)
+        if isinstance(key, Secret) and len(jax.tree.leaves(out)) > 1:
+            raise ValueError(
+                "one-time encryption of an output with several arrays would reuse each nonce "
+                "for all of them; return one array, or encrypt each with its own nonces"
+            )
+        return jax.tree.map(lambda y: encrypt(y, key, nonce), out)
 
     return apply_encrypted

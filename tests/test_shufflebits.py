@@ -166,6 +166,30 @@ def test_key_save_load_and_secrecy(tmp_path):
         pickle.dumps(key)
 
 
+def test_key_save_never_replaces_a_file_created_meanwhile(tmp_path, monkeypatch):
+    """Another process creates the key file between save's existence check and its rename."""
+    path = tmp_path / "k.json"
+    fsync = os.fsync
+
+    def fsync_then_race(fd):
+        fsync(fd)
+        path.write_text("the other process's key")
+
+    monkeypatch.setattr(sb.os, "fsync", fsync_then_race)
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        sb.Key.generate().save(path)
+    assert path.read_text() == "the other process's key"
+    assert [p.name for p in tmp_path.iterdir()] == ["k.json"]
+
+
+def test_fresh_nonces_shapes():
+    assert sb.fresh_nonces(np.int64(3)).shape == (3, 3)  # e.g. a count from np.sum
+    assert sb.fresh_nonces((2, np.int32(4))).shape == (2, 4, 3)
+    assert sb.fresh_nonces(()).shape == (3,) and sb.fresh_nonces(0).dtype == np.uint32
+    with pytest.raises(ValueError, match="non-negative"):
+        sb.fresh_nonces((-2, -2))
+
+
 def _write(path: Path, text: str, mode: int = 0o600) -> Path:
     path.write_text(text)
     os.chmod(path, mode)
@@ -208,6 +232,13 @@ def test_corrupt_missing_and_exposed_key_files(tmp_path):
         )
     with pytest.raises(sb.KeyFileError, match="cannot read"):
         sb.load_key(tmp_path / "missing.json")
+    folder = tmp_path / "folder.json"
+    folder.mkdir(mode=0o700)
+    with pytest.raises(sb.KeyFileError, match="cannot read") as err:
+        sb.load_key(folder)
+    assert str(folder) in str(err.value)
+    with pytest.raises(sb.KeyFileError, match="corrupt key file"):  # json: RecursionError
+        sb.load_key(_write(tmp_path / "deep.json", "[" * 10_000))
     path = tmp_path / "k.json"
     sb.Key.generate().save(path)
     os.chmod(path, 0o644)

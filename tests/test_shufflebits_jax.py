@@ -90,6 +90,15 @@ def test_one_time_layer_fused_and_exact(tiny):
     assert "<hidden>" in repr(sb.ShuffleBits(SECRET)) or "Secret" in repr(sb.ShuffleBits(SECRET))
 
 
+def test_with_encryption_one_time_refuses_to_reuse_nonces_across_outputs():
+    """Two outputs under one nonce would share each row's permutation (a reused one-time pad)."""
+    two = sb.with_encryption(lambda x: (x, 2 * x), SECRET)
+    with pytest.raises(ValueError, match="reuse each nonce"):
+        two(jnp.ones((2, 4)), nonce=sb.fresh_nonces(2))
+    a, b = sb.with_encryption(lambda x: (x, 2 * x), sb.Key.from_seed(0))(jnp.ones((2, 4)))
+    assert a.shape == b.shape == (2, 4)  # a static key has no nonce to reuse
+
+
 def test_vmap_and_sharded_over_eight_devices():
     assert jax.device_count() == 8
     mesh = jax.make_mesh((8,), ("data",))
