@@ -3,24 +3,40 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 
-def write_atomic(path: Path, write: Callable[[BinaryIO], object], mode: int = 0o644) -> None:
+def write_atomic(path: Path, write: Callable[[BinaryIO], object], mode: int | None = None) -> None:
     """Calls `write` on a temporary file beside `path`, syncs it to disk, then renames it over
-    `path` (its folder is created if missing); on any error the temporary file is removed."""
+    `path` (its folder is created if missing); on any error the temporary file is removed.
+
+    Permissions: `mode` if given; else those of the file replaced; else a new file's (0666 less
+    the umask), so a restrictive umask or a file chmod-ed 600 is never widened.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(tmp, flags, 0o666)  # the kernel applies the umask
     try:
-        os.fchmod(fd, mode)
+        if mode is None:
+            try:
+                mode = stat.S_IMODE(os.stat(path).st_mode)
+            except FileNotFoundError:
+                pass
+        if mode is not None:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
+            fd = -1
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if fd >= 0:
+            os.close(fd)
+        tmp.unlink(missing_ok=True)
         raise

@@ -27,3 +27,18 @@ def test_creates_the_folder_and_sets_the_mode(tmp_path):
     write_atomic(path, lambda f: f.write(b"x"), mode=0o640)
     assert path.read_bytes() == b"x"
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_never_widens_permissions(tmp_path):
+    """A new file gets 0666 less the umask; a replaced file keeps its mode."""
+    old_umask = os.umask(0o077)
+    try:
+        write_atomic(tmp_path / "new.bin", lambda f: f.write(b"x"))
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE((tmp_path / "new.bin").stat().st_mode) == 0o600
+    kept = tmp_path / "kept.bin"
+    kept.write_bytes(b"old")
+    kept.chmod(0o600)
+    write_atomic(kept, lambda f: f.write(b"new"))
+    assert kept.read_bytes() == b"new" and stat.S_IMODE(kept.stat().st_mode) == 0o600
