@@ -36,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         cmd.add_argument("--key", required=True, type=Path, help="key or secret file")
         cmd.add_argument("--in", dest="inp", required=True, type=Path, help=f"{what} .npz")
         cmd.add_argument("--out", required=True, type=Path, help="output .npz (written atomically)")
+        cmd.add_argument(
+            "--overwrite", action="store_true", help="replace --out if it exists (never the key)"
+        )
         cmd.set_defaults(func=func)
 
     selftest = sub.add_parser("selftest", help="fast checks of ShuffleBits on this machine")
@@ -58,8 +61,20 @@ def _keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_output(args: argparse.Namespace) -> None:
+    """Refuse to replace an existing --out unless --overwrite, and the key file ever."""
+    out = args.out
+    if not (out.exists() or out.is_symlink()):
+        return
+    if out.exists() and args.key.exists() and out.samefile(args.key):
+        raise FileExistsError(f"{out}: is the key file {args.key}; refusing to overwrite it")
+    if not args.overwrite:
+        raise FileExistsError(f"{out}: already exists; pass --overwrite to replace it")
+
+
 def _transform(args: argparse.Namespace, encrypting: bool) -> int:
     try:
+        _check_output(args)
         key = sb.load_key(args.key)
         ff = read_features(args.inp, encrypted=not encrypting)
         scheme = "one-time" if isinstance(key, sb.Secret) else "static"

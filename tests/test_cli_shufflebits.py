@@ -114,6 +114,7 @@ def test_errors_exit_2_and_write_nothing(tmp_path, plain, capsys):
     right, wrong = tmp_path / "right.json", tmp_path / "wrong.json"
     sb.Key.from_seed(1).save(right)
     sb.Key.from_seed(9).save(wrong)  # checked: decrypts some of these rows to NaN
+    enc.unlink()
     assert (
         main(["shufflebits", "encrypt", "--key", str(right), "--in", str(path), "--out", str(enc)])
         == 0
@@ -131,6 +132,24 @@ def test_errors_exit_2_and_write_nothing(tmp_path, plain, capsys):
     assert "chmod 600" in capsys.readouterr().err
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_refuses_to_overwrite_unless_asked_and_never_the_key(tmp_path, plain, capsys):
+    path, ff = plain
+    key, out = tmp_path / "key.json", tmp_path / "out.npz"
+    assert main(["shufflebits", "keygen", "--out", str(key)]) == 0
+    key_text = key.read_text()
+    out.write_bytes(b"someone's results")
+    encrypt = ["shufflebits", "encrypt", "--key", str(key), "--in", str(path), "--out"]
+    assert main([*encrypt, str(out)]) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == b"someone's results"
+    # the key as --out would leave ciphertext nobody can decrypt: refused even with --overwrite
+    assert main([*encrypt, str(key), "--overwrite"]) == 2
+    assert "is the key file" in capsys.readouterr().err
+    assert key.read_text() == key_text
+    assert main([*encrypt, str(out), "--overwrite"]) == 0
+    assert np.array_equal(ffs.read_features(out, encrypted=True).paths, ff.paths)
 
 
 def test_selftest_passes(capsys):
