@@ -493,12 +493,14 @@ def _apply(x: Any, key: Key | Secret, nonce: Any, inverse: bool) -> jax.Array:
     if isinstance(key, Secret):
         if nonce is None:
             raise ValueError("one-time mode needs nonce=..., e.g. fresh_nonces(x.shape[:-1])")
+        given = getattr(nonce, "dtype", None)  # before jnp.asarray, which may truncate uint64
         nonce = jnp.asarray(nonce)
+        dtype = np.dtype(nonce.dtype if given is None else given)
         expected = tuple(x.shape[:-1]) + (NONCE_WORDS,)
-        if x.ndim < 1 or nonce.dtype != jnp.uint32 or tuple(nonce.shape) != expected:
+        if x.ndim < 1 or dtype != np.uint32 or tuple(nonce.shape) != expected:
             raise ValueError(
                 f"nonce must be uint32 of shape x.shape[:-1] + (3,) = {expected}, "
-                f"got {nonce.dtype} {tuple(nonce.shape)}"
+                f"got {dtype} {tuple(nonce.shape)}"
             )
         return _one_time_kernel(x, key._words, nonce, jnp.asarray(inverse))
     raise TypeError(f"key must be a shufflebits Key or Secret, got {type(key).__name__}")

@@ -124,6 +124,8 @@ def test_width_and_type_errors():
         sb.encrypt(jnp.zeros((2, 3)), sb.Secret.generate())
     with pytest.raises(ValueError, match=r"\(2, 3\)"):
         sb.encrypt(jnp.zeros((2, 3)), sb.Secret.generate(), sb.fresh_nonces(3))
+    with pytest.raises(ValueError, match="got uint64"):  # jnp.asarray would truncate it
+        sb.encrypt(jnp.zeros((2, 3)), sb.Secret.generate(), sb.fresh_nonces(2).astype(np.uint64))
     with pytest.raises(TypeError, match="Key or Secret"):
         sb.encrypt(jnp.zeros(3), [1, 2, 3])
     with pytest.raises(ValueError, match="not a permutation"):
