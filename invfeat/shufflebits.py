@@ -325,9 +325,11 @@ def load_key(path: str | os.PathLike) -> Key | Secret:
     if len(raw) > _MAX_FILE_BYTES:
         raise KeyFileError(f"{path}: too large to be a key file")
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data, corrupt = json.loads(raw.decode("utf-8")), False
     except (ValueError, RecursionError):  # bad UTF-8 or JSON, absurd numbers or nesting
-        raise KeyFileError(f"{path}: corrupt key file (not valid JSON)") from None
+        data, corrupt = None, True
+    if corrupt:  # raised out here: a JSONDecodeError holds the file's text (.doc) as context
+        raise KeyFileError(f"{path}: corrupt key file (not valid JSON)")
     if not isinstance(data, dict) or data.get("format") != FILE_FORMAT:
         raise KeyFileError(f"{path}: not a {FILE_FORMAT} key file")
     if data.get("version") != FILE_VERSION:

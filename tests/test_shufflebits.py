@@ -221,8 +221,13 @@ def test_bad_key_files(tmp_path, mutate, message):
 
 
 def test_corrupt_missing_and_exposed_key_files(tmp_path):
-    with pytest.raises(sb.KeyFileError, match="corrupt"):
-        sb.load_key(_write(tmp_path / "c.json", '{"format": "invfeat-sh'))
+    key = sb.Key.generate()
+    truncated = json.dumps({"format": sb.FILE_FORMAT, "version": 1, "index_array": []})[:-2]
+    truncated += str(key.to_index_array().tolist())[:-1]  # most of a key, cut short
+    with pytest.raises(sb.KeyFileError, match="corrupt") as err:
+        sb.load_key(_write(tmp_path / "c.json", truncated))
+    for chained in (err.value.__cause__, err.value.__context__):  # reachable despite `from None`
+        assert chained is None or truncated not in str(vars(chained))
     with pytest.raises(sb.KeyFileError, match="corrupt secret"):
         sb.load_key(
             _write(
