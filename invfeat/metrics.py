@@ -5,6 +5,7 @@ torchreid do, drops gallery entries with the query's identity *and* camera; quer
 no true match are excluded from every figure. It runs in JAX over blocks of queries (one
 compiled program per block shape, the last block padded), so memory stays at one
 block x gallery matrix: Market-1501 (3368 x 15913) needs a few hundred MB at block 1024.
+Similarities are full float32 on every backend (never TF32, a GPU's default for float32).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ def l2_normalize(x_ND: jax.Array, eps: float = 1e-12) -> jax.Array:
 @jax.jit
 def _query_block(q_BD, qid_B, qcam_B, g_GD, gid_G, gcam_G):
     """Per query: 0-based rank of the first true match (G if none), AP, has-a-match."""
-    dist = 1.0 - l2_normalize(q_BD) @ g_GD.T
+    # HIGHEST: a DEFAULT float32 matmul is TF32 on recent GPUs and would reorder close entries.
+    similarity = jnp.matmul(l2_normalize(q_BD), g_GD.T, precision=jax.lax.Precision.HIGHEST)
+    dist = 1.0 - similarity
     order = jnp.argsort(dist, axis=1, stable=True)
     same_id = gid_G[order] == qid_B[:, None]
     keep = ~(same_id & (gcam_G[order] == qcam_B[:, None]))

@@ -61,6 +61,16 @@ def test_reid_hand_made_case():
     assert m["mAP"] == pytest.approx(0.5)
 
 
+def test_reid_distances_are_full_float32_on_every_backend():
+    # A DEFAULT-precision float32 matmul runs in TF32 (10-bit mantissa) on A100/H100 GPUs,
+    # which reorders close gallery entries: the ranking must ask for HIGHEST precision.
+    q, ids = np.zeros((4, 8), np.float32), np.zeros(4, np.int32)
+    g, gids = np.zeros((6, 8), np.float32), np.zeros(6, np.int32)
+    hlo = metrics._query_block.lower(q, ids, ids, g, gids, gids).as_text()
+    dots = [line for line in hlo.splitlines() if "dot_general" in line]
+    assert dots and all("precision = [HIGHEST, HIGHEST]" in line for line in dots), dots
+
+
 def test_reid_errors_when_no_query_has_a_match():
     with pytest.raises(ValueError, match="no query"):
         metrics.reid_metrics(np.ones((1, 2)), [1], [0], np.ones((2, 2)), [1, 2], [0, 0])
