@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ import jax
 import numpy as np
 
 from invfeat import shufflebits as sb
-from invfeat.data.feature_files import FeatureFile, FeatureFileError, read_features, write_features
+from invfeat.data.feature_files import FeatureFileError, read_features, write_features
 from invfeat.shufflebits_selftest import run_checks
 
 _ERRORS = (sb.KeyFileError, FeatureFileError, FileExistsError, ValueError, TypeError, OSError)
@@ -88,8 +89,11 @@ def _transform(args: argparse.Namespace, encrypting: bool) -> int:
         op = sb.encrypt if encrypting else sb.decrypt
         with jax.enable_x64(ff.features.dtype == np.float64):
             out = np.asarray(op(ff.features, key, nonces))  # one compiled program
-        result = FeatureFile(
-            ff.paths, out, scheme if encrypting else None, nonces if encrypting else None
+        result = dataclasses.replace(
+            ff,
+            features=out,
+            encryption=scheme if encrypting else None,
+            nonces=nonces if encrypting else None,
         )
         write_features(args.out, result)
     except _ERRORS as err:

@@ -72,6 +72,29 @@ def test_other_widths_round_trip_bit_exactly(tmp_path, dtype):
     assert d.dtype == dtype and np.array_equal(d.view(f"u{bits // 8}"), feats.view(f"u{bits // 8}"))
 
 
+def test_encrypt_decrypt_change_the_features_and_nothing_else(tmp_path):
+    """Bytes paths stay bytes and arrays beyond the layout (a writer's identities) pass through."""
+    paths = np.array([b"query/0001_c1s1_000151_00.jpg", b"bounding_box_test/0002_c3_01.jpg"])
+    pids, feats = np.array([1, 2]), np.ones((2, 4), np.float32)
+    path, key = tmp_path / "plain.npz", tmp_path / "key.json"
+    np.savez(path, accumulated_image_file_paths=paths, accumulated_feature_array=feats, pids=pids)
+    assert main(["shufflebits", "keygen", "--one-time", "--out", str(key)]) == 0
+    enc, dec = tmp_path / "enc.npz", tmp_path / "dec.npz"
+    for cmd, src, dst in (("encrypt", path, enc), ("decrypt", enc, dec)):
+        assert (
+            main(["shufflebits", cmd, "--key", str(key), "--in", str(src), "--out", str(dst)]) == 0
+        )
+    with np.load(enc) as e, np.load(dec) as d:
+        layout = {ffs.PATHS_KEY, ffs.FEATURES_KEY, "pids"}
+        assert set(e.files) == layout | {ffs.ENCRYPTION_KEY, ffs.NONCES_KEY}
+        assert set(d.files) == layout
+        for f in (e, d):
+            assert f["accumulated_image_file_paths"].dtype == paths.dtype
+            assert np.array_equal(f["accumulated_image_file_paths"], paths)
+            assert np.array_equal(f["pids"], pids)
+        assert np.array_equal(d["accumulated_feature_array"], feats)
+
+
 def test_errors_exit_2_and_write_nothing(tmp_path, plain, capsys):
     path, _ = plain
     key = tmp_path / "key.json"

@@ -4,7 +4,10 @@ A file holds `accumulated_image_file_paths` (str [N], dataset-relative paths) an
 `accumulated_feature_array` (float [N, D]). Encrypted files keep those two keys (FastReID readers
 still load them; the features are then ShuffleBits ciphertext) and add `invfeat_encryption`, a
 0-d JSON string `{"version": 1, "scheme": "static" | "one-time"}`, and for one-time encryption
-`invfeat_nonces` (uint32 [N, 3], one nonce per row, see invfeat.shufflebits).
+`invfeat_nonces` (uint32 [N, 3], one nonce per row, see invfeat.shufflebits). Any other arrays
+in a file (e.g. identities a writer added) are kept in `FeatureFile.extras` and written back
+unchanged, and paths stored as UTF-8 bytes are written back as bytes: encrypting or decrypting a
+file changes its features and nothing else.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import json
 import os
 import zipfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +28,7 @@ FEATURES_KEY = "accumulated_feature_array"
 ENCRYPTION_KEY = "invfeat_encryption"
 NONCES_KEY = "invfeat_nonces"
 SCHEMES = ("static", "one-time")
+_LAYOUT_KEYS = (PATHS_KEY, FEATURES_KEY, ENCRYPTION_KEY, NONCES_KEY)
 _META_VERSION = 1
 
 
@@ -40,6 +44,8 @@ class FeatureFile:
     features: np.ndarray  # [N, D] float
     encryption: str | None = None  # None (plain), "static" or "one-time"
     nonces: np.ndarray | None = None  # [N, 3] uint32 for one-time encryption
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # other arrays, kept verbatim
+    paths_as_bytes: bool = False  # the file stored its paths as UTF-8 bytes (written back so)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -127,8 +133,12 @@ def read_features(
         if key not in contents:
             raise FeatureFileError(f"{path}: missing key {key!r} (has {sorted(contents)})")
     paths = contents[PATHS_KEY]
-    if paths.dtype.kind == "S":
-        paths = np.char.decode(paths, "utf-8")
+    paths_as_bytes = paths.dtype.kind == "S"
+    if paths_as_bytes:
+        try:
+            paths = np.char.decode(paths, "utf-8")
+        except UnicodeDecodeError:
+            raise FeatureFileError(f"{path}: {PATHS_KEY} holds bytes that are not UTF-8") from None
     scheme = None
     if ENCRYPTION_KEY in contents:
         try:
@@ -138,7 +148,10 @@ def read_features(
         if not isinstance(meta, dict) or meta.get("version") != _META_VERSION:
             raise FeatureFileError(f"{path}: unreadable {ENCRYPTION_KEY} metadata")
         scheme = meta.get("scheme", "<missing>")
-    ff = FeatureFile(paths, contents[FEATURES_KEY], scheme, contents.get(NONCES_KEY))
+    extras = {k: v for k, v in contents.items() if k not in _LAYOUT_KEYS}
+    ff = FeatureFile(
+        paths, contents[FEATURES_KEY], scheme, contents.get(NONCES_KEY), extras, paths_as_bytes
+    )
     validate(ff, path, dataset_paths)
     if encrypted is not None and (scheme is not None) != encrypted:
         state = "encrypted" if scheme else "not encrypted"
@@ -150,7 +163,8 @@ def write_features(path: str | os.PathLike, ff: FeatureFile) -> None:
     """Validate, then write atomically (`invfeat.files.write_atomic`)."""
     path = Path(path)
     validate(ff, path)
-    arrays = {PATHS_KEY: ff.paths, FEATURES_KEY: ff.features}
+    paths = np.char.encode(ff.paths, "utf-8") if ff.paths_as_bytes else ff.paths
+    arrays = {**ff.extras, PATHS_KEY: paths, FEATURES_KEY: ff.features}
     if ff.encryption is not None:
         meta = json.dumps({"version": _META_VERSION, "scheme": ff.encryption})
         arrays[ENCRYPTION_KEY] = np.array(meta)
