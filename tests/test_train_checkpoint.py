@@ -100,6 +100,18 @@ def test_leftover_tmp_dir_from_a_killed_process_is_ignored(placed, tmp_path):
     assert np.asarray(restored.state.step) == np.asarray(placed.step)
 
 
+def test_restoring_into_another_model_names_the_checkpoint(placed, tmp_path):
+    narrow = toy.ToyNet(hidden=8)
+    other = state.create_train_state(
+        lambda r: toy.init_fn(r, narrow), optax.adam(1e-3), mesh.make_mesh()
+    )
+    with Checkpointer(tmp_path, SYNC) as ckpt:
+        ckpt.save(3, placed)
+        with pytest.raises(ValueError, match="another model or config") as err:
+            ckpt.restore(other)
+    assert str(tmp_path / "3") in str(err.value)
+
+
 def test_bad_config_and_missing_checkpoint(placed, tmp_path):
     with pytest.raises(ValueError, match="best_mode"):
         CheckpointConfig(best_mode="largest")

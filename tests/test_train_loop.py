@@ -70,17 +70,39 @@ def test_uninterrupted_run_logs_and_checkpoints(uninterrupted, tmp_path_factory)
     assert {"train/loss", "train/accuracy", "train/grad_norm", "steps_per_s"} <= set(epochs[0])
 
 
+def _epoch_metrics(records):
+    return [
+        {k: v for k, v in r.items() if k.startswith("train/") or k == "step"}
+        for r in records
+        if r["kind"] == "epoch"
+    ]
+
+
 def test_resume_after_kill_is_bit_exact(m, tmp_path, uninterrupted):
     with pytest.raises(Kill):
         _fit(m, tmp_path, hooks=[_kill_at(5)])
     ckpt = Checkpointer(tmp_path / CHECKPOINT_DIR)
     assert ckpt.all_steps() == [2, 4]
     ckpt.close()
+    with (tmp_path / METRICS_FILE).open("a") as f:
+        f.write('{"kind": "step", "st')  # a kill in the middle of a log write
     resumed = _fit(m, tmp_path, resume=True)
     assert resumed.step == 6
     chex.assert_trees_all_equal(_params(resumed), _params(uninterrupted))
     records = [json.loads(line) for line in (tmp_path / METRICS_FILE).read_text().splitlines()]
     assert [r["step"] for r in records if r["kind"] == "epoch"] == [3, 6]
+    # The epoch cut by the kill (steps 4-6, resumed from step 4) averages all its steps.
+    assert _epoch_metrics(records) == _epoch_metrics(uninterrupted.history)
+    assert _epoch_metrics(resumed.history) == _epoch_metrics(uninterrupted.history)
+
+
+def test_resume_with_another_config_is_refused(m, tmp_path):
+    _fit(m, tmp_path, num_steps=2, meta={"model": {"width": 16}, "lr": 0.1})
+    with pytest.raises(ValueError, match=r"another config \(model.width differ\)") as err:
+        _fit(m, tmp_path, resume=True, meta={"model": {"width": 8}, "lr": 0.1})
+    assert str(tmp_path / CHECKPOINT_DIR / "2") in str(err.value)
+    resumed = _fit(m, tmp_path, num_steps=3, resume=True, meta={"model": {"width": 16}, "lr": 0.1})
+    assert resumed.step == 3
 
 
 def _interrupt_at(step):

@@ -171,15 +171,26 @@ class Checkpointer:
         abstract = jax.tree.map(
             lambda x: x if isinstance(x, jax.ShapeDtypeStruct) else abstract_like(x), target
         )
-        out = self._manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract),
-                data=DataStateRestore(),
-                meta=ocp.args.JsonRestore(),
-            ),
-        )
+        try:
+            out = self._manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract),
+                    data=DataStateRestore(),
+                    meta=ocp.args.JsonRestore(),
+                ),
+            )
+        except ValueError as err:  # orbax names the leaf, not the checkpoint
+            raise ValueError(
+                f"{self.directory / str(step)}: the checkpoint does not fit the state to restore "
+                f"into (saved by another model or config?): {err}"
+            ) from err
         return Restored(step=step, state=out["state"], data_state=out["data"], meta=out["meta"])
+
+    def read_meta(self, step: int) -> dict[str, Any]:
+        """The `meta` saved at `step`, without restoring the state."""
+        out = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        return out["meta"]
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()

@@ -4,10 +4,10 @@
 buffers donated; it reads each step's metrics one step late (so the host never waits for the step
 it just dispatched), shows a progress bar on stderr (steps/s, ETA, current losses), writes one
 JSONL record per epoch (and per `log_every_steps` if set) to `<workdir>/metrics.jsonl` and a line
-to the console, runs evaluators, saves checkpoints (state + data-iterator state + meta) and
-resumes from the latest one. A non-finite metric stops the run without saving, and the last good
-checkpoint is restored and returned. KeyboardInterrupt saves a checkpoint (when the state is
-whole) and re-raises.
+to the console, runs evaluators, saves checkpoints (state + data-iterator state + meta + the
+running epoch means) and resumes from the latest one. A non-finite metric stops the run without
+saving, and the last good checkpoint is restored and returned. KeyboardInterrupt saves a
+checkpoint (when the state is whole) and re-raises.
 
 The data is an endless iterator of per-process batches (dicts of numpy arrays); when it has
 `get_state()`/`set_state()` (grain iterators do) its position is checkpointed and restored.
@@ -81,7 +81,13 @@ class _Log:
         self.primary = is_primary()
         self.quiet = quiet
         if self.primary and self.path and self.path.exists():  # keep records up to the restart
-            records = [json.loads(line) for line in self.path.read_text().splitlines() if line]
+            *lines, torn = self.path.read_text().split("\n")  # torn: a write cut off, or ""
+            records = []
+            for number, line in enumerate(lines, 1):
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{self.path}:{number}: not a JSON record ({err})") from None
             self.history = [r for r in records if r.get("step", 0) <= start_step]
             text = "".join(json.dumps(r) + "\n" for r in self.history)
             write_atomic(self.path, lambda f: f.write(text.encode()))
@@ -97,6 +103,30 @@ class _Log:
                 f.write(json.dumps(record) + "\n")
         if console and (always or not self.quiet):
             tqdm.write(console, file=sys.stderr)
+
+
+def _differences(old: Any, new: Any, path: str = "") -> list[str]:
+    """Dotted paths where two JSON values differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            d
+            for k in sorted(old.keys() | new.keys())
+            for d in _differences(old.get(k), new.get(k), f"{path}.{k}" if path else k)
+        ]
+    return [] if old == new else [path or "(all)"]
+
+
+def _check_meta(ckpt: Checkpointer, meta: Mapping[str, Any]) -> None:
+    """Refuse to resume a run whose checkpoint was saved with another `meta` (its config)."""
+    step = ckpt.latest_step()
+    stored = ckpt.read_meta(step).get("meta")
+    given = json.loads(json.dumps(dict(meta)))
+    if stored is not None and stored != given:
+        raise ValueError(
+            f"{ckpt.directory}/{step}: the checkpoint was saved by a run with another config "
+            f"({', '.join(_differences(stored, given))} differ); resume it with the same config "
+            "or use another workdir"
+        )
 
 
 def _fmt(metrics: Mapping[str, float]) -> str:
@@ -128,9 +158,10 @@ def fit(
     restore target). Evaluators run each epoch end (or every `eval_every_steps`); their metrics
     are named `<evaluator name>/<metric>`, training means `train/<metric>`; `checkpoint.
     best_metric` may name either. `meta` (JSON-able, e.g. the run config) is stored with every
-    checkpoint. `hooks(step, state)` run after every step. `finite_metrics`
-    names the metrics checked for NaN/inf (default: every metric). `progress` shows the bar and
-    the per-epoch console lines (stderr, process 0 only).
+    checkpoint, and a resume with another `meta` is refused (ValueError naming what differs).
+    `hooks(step, state)` run after every step. `finite_metrics` names the metrics checked for
+    NaN/inf (default: every metric). `progress` shows the bar and the per-epoch console lines
+    (stderr, process 0 only).
     """
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
@@ -145,9 +176,16 @@ def fit(
     ckpt = Checkpointer(workdir / CHECKPOINT_DIR, checkpoint) if checkpoint else None
 
     start = 0
+    epoch_sums: dict[str, float] = {}
+    epoch_count = 0
     if resume and ckpt is not None and ckpt.latest_step() is not None:
+        if meta is not None:
+            _check_meta(ckpt, meta)
         restored = ckpt.restore(target)
         state, start = restored.state, restored.step
+        # The running means of a checkpoint taken mid-epoch, so the epoch's record is the same.
+        epoch_sums = dict(restored.meta.get("epoch_sums", {}))
+        epoch_count = int(restored.meta.get("epoch_count", 0))
         if restored.data_state is not None:
             if not hasattr(train_data, "set_state"):
                 raise TypeError(
@@ -168,8 +206,6 @@ def fit(
         donate_argnums=0,
     )
     checked = None if finite_metrics is None else set(finite_metrics)
-    epoch_sums: dict[str, float] = {}
-    epoch_count = 0
     pending: tuple[int, Any] | None = None
     last_saved = start if start else None
     done = consumed = start
@@ -224,6 +260,8 @@ def fit(
                 "epoch": epoch,
                 "metrics": dict(metrics or {}),
                 "meta": dict(meta or {}),
+                "epoch_sums": dict(epoch_sums),
+                "epoch_count": epoch_count,
             },
         )
         last_saved = step
