@@ -11,8 +11,9 @@ from typing import BinaryIO
 
 
 def write_atomic(path: Path, write: Callable[[BinaryIO], object], mode: int | None = None) -> None:
-    """Calls `write` on a temporary file beside `path`, syncs it to disk, then renames it over
-    `path` (its folder is created if missing); on any error the temporary file is removed.
+    """Calls `write` on a temporary file beside `path`, syncs it to disk, renames it over `path`
+    and syncs the folder, so the new file survives a crash of the machine too (the folder is
+    created if missing); on any error the temporary file is removed.
 
     Permissions: `mode` if given; else those of the file replaced; else a new file's (0666 less
     the umask), so a restrictive umask or a file chmod-ed 600 is never widened.
@@ -40,3 +41,8 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], object], mode: int | No
             os.close(fd)
         tmp.unlink(missing_ok=True)
         raise
+    folder = os.open(path.parent, os.O_RDONLY)  # the rename is durable once the folder is synced
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)

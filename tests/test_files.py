@@ -42,3 +42,22 @@ def test_never_widens_permissions(tmp_path):
     kept.chmod(0o600)
     write_atomic(kept, lambda f: f.write(b"new"))
     assert kept.read_bytes() == b"new" and stat.S_IMODE(kept.stat().st_mode) == 0o600
+
+
+def test_syncs_the_file_and_then_its_folder(tmp_path, monkeypatch):
+    """The data reaches the disk before the rename, and the rename itself after it."""
+    synced, fsync = [], os.fsync
+
+    def record(fd):
+        synced.append(
+            (
+                "folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file",
+                sorted(os.listdir(tmp_path)),
+            )
+        )
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", record)
+    write_atomic(tmp_path / "out.bin", lambda f: f.write(b"x"))
+    assert [kind for kind, _ in synced] == ["file", "folder"]
+    assert "out.bin" not in synced[0][1] and synced[1][1] == ["out.bin"]
