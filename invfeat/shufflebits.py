@@ -306,6 +306,11 @@ def _write_private(path: Path, payload: dict, overwrite: bool) -> None:
                 ) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
+    folder = os.open(path.parent, os.O_RDONLY)  # a key lost to a crash loses what it encrypted
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def load_key(path: str | os.PathLike) -> Key | Secret:

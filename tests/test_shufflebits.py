@@ -184,6 +184,20 @@ def test_key_save_never_replaces_a_file_created_meanwhile(tmp_path, monkeypatch)
     assert [p.name for p in tmp_path.iterdir()] == ["k.json"]
 
 
+def test_key_save_syncs_the_key_and_then_its_folder(tmp_path, monkeypatch):
+    """A saved key survives a machine crash: its bytes, then its name in the folder, reach disk."""
+    synced, fsync = [], os.fsync
+
+    def record(fd):
+        is_folder = stat.S_ISDIR(os.fstat(fd).st_mode)
+        synced.append(("folder" if is_folder else "file", (tmp_path / "k.json").exists()))
+        fsync(fd)
+
+    monkeypatch.setattr(sb.os, "fsync", record)
+    sb.Secret.generate().save(tmp_path / "k.json")
+    assert synced == [("file", False), ("folder", True)]
+
+
 def test_fresh_nonces_shapes():
     assert sb.fresh_nonces(np.int64(3)).shape == (3, 3)  # e.g. a count from np.sum
     assert sb.fresh_nonces((2, np.int32(4))).shape == (2, 4, 3)
