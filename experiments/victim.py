@@ -23,6 +23,19 @@ from pathlib import Path
 CROSS_DOMAIN = ("synth_market", "synth_duke")
 
 
+def _at_least(minimum: int):
+    """An argparse type: an int >= `minimum` (rejected before any data is built)."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "int"  # argparse's "invalid int value" for non-numbers
+    return parse
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("victim", help="train and evaluate the victim re-ID model")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -34,8 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--config", default="cpu", help="victim config name (see `victim configs`)")
     train.add_argument("--workdir", type=Path, help="default: runs/victim/<config>-<dataset>")
     train.add_argument("--resume", action="store_true", help="continue the run in --workdir")
-    train.add_argument("--epochs", type=int, help="override the config's epoch count")
-    train.add_argument("--seed", type=int, help="override the config's seed")
+    train.add_argument("--epochs", type=_at_least(1), help="override the config's epoch count")
+    train.add_argument("--seed", type=_at_least(0), help="override the config's seed")
     train.add_argument("--data-dir", type=Path, help="default: $INVFEAT_DATA_DIR or ./data")
     train.add_argument("--no-eval", action="store_true", help="skip the in-domain evaluation")
     train.set_defaults(func=run_train)

@@ -157,6 +157,19 @@ def test_cli_eval_writes_a_table(trained, data_dir, capsys):
     assert record["results"]["synth_msmt"]["num_queries"] == 4
 
 
+@pytest.mark.parametrize("option", ["--epochs=0", "--seed=-1", "--epochs=two"])
+def test_cli_rejects_bad_numbers_before_building_data(option, tmp_path, capsys):
+    from experiments.__main__ import main
+
+    argv = ["victim", "train", "--config", "tiny", option, "--data-dir", str(tmp_path / "d"),
+            "--workdir", str(tmp_path / "w")]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert f"argument {option.split('=')[0]}" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists() and not (tmp_path / "w").exists()
+
+
 def test_random_erasing_fills_one_rectangle_per_chosen_image():
     images = jax.random.uniform(jax.random.PRNGKey(0), (64, 32, 16, 3))
     out = np.asarray(
