@@ -44,6 +44,12 @@ class _RealReidBuilder(ReidBuilder, skip_registration=True):
 
     def _split_records(self, dl_manager: Any) -> dict[str, Iterable[ReidRecord]]:
         layout = parse(self.name, pathlib.Path(dl_manager.manual_dir))
+        if not layout.splits:  # else TFDS records an empty dataset that later builds reuse
+            examples = ", ".join(name for name, _ in layout.rejected[:3])
+            raise ValueError(
+                f"{layout.root}: no {self.name} image found ({len(layout.rejected)} files left "
+                f"out{': ' + examples if examples else ''}); is this the {self.name} folder?"
+            )
         self.info.metadata["rejected_files"] = [list(r) for r in layout.rejected]
         self.info.metadata["junk_images_dropped"] = layout.junk
         return {
