@@ -22,6 +22,7 @@ from invfeat.data.pipeline import (
     make_loader,
     materialize,
     read_identities,
+    read_labels,
 )
 
 SIZE = (16, 8)
@@ -204,3 +205,28 @@ def test_materialize_decodes_a_split_into_memory(market_dir):
     (from_memory,) = make_loader(memory, config)
     for key in from_disk:
         np.testing.assert_array_equal(from_disk[key], from_memory[key], key)
+
+
+def test_read_labels_does_not_hold_every_image_at_once():
+    # A real gallery (MSMT17: 82161 images) must not sit in memory whole to read its labels.
+    class Blob:
+        live = peak = 0
+
+        def __init__(self):
+            Blob.live += 1
+            Blob.peak = max(Blob.peak, Blob.live)
+
+        def __del__(self):
+            Blob.live -= 1
+
+    class Source:
+        def __len__(self):
+            return 3000
+
+        def __getitem__(self, i):
+            return {"image": Blob(), "identity": i % 7, "file_name": f"f{i}.jpg"}
+
+    labels = read_labels(Source())
+    assert labels["identity"].tolist() == [i % 7 for i in range(3000)]
+    assert labels["file_name"][2999] == "f2999.jpg" and labels["camera"][0] == -1
+    assert Blob.peak <= 1025  # one chunk of 1024 records (and the last one read) at a time

@@ -81,14 +81,19 @@ def read_identities(source: Sequence[Mapping[str, Any]]) -> np.ndarray:
 
 def read_labels(source: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     """Every record's identity, camera, attributes and file name, without decoding images."""
-    rows = []
-    for start in range(0, len(source), 1024):
-        rows.extend(_get_many(source, list(range(start, min(start + 1024, len(source))))))
+    columns: dict[str, list] = {"identity": [], "camera": [], "attributes": [], "file_name": []}
+    for start in range(0, len(source), 1024):  # labels only: no chunk's images are kept
+        indices = list(range(start, min(start + 1024, len(source))))
+        for i, r in zip(indices, _get_many(source, indices), strict=True):
+            columns["identity"].append(r["identity"])
+            columns["camera"].append(r.get("camera", -1))
+            columns["attributes"].append(np.asarray(r.get("attributes", ())))
+            columns["file_name"].append(_text(r.get("file_name", i)))
     return {
-        "identity": np.asarray([r["identity"] for r in rows], np.int32),
-        "camera": np.asarray([r.get("camera", -1) for r in rows], np.int32),
-        "attributes": np.asarray([np.asarray(r.get("attributes", ())) for r in rows], np.int32),
-        "file_name": np.asarray([_text(r.get("file_name", i)) for i, r in enumerate(rows)]),
+        "identity": np.asarray(columns["identity"], np.int32),
+        "camera": np.asarray(columns["camera"], np.int32),
+        "attributes": np.asarray(columns["attributes"], np.int32),
+        "file_name": np.asarray(columns["file_name"]),
     }
 
 
