@@ -19,7 +19,7 @@ from invfeat.models.reid import (
     init_variables,
     make_features_fn,
 )
-from invfeat.models.resnet import ResNet, resnet
+from invfeat.models.resnet import ResNet, resnet, stem_max_pool
 
 TINY = get_config("cpu-tiny")
 
@@ -107,6 +107,34 @@ def test_backbone_size_equals_the_plain_model_on_resized_images(tiny):
         out, model.apply(variables, resized, train=False)["features"], rtol=1e-4, atol=1e-5
     )
     assert CONFIGS["cpu-small"].build().backbone_size == (96, 48)
+
+
+@pytest.mark.parametrize("height, width", [(16, 8), (17, 9)])
+def test_stem_max_pool_matches_pytorch_in_both_modes(height, width):
+    """"ceil" is FastReID's stem (MaxPool2d(3, 2, ceil_mode=True)), which loaded FastReID
+    weights need; "pad" is torchvision's (padding 1). Same shape at even sizes, other values."""
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(0).normal(size=(2, height, width, 3)).astype(np.float32)
+    x_t = torch.from_numpy(x).permute(0, 3, 1, 2)
+    for mode, pool_t in (
+        ("ceil", torch.nn.MaxPool2d(3, 2, ceil_mode=True)),
+        ("pad", torch.nn.MaxPool2d(3, 2, padding=1)),
+    ):
+        expected = pool_t(x_t).permute(0, 2, 3, 1).numpy()
+        np.testing.assert_array_equal(stem_max_pool(jnp.asarray(x), mode), expected)
+    with pytest.raises(ValueError, match="stem_pool"):
+        stem_max_pool(jnp.asarray(x), "floor")
+
+
+def test_fastreid_checkpoints_load_with_fastreid_stem():
+    from test_fastreid import fastreid_state
+
+    from invfeat.models import fastreid
+
+    state = fastreid_state(False, 4, (1, 1, 1, 1), 3, gem=False)
+    assert fastreid.infer_model(state).stem_pool == "ceil"
+    assert fastreid.infer_model(state, stem_pool="pad").stem_pool == "pad"
+    assert TINY.build().stem_pool == "pad"  # invfeat's own victims keep torchvision's stem
 
 
 def test_gem_pooling_interpolates_mean_and_max():

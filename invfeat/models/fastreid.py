@@ -7,6 +7,9 @@ FastReID's `Baseline` state dict names (facts of its public layout): `backbone.c
 `heads.weight` (classifier, older versions `heads.classifier.weight`), and the buffers
 `pixel_mean` / `pixel_std` (0-255 scale). Convolutions go OIHW -> HWIO, the classifier [C, D] ->
 [D, C], BatchNorm weight / bias / running_mean / running_var -> scale / bias / mean / var.
+FastReID's stem max-pool is `MaxPool2d(3, 2, ceil_mode=True)` without padding (since v1.0;
+torchvision pads by 1), which no tensor records: loading defaults to stem_pool="ceil", and
+stem_pool="pad" serves checkpoints of the older layout.
 
 Out of scope, refused with a clear error: IBN-a backbones (`bn1.IN`), non-local blocks
 (`backbone.NL_*`), squeeze-excitation (`.se.`), and an embedding conv before the neck. torch is
@@ -72,13 +75,14 @@ def infer_model(
     pooling: str | None = None,
     last_stride: int = 1,
     dtype: Any = jnp.float32,
+    stem_pool: str = "ceil",
 ) -> ReIDModel:
     """The `ReIDModel` a FastReID state dict describes.
 
     Depth, block type, width, class count and pixel statistics come from the tensors; pooling
     is "gem" when `heads.pool_layer.p` exists, else `pooling` (FastReID's avgpool and fixed-p
     gempool have no tensors: say which, default "avg"); last stride is not in the weights
-    (every FastReID re-ID baseline uses 1).
+    (every FastReID re-ID baseline uses 1), nor is the stem's max-pool (FastReID's "ceil").
     """
     check_supported(state)
     if "backbone.conv1.weight" not in state:
@@ -104,6 +108,7 @@ def infer_model(
         bottleneck="backbone.layer1.0.conv3.weight" in state,
         width=int(state["backbone.conv1.weight"].shape[0]),
         last_stride=last_stride,
+        stem_pool=stem_pool,
         pooling="gem" if has_p else (pooling or "avg"),
         num_classes=0 if classifier is None else int(classifier.shape[0]),
         dtype=dtype,
@@ -187,11 +192,14 @@ def load_fastreid(
     pooling: str | None = None,
     last_stride: int = 1,
     dtype: Any = jnp.float32,
+    stem_pool: str = "ceil",
 ) -> tuple[ReIDModel, dict[str, Any]]:
     """(model, variables) from a FastReID .pth checkpoint; see `infer_model` for the options."""
     state = read_state_dict(path)
     try:
-        model = infer_model(state, pooling=pooling, last_stride=last_stride, dtype=dtype)
+        model = infer_model(
+            state, pooling=pooling, last_stride=last_stride, dtype=dtype, stem_pool=stem_pool
+        )
         return model, state_dict_to_variables(state, model)
     except FastReIDCheckpointError as err:
         raise FastReIDCheckpointError(f"{path}: {err}") from None

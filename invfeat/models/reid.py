@@ -58,6 +58,7 @@ class ReIDModel(nn.Module):
     bottleneck: bool = False
     width: int = 64
     last_stride: int = 1
+    stem_pool: str = "pad"  # "ceil" for FastReID weights (invfeat.models.resnet.STEM_POOLS)
     pooling: str = "avg"
     backbone_size: tuple[int, int] | None = None  # (H, W) to resize the input to; None: as is
     num_classes: int = 0
@@ -85,6 +86,7 @@ class ReIDModel(nn.Module):
             bottleneck=self.bottleneck,
             width=self.width,
             last_stride=self.last_stride,
+            stem_pool=self.stem_pool,
             dtype=self.dtype,
             name="backbone",
         )(x, train)

@@ -27,6 +27,10 @@ BOTTLENECK_DEPTHS = frozenset({50, 101})
 # PyTorch BatchNorm2d defaults: momentum 0.1 (flax: 0.9), eps 1e-5.
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
+# The stem's 3x3/2 max-pool: "pad" is torchvision's (padding 1); "ceil" is FastReID's since
+# v1.0 (no padding, ceil_mode=True): windows start one pixel later, so weights trained with one
+# give other features under the other.
+STEM_POOLS = ("pad", "ceil")
 
 
 def conv(features: int, kernel: int, stride: int = 1, *, name: str, dtype: Any) -> nn.Conv:
@@ -43,6 +47,18 @@ def conv(features: int, kernel: int, stride: int = 1, *, name: str, dtype: Any) 
         kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
         name=name,
     )
+
+
+def stem_max_pool(x_BHWC: jax.Array, mode: str = "pad") -> jax.Array:
+    """3x3 max-pool of stride 2, as PyTorch's MaxPool2d(3, 2, padding=1) ("pad") or
+    MaxPool2d(3, 2, ceil_mode=True) ("ceil": a last, partial window where the size is even)."""
+    if mode == "pad":
+        padding = ((1, 1), (1, 1))
+    elif mode == "ceil":
+        padding = tuple((0, (size + 1) % 2) for size in x_BHWC.shape[1:3])
+    else:
+        raise ValueError(f"stem_pool must be one of {STEM_POOLS}, got {mode!r}")
+    return nn.max_pool(x_BHWC, (3, 3), strides=(2, 2), padding=padding)
 
 
 def batch_norm(train: bool, *, name: str, dtype: Any, zero_scale: bool = False) -> nn.BatchNorm:
@@ -106,12 +122,14 @@ class ResNet(nn.Module):
 
     `width` is the stem's channel count (64 for the standard nets); stage k has width * 2**k
     planes. `last_stride` 1 keeps the last stage at 1/16 of the input (re-ID convention).
+    `stem_pool` chooses the stem's max-pool (see `STEM_POOLS`; "ceil" for FastReID weights).
     """
 
     stage_sizes: Sequence[int] = (2, 2, 2, 2)
     bottleneck: bool = False
     width: int = 64
     last_stride: int = 1
+    stem_pool: str = "pad"
     dtype: Any = jnp.float32
 
     @property
@@ -123,7 +141,7 @@ class ResNet(nn.Module):
         block_cls = Bottleneck if self.bottleneck else BasicBlock
         x = conv(self.width, 7, 2, name="conv1", dtype=self.dtype)(x_BHWC.astype(self.dtype))
         x = nn.relu(batch_norm(train, name="bn1", dtype=self.dtype)(x))
-        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        x = stem_max_pool(x, self.stem_pool)
         for stage, num_blocks in enumerate(self.stage_sizes):
             stage_stride = 1 if stage == 0 else (self.last_stride if stage == 3 else 2)
             for index in range(num_blocks):
