@@ -2,7 +2,7 @@
 
 `Stages.run(name, fn)` calls `fn(<run_dir>/<name>)` once and keeps its JSON result in
 `<name>/result.json`; later runs read it back. `Stages.timed` is for stages that return live
-objects (a trained model) and resume from their own checkpoints instead.
+objects (a trained model, served features) and resume from their own checkpoints or files.
 """
 
 from __future__ import annotations
@@ -45,10 +45,10 @@ class Stages:
         return record["result"]
 
     def timed(self, name: str, fn: Callable[[Path], Any]) -> Any:
-        """Runs a stage that returns live objects (a trained model) every time; engine
-        checkpoints make a finished one cheap. Its time is that of the run that finished it."""
+        """Runs a stage that returns live objects (a trained model) every time; its checkpoints
+        or files make a finished one cheap. Its time is that of the run that finished it."""
         record_path = self.run_dir / name / "timing.json"
-        self._say(f"[{name}] running (resumes from its checkpoints)")
+        self._say(f"[{name}] running (resumes from what it saved)")
         start = time.perf_counter()
         value = fn(self.dir(name))
         if not record_path.exists():

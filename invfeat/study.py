@@ -424,11 +424,13 @@ def run_study(
     if isinstance(config.victim, VictimConfig):
         victim, victim_block = _own_victim(config, stages, run, data_dir, progress)
         scoring_api = victim.api(batch_size=config.api_batch_size)
-        domain = _attack_domain(config, victim, secret, features_dir, data_dir)
     else:
         victim = config.victim
         scoring_api = victim_api(victim, config.api_batch_size)
-        domain = _attack_domain(config, victim, secret, features_dir, data_dir)
+    domain = stages.timed(
+        "features", lambda stage_dir: _attack_domain(config, victim, secret, stage_dir, data_dir)
+    )
+    if not isinstance(config.victim, VictimConfig):
         victim_block = stages.run("victim_eval", lambda _: _reid(domain.plain, domain))
         victim_block = victim_block | {"source": victim.name}
     legitimate = stages.run("legitimate", lambda _: _legitimate(domain, secret))

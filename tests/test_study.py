@@ -18,8 +18,9 @@ from invfeat.file_victim import FileVictim
 from invfeat.victim import load_victim
 
 STAGES = (
-    "data", "victim", "victim_eval", "legitimate", "attributes_plain", "attributes_cipher",
-    "surrogate", "autoencoder_plain", "gan_plain", "autoencoder_cipher", "gan_cipher",
+    "data", "victim", "victim_eval", "features", "legitimate", "attributes_plain",
+    "attributes_cipher", "surrogate", "autoencoder_plain", "gan_plain", "autoencoder_cipher",
+    "gan_cipher",
 )  # fmt: skip
 
 
