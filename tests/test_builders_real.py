@@ -134,7 +134,9 @@ def test_cli_build_prints_images_and_identities(tmp_path, capsys):
 def test_a_folder_of_another_dataset_is_refused_not_built_empty(tmp_path):
     # DukeMTMC-reID files unpacked where Market-1501 is expected: no name follows Market's scheme.
     fake_trees.duke_tree(tmp_path / "other").rename(tmp_path / "Market-1501-v15.09.15")
-    with pytest.raises(ValueError, match="Market-1501-v15.09.15: no market1501 image found .9 files"):
+    with pytest.raises(
+        ValueError, match="Market-1501-v15.09.15: no market1501 image found .9 files"
+    ):
         builders.build("market1501", data_dir=tmp_path / "data", manual_dir=tmp_path)
     # Nothing was written that a later build (on the right files) would mistake for a dataset.
     (tmp_path / "Market-1501-v15.09.15").rename(tmp_path / "wrong")
