@@ -139,6 +139,10 @@ def test_schedules():
     assert float(multi(10)) == pytest.approx(1.0)
     assert float(multi(39)) == pytest.approx(1.0) and float(multi(40)) == pytest.approx(0.1)
     assert float(multi(95)) == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="after the warm-up"):  # was silently dropped
+        optim.make_schedule(
+            optim.OptimizerConfig(schedule="warmup_multistep", warmup_steps=10, milestones=(10,))
+        )
     cos = optim.make_schedule(
         optim.OptimizerConfig(
             schedule="warmup_cosine", warmup_steps=10, delay_steps=30, final_lr=0.01, **base

@@ -69,7 +69,12 @@ def make_schedule(cfg: OptimizerConfig) -> optax.Schedule:
     if cfg.schedule == "warmup_multistep":
         if list(cfg.milestones) != sorted(cfg.milestones):
             raise ValueError(f"milestones must be increasing, got {cfg.milestones}")
-        shifted = {m - cfg.warmup_steps: cfg.gamma for m in cfg.milestones if m > cfg.warmup_steps}
+        if cfg.milestones and cfg.milestones[0] <= cfg.warmup_steps:
+            raise ValueError(
+                f"milestones must come after the warm-up ({cfg.warmup_steps} steps), "
+                f"got {cfg.milestones}"
+            )
+        shifted = {m - cfg.warmup_steps: cfg.gamma for m in cfg.milestones}
         return _after_warmup(cfg, optax.piecewise_constant_schedule(lr, shifted))
     if cfg.schedule == "warmup_cosine":
         start = max(cfg.delay_steps, cfg.warmup_steps)
