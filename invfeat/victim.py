@@ -57,6 +57,11 @@ from invfeat.train.mesh import make_mesh
 CONFIG_FILE = "config.json"
 VARIABLES_FILE = "victim.msgpack"
 SUMMARY_FILE = "victim.json"
+FORMAT_VERSION = 1  # of victim.json + victim.msgpack; files without the field are format 1
+
+
+class VictimFileError(ValueError):
+    """A victim file this invfeat cannot read as its victim; the message names the file."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,7 +239,8 @@ def save_victim(workdir: str | Path, victim: Victim) -> None:
     host = jax.tree.map(np.asarray, jax.device_get(victim.variables))
     variables_bytes = flax.serialization.msgpack_serialize(host)
     write_atomic(workdir / VARIABLES_FILE, lambda f: f.write(variables_bytes))
-    record = {"config": victim.config.to_dict(), "summary": victim.summary}
+    record = {"format": FORMAT_VERSION, "config": victim.config.to_dict()}
+    record["summary"] = victim.summary
     record["architecture"] = victim.config.record()["architecture"]
     write_atomic(workdir / SUMMARY_FILE, lambda f: f.write(json.dumps(record, indent=2).encode()))
 
@@ -249,23 +255,47 @@ def load_victim(workdir: str | Path) -> Victim:
                 f"{path}: no trained victim here (train one with `python -m experiments victim "
                 f"train --workdir {workdir}`)"
             )
-    record = json.loads(summary_path.read_text())
-    config = VictimConfig.from_dict(record["config"])
-    if record.get("architecture") != config.record()["architecture"]:
-        raise ValueError(
-            f"{summary_path}: this victim was trained with another definition of model "
-            f"{config.model!r} than this invfeat's; train it again"
-        )
+    record, config = _read_summary(summary_path)
     model = inference_model(config)
-    variables = flax.serialization.msgpack_restore(variables_path.read_bytes())
+    try:
+        variables = flax.serialization.msgpack_restore(variables_path.read_bytes())
+    except (ValueError, TypeError) as err:
+        raise VictimFileError(f"{variables_path}: not a victim's variables ({err})") from None
     expected = jax.eval_shape(
         lambda: model.init(jax.random.key(0), jnp.zeros((1, *config.input_size, 3)), train=False)
     )
-    got = jax.tree.map(lambda x: (x.shape, x.dtype), variables)
+    got = jax.tree.map(lambda x: (np.shape(x), np.asarray(x).dtype), variables)
     want = jax.tree.map(lambda x: (x.shape, x.dtype), expected)
     if got != want:
-        raise ValueError(f"{variables_path}: variables do not match model {config.model!r}")
+        raise VictimFileError(f"{variables_path}: variables do not match model {config.model!r}")
     return Victim(config, model, variables, record.get("summary", {}))
+
+
+def _read_summary(path: Path) -> tuple[dict[str, Any], VictimConfig]:
+    """victim.json's record and config, checked: format version, config fields, architecture."""
+    try:
+        record = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise VictimFileError(f"{path}: not a victim summary (unreadable JSON: {err})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        raise VictimFileError(f"{path}: not a victim summary (no 'config' object)")
+    version = record.get("format", FORMAT_VERSION)  # files written before the field: format 1
+    if version != FORMAT_VERSION:
+        raise VictimFileError(
+            f"{path}: victim file format {version!r}, this invfeat reads format "
+            f"{FORMAT_VERSION}; train the victim again with this invfeat"
+        )
+    try:
+        config = VictimConfig.from_dict(record["config"])
+        architecture = config.record()["architecture"]
+    except (TypeError, ValueError) as err:
+        raise VictimFileError(f"{path}: bad victim config ({err})") from None
+    if record.get("architecture") != architecture:
+        raise VictimFileError(
+            f"{path}: this victim was trained with another definition of model "
+            f"{config.model!r} than this invfeat's; train it again"
+        )
+    return record, config
 
 
 def evaluate_victim(

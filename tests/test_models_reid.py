@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import jax
 import jax.numpy as jnp
@@ -175,3 +176,75 @@ def test_bad_inputs_raise_clear_errors(tiny):
         get_config("nope")
     with pytest.raises(ValueError, match="depth"):
         resnet(20)
+
+
+# ---- the victim files (victim.json + victim.msgpack) -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def saved_victim(tmp_path_factory):
+    """A cpu-tiny victim with zero variables, saved (no init program compiled)."""
+    from invfeat import victim as V
+
+    config = V.get_victim_config("tiny")
+    model = V.inference_model(config)
+    shapes = jax.eval_shape(
+        lambda: model.init(jax.random.key(0), jnp.zeros((1, *config.input_size, 3)), train=False)
+    )
+    variables = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+    workdir = tmp_path_factory.mktemp("victim")
+    V.save_victim(workdir, V.Victim(config, model, variables, {"steps": 0}))
+    return workdir
+
+
+def _corrupt_summary(record):
+    return {
+        "not json": b"{config",
+        "a list": b"[1, 2]",
+        "no config": json.dumps({k: v for k, v in record.items() if k != "config"}).encode(),
+        "unknown field": json.dumps(record | {"config": record["config"] | {"lr": 1}}).encode(),
+        "unknown model": json.dumps(record | {"config": record["config"] | {"model": "x"}}).encode(),
+        "format 2": json.dumps(record | {"format": 2}).encode(),
+    }
+
+
+@pytest.mark.parametrize(
+    "case, file, message",
+    [
+        ("not json", "victim.json", "unreadable JSON"),
+        ("a list", "victim.json", "no 'config'"),
+        ("no config", "victim.json", "no 'config'"),
+        ("unknown field", "victim.json", r"unknown VictimConfig fields \['lr'\]"),
+        ("unknown model", "victim.json", "unknown victim config 'x'"),
+        ("format 2", "victim.json", "victim file format 2, this invfeat reads format 1"),
+        ("garbage", "victim.msgpack", "not a victim's variables"),
+        ("empty", "victim.msgpack", "not a victim's variables"),
+        ("other tree", "victim.msgpack", "do not match model 'cpu-tiny'"),
+    ],
+)
+def test_bad_victim_files_are_refused_naming_the_file(saved_victim, tmp_path, case, file, message):
+    import flax.serialization
+
+    from invfeat import victim as V
+
+    for name in (V.SUMMARY_FILE, V.VARIABLES_FILE):
+        (tmp_path / name).write_bytes((saved_victim / name).read_bytes())
+    record = json.loads((tmp_path / V.SUMMARY_FILE).read_text())
+    variables = {
+        "garbage": b"\xc1\x00",
+        "empty": b"",
+        "other tree": flax.serialization.msgpack_serialize({"params": {"a": np.zeros(3)}}),
+    }
+    content = (_corrupt_summary(record) | variables)[case]
+    (tmp_path / file).write_bytes(content)
+    with pytest.raises(V.VictimFileError, match=message) as info:
+        V.load_victim(tmp_path)
+    assert str(tmp_path / file) in str(info.value)
+
+
+def test_victim_files_carry_their_format_and_load_back(saved_victim):
+    from invfeat import victim as V
+
+    assert json.loads((saved_victim / V.SUMMARY_FILE).read_text())["format"] == V.FORMAT_VERSION
+    loaded = V.load_victim(saved_victim)
+    assert loaded.config == V.get_victim_config("tiny") and loaded.summary == {"steps": 0}
