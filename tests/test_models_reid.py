@@ -112,7 +112,7 @@ def test_backbone_size_equals_the_plain_model_on_resized_images(tiny):
 
 @pytest.mark.parametrize("height, width", [(16, 8), (17, 9)])
 def test_stem_max_pool_matches_pytorch_in_both_modes(height, width):
-    """"ceil" is FastReID's stem (MaxPool2d(3, 2, ceil_mode=True)), which loaded FastReID
+    """The "ceil" mode is FastReID's stem (MaxPool2d(3, 2, ceil_mode=True)), which loaded FastReID
     weights need; "pad" is torchvision's (padding 1). Same shape at even sizes, other values."""
     torch = pytest.importorskip("torch")
     x = np.random.default_rng(0).normal(size=(2, height, width, 3)).astype(np.float32)
@@ -203,7 +203,9 @@ def _corrupt_summary(record):
         "a list": b"[1, 2]",
         "no config": json.dumps({k: v for k, v in record.items() if k != "config"}).encode(),
         "unknown field": json.dumps(record | {"config": record["config"] | {"lr": 1}}).encode(),
-        "unknown model": json.dumps(record | {"config": record["config"] | {"model": "x"}}).encode(),
+        "unknown model": json.dumps(
+            record | {"config": record["config"] | {"model": "x"}}
+        ).encode(),
         "format 2": json.dumps(record | {"format": 2}).encode(),
     }
 
