@@ -250,3 +250,19 @@ def test_victim_files_carry_their_format_and_load_back(saved_victim):
     assert json.loads((saved_victim / V.SUMMARY_FILE).read_text())["format"] == V.FORMAT_VERSION
     loaded = V.load_victim(saved_victim)
     assert loaded.config == V.get_victim_config("tiny") and loaded.summary == {"steps": 0}
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint", "truncated"])
+def test_unreadable_fastreid_checkpoint_is_named(tmp_path, content):
+    torch = pytest.importorskip("torch")
+    from invfeat.models import fastreid
+
+    path = tmp_path / "model_final.pth"
+    if content == "truncated":
+        torch.save({"model": {"backbone.conv1.weight": torch.zeros(4, 3, 7, 7)}}, path)
+        content = path.read_bytes()[:200]
+    path.write_bytes(content)
+    with pytest.raises(fastreid.FastReIDCheckpointError, match="not a readable PyTorch checkpoint"):
+        fastreid.load_fastreid(path)
+    with pytest.raises(fastreid.FastReIDCheckpointError, match=str(path)):
+        fastreid.read_state_dict(path)

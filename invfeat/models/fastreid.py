@@ -19,6 +19,7 @@ imported only when a .pth file is read (`pip install invfeat[torch]`).
 from __future__ import annotations
 
 import os
+import pickle
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -47,7 +48,13 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise ImportError(f"reading {path} needs PyTorch: pip install 'invfeat[torch]'") from err
     if not os.path.isfile(path):
         raise FileNotFoundError(f"FastReID checkpoint not found: {path}")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as err:
+        first_line = (str(err).strip().splitlines() or [""])[0]
+        raise FastReIDCheckpointError(
+            f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {first_line})"
+        ) from None
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, Mapping):
         raise FastReIDCheckpointError(f"{path}: expected a state dict or {{'model': state_dict}}")
