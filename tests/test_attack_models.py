@@ -296,3 +296,11 @@ def test_keras_h5_errors_name_the_problem(tmp_path):
         make_perceptual(
             "resnet50-imagenet", weights_path=tmp_path / "wrong.h5", output_layer="conv1_relu"
         )
+
+
+def test_unreadable_keras_file_is_named(tmp_path):
+    pytest.importorskip("h5py")
+    path = tmp_path / "resnet50_notop.h5"
+    path.write_bytes(b"not hdf5")
+    with pytest.raises(OSError, match="resnet50_notop.h5: not a readable HDF5 file"):
+        make_perceptual("resnet50-imagenet", weights_path=path)

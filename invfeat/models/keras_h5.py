@@ -43,7 +43,11 @@ def read_keras_h5(path: str | os.PathLike) -> LayerWeights:
         raise FileNotFoundError(f"Keras weight file not found: {path}")
     h5py = _h5py()
     layers: LayerWeights = {}
-    with h5py.File(path, "r") as f:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as error:
+        raise OSError(f"{path}: not a readable HDF5 file ({error})") from None
+    with f:
         root = f["model_weights"] if "model_weights" in f else f  # a full `model.save` file
         if "layer_names" not in root.attrs:
             raise ValueError(
