@@ -159,7 +159,7 @@ def torch_fastreid_resnet50(num_classes: int):
             super().__init__()
             self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
             self.bn1 = nn.BatchNorm2d(64)
-            self.maxpool = nn.MaxPool2d(3, 2, 1)
+            self.maxpool = nn.MaxPool2d(3, 2, ceil_mode=True)  # FastReID v1: no padding
             inplanes = 64
             for s, (blocks, stride) in enumerate(zip((3, 4, 6, 3), (1, 2, 2, 1), strict=True)):
                 planes = 64 * 2**s
