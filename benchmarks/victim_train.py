@@ -71,6 +71,10 @@ def main() -> None:
     parser.add_argument("--steps-per-epoch", type=int, default=20 if on_cpu else 50)
     parser.add_argument("--identities", type=int, default=64)
     args = parser.parse_args()
+    if args.epochs < 2:
+        parser.error(
+            f"--epochs must be >= 2 (the first epoch, the compile, is not timed): got {args.epochs}"
+        )
     print(f"backend {jax.default_backend()}: {jax.devices()[0].device_kind} x{jax.device_count()}")
     print("| config | precision | input | batch | steps/s | images/s | whole run s |")
     print("|" + "---|" * 7)

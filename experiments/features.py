@@ -27,9 +27,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extract.add_argument("--encrypt", choices=("static", "one-time"), help="ShuffleBits scheme")
     extract.add_argument("--key", type=Path, help="key file (created if missing)")
     extract.add_argument("--splits", nargs="+", help="default: every built split")
-    extract.add_argument("--batch-size", type=int, default=256)
+    extract.add_argument("--batch-size", type=_positive, default=256)
     extract.add_argument("--data-dir", type=Path, help="default: $INVFEAT_DATA_DIR or ./data")
     extract.set_defaults(func=run_extract)
+
+
+def _positive(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def _fail(message: str) -> int:

@@ -13,6 +13,7 @@ from experiments.configs import STUDIES, get_study
 from invfeat.file_victim import FileVictim, pending_message
 from invfeat.study import StudyConfig, StudyPending, run_study
 
+INTERRUPTED_EXIT = 130  # stopped by Ctrl-C; the same command resumes
 PENDING_EXIT = 3  # the study waits for features computed outside (the message says which)
 
 
@@ -82,6 +83,7 @@ def with_paths(config: StudyConfig, args: argparse.Namespace) -> StudyConfig:
 
 
 def _run(name: str, args: argparse.Namespace) -> int:
+    command = "python -m experiments " + " ".join(sys.argv[1:])
     try:
         config = with_paths(get_study(name), args)
         if "GPU" in config.requires and jax.default_backend() == "cpu":
@@ -90,10 +92,16 @@ def _run(name: str, args: argparse.Namespace) -> int:
             config, args.runs_dir / config.name, data_dir=args.data_dir, progress=not args.quiet
         )
     except StudyPending as waiting:
-        command = "python -m experiments " + " ".join(sys.argv[1:])
         print(pending_message(waiting.pending, command))
         return PENDING_EXIT
-    except (FileNotFoundError, ValueError) as err:  # bad input: named in the message
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: finished stages and checkpoints are kept; run `{command}`"
+            " again to resume",
+            file=sys.stderr,
+        )
+        return INTERRUPTED_EXIT
+    except (OSError, ValueError) as err:  # bad input (a path, a name): named in the message
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"report: {report}")

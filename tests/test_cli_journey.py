@@ -1,0 +1,99 @@
+"""A new user's mistakes on the command line: exit status 2 and a message naming the input, no
+traceback; Ctrl-C stops with status 130 and says how to go on. Nothing here trains or renders."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from experiments import data as data_cli
+from experiments import study as study_cli
+from experiments.__main__ import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _error(capsys) -> str:
+    return capsys.readouterr().err
+
+
+def test_interrupted_study_says_to_run_it_again(tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(study_cli, "run_study", interrupted)
+    argv = ["run", "tiny", "--runs-dir", str(tmp_path), "--quiet"]
+    monkeypatch.setattr(sys, "argv", ["experiments/__main__.py", *argv])
+    assert main(argv) == 130
+    err = _error(capsys)
+    assert f"run `python -m experiments {' '.join(argv)}` again to resume" in err
+
+
+def test_interrupted_command_exits_130_without_traceback(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(data_cli, "run_preview", interrupted)
+    assert main(["data", "preview", "--dataset", "synth_market"]) == 130
+    assert "interrupted" in _error(capsys)
+
+
+def test_runs_dir_that_is_a_file(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    runs.write_text("not a folder")
+    assert main(["run", "tiny", "--runs-dir", str(runs), "--quiet"]) == 2
+    assert str(runs) in _error(capsys)
+
+
+def test_build_with_a_missing_manual_dir(tmp_path, capsys):
+    missing = tmp_path / "nowhere"
+    argv = ["data", "build", "--dataset", "market1501", "--data-dir", str(tmp_path / "data")]
+    assert main([*argv, "--manual-dir", str(missing)]) == 2
+    assert f"--manual-dir {missing}" in _error(capsys)
+
+
+def test_build_with_a_manual_dir_without_the_dataset(tmp_path, capsys):
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    (unpacked / "README.txt").write_text("something else")
+    argv = ["data", "build", "--dataset", "market1501", "--data-dir", str(tmp_path / "data")]
+    assert main([*argv, "--manual-dir", str(unpacked)]) == 2
+    err = _error(capsys)
+    assert "market1501" in err and "bounding_box_train" in err
+
+
+@pytest.mark.parametrize("dataset", ["synth_market", "market1501"])
+def test_build_with_an_unknown_config(dataset, tmp_path, capsys):
+    argv = ["data", "build", "--dataset", dataset, "--data-dir", str(tmp_path), "--config", "x"]
+    assert main([*argv, "--manual-dir", str(tmp_path)]) == 2
+    err = _error(capsys)
+    assert "--config" in err and ("128x64" in err if dataset.startswith("synth") else True)
+
+
+@pytest.mark.parametrize("out", ["sheet.jpgx", "folder"])
+def test_preview_refuses_what_is_not_a_png_path(out, tmp_path, capsys):
+    (tmp_path / "folder").mkdir()
+    path = tmp_path / out
+    assert main(["data", "preview", "--dataset", "synth_market", "--out", str(path)]) == 2
+    assert str(path) in _error(capsys)
+
+
+def test_extract_refuses_a_batch_size_below_one(tmp_path, capsys):
+    argv = ["features", "extract", "--dataset", "synth_market", "--victim", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--out", str(tmp_path / "f"), "--batch-size", "0"])
+    assert exit_.value.code == 2
+    assert "--batch-size" in _error(capsys)
+
+
+def test_victim_train_benchmark_refuses_one_epoch():
+    """The first epoch (the compile) is not timed: one epoch leaves nothing to time."""
+    script = REPO / "benchmarks" / "victim_train.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--epochs", "1"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "--epochs" in done.stderr and "Traceback" not in done.stderr
