@@ -83,7 +83,7 @@ def run_extract(args: argparse.Namespace) -> int:
             data_settings=settings,
             batch_size=args.batch_size,
         )
-    except (FileNotFoundError, ValueError, TypeError, FeatureFileError, sb.KeyFileError) as err:
+    except (OSError, ValueError, TypeError, FeatureFileError, sb.KeyFileError) as err:
         return _fail(str(err))
     kind = f"{args.encrypt}-key ciphertext" if args.encrypt else "plaintext"
     for split, path in paths.items():

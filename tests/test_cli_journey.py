@@ -97,3 +97,24 @@ def test_victim_train_benchmark_refuses_one_epoch():
     )
     assert done.returncode == 2, done.stderr[-2000:]
     assert "--epochs" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_extract_to_an_existing_file_that_is_not_a_folder(tmp_path, capsys):
+    import jax
+    import numpy as np
+
+    from invfeat.victim import Victim, get_victim_config, inference_model, save_victim
+
+    settings = {"num_train_identities": 2, "num_test_identities": 2, "train_per_identity": 2}
+    config = get_victim_config("tiny", dataset="synth_market", data_settings=settings)
+    model = inference_model(config)
+    variables = model.init(
+        jax.random.key(0, impl="rbg"), np.zeros((1, *config.input_size, 3), np.float32), False
+    )
+    save_victim(tmp_path / "victim", Victim(config, model, variables, {}))
+    out = tmp_path / "taken"
+    out.write_text("a file, not a folder")
+    argv = ["features", "extract", "--dataset", "synth_market", "--victim", str(tmp_path / "victim"),
+            "--out", str(out), "--splits", "query", "--data-dir", str(tmp_path / "data")]  # fmt: skip
+    assert main(argv) == 2
+    assert str(out) in _error(capsys)
