@@ -148,6 +148,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2 if on_cpu else 5)
     parser.add_argument("--matmul-size", type=int, default=1024 if on_cpu else 8192)
     args = parser.parse_args()
+    if args.train_batch < 4 or args.train_batch % 4:
+        parser.error(
+            f"--train-batch must be a multiple of 4 (identities x 4 images for the triplet "
+            f"loss): got {args.train_batch}"
+        )
 
     print(f"backend {jax.default_backend()}: {jax.devices()[0].device_kind} x{jax.device_count()}")
     dtype_names = args.dtypes.split(",")

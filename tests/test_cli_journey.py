@@ -89,14 +89,20 @@ def test_extract_refuses_a_batch_size_below_one(tmp_path, capsys):
     assert "--batch-size" in _error(capsys)
 
 
-def test_victim_train_benchmark_refuses_one_epoch():
-    """The first epoch (the compile) is not timed: one epoch leaves nothing to time."""
-    script = REPO / "benchmarks" / "victim_train.py"
+@pytest.mark.parametrize(
+    "script, option, value",
+    [
+        ("victim_train.py", "--epochs", "1"),  # the first epoch (the compile) is not timed
+        ("victim.py", "--train-batch", "6"),  # PK batches of 4 images per identity
+    ],
+)
+def test_benchmark_refuses_sizes_it_cannot_time(script, option, value):
+    path = REPO / "benchmarks" / script
     done = subprocess.run(
-        [sys.executable, str(script), "--epochs", "1"], capture_output=True, text=True, timeout=60
+        [sys.executable, str(path), option, value], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 2, done.stderr[-2000:]
-    assert "--epochs" in done.stderr and "Traceback" not in done.stderr
+    assert option in done.stderr and "Traceback" not in done.stderr
 
 
 def test_extract_to_an_existing_file_that_is_not_a_folder(tmp_path, capsys):
