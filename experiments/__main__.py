@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from experiments import INTERRUPTED_EXIT
+
 # Command groups, in the order `--help` lists them; one module per group.
 GROUPS = ("shufflebits", "data", "victim", "features", "study")
 
@@ -23,9 +25,6 @@ def build_parser() -> argparse.ArgumentParser:
     for name in GROUPS:
         importlib.import_module(f"experiments.{name}").register(subparsers)
     return parser
-
-
-INTERRUPTED_EXIT = 130  # what a shell reports for a process stopped by Ctrl-C
 
 
 def main(argv: list[str] | None = None) -> int:

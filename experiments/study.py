@@ -9,11 +9,11 @@ from typing import Any
 
 import jax
 
+from experiments import INTERRUPTED_EXIT
 from experiments.configs import STUDIES, get_study
 from invfeat.file_victim import FileVictim, pending_message
 from invfeat.study import StudyConfig, StudyPending, run_study
 
-INTERRUPTED_EXIT = 130  # stopped by Ctrl-C; the same command resumes
 PENDING_EXIT = 3  # the study waits for features computed outside (the message says which)
 
 

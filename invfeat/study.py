@@ -238,6 +238,7 @@ def _attributes(
     features: Mapping[str, np.ndarray],
     workdir: Path,
     encoding: str | None,
+    progress: bool,
 ):
     victims = np.concatenate([features["query"], features["gallery"]])
     victim_attrs = np.concatenate([domain.attributes["query"], domain.attributes["gallery"]])
@@ -249,6 +250,7 @@ def _attributes(
         domain.schema,
         dataclasses.replace(config.attributes, encoding=encoding),
         workdir,
+        progress=progress,
     )
 
 
@@ -283,6 +285,7 @@ def _reconstruction_block(
                 dataclasses.replace(rec_config, encoding=encoding),
                 workdir,
                 perceptual_fn=perceptual_fn if rec_config.feature > 0 else None,
+                progress=stages.progress,
             )
             scores, images = evaluate_reconstructions(
                 result.reconstruct,
@@ -442,7 +445,9 @@ def run_study(
     ):
         heads[tag] = stages.timed(
             f"attributes_{tag}",
-            lambda workdir, f=features, e=encoding: _attributes(config, domain, f, workdir, e),
+            lambda workdir, f=features, e=encoding: _attributes(
+                config, domain, f, workdir, e, progress
+            ),
         )
 
     # The attacker's perceptual network imitates the plaintext API on the attacker's own images.
@@ -453,7 +458,11 @@ def run_study(
         surrogate = stages.timed(
             "surrogate",
             lambda workdir: train_surrogate(
-                domain.images["train"], domain.plain["train"], config.surrogate, workdir
+                domain.images["train"],
+                domain.plain["train"],
+                config.surrogate,
+                workdir,
+                progress=progress,
             ),
         )
 

@@ -122,7 +122,7 @@ def test_a_feature_file_victim_is_attacked_and_scored_through_files(
         "--data-dir",
         str(root / "data"),
     ]
-    argv += ["--victim-features", str(files)]
+    argv += ["--victim-features", str(files), "--quiet"]
 
     capsys.readouterr()
     assert main(argv) == PENDING_EXIT
@@ -137,7 +137,10 @@ def test_a_feature_file_victim_is_attacked_and_scored_through_files(
         images = np.stack([cv2.cvtColor(cv2.imread(str(n)), cv2.COLOR_BGR2RGB) for n in names])
         paths = np.asarray([f"/elsewhere/{n.relative_to(external)}" for n in names])
         write_features(external / f"{stage}.npz", FeatureFile(paths, api(images)))
+    capsys.readouterr()
     assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "step/s" not in err and "s/step" not in err  # --quiet: no progress bars
 
     results = json.loads((tmp_path / "runs" / "tiny-files" / "report.json").read_text())
     report.check_results(results)
