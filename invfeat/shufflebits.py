@@ -287,6 +287,8 @@ def _write_private(path: Path, payload: dict, overwrite: bool) -> None:
     either way atomic, and without overwrite a file created meanwhile is never replaced."""
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: already exists; refusing to overwrite a key file")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{path.parent}: no such folder for the key file {path.name}")
     text = json.dumps({"format": FILE_FORMAT, "version": FILE_VERSION, **payload})
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -101,6 +101,8 @@ def test_errors_exit_2_and_write_nothing(tmp_path, plain, capsys):
     assert main(["shufflebits", "keygen", "--out", str(key)]) == 0
     assert main(["shufflebits", "keygen", "--out", str(key)]) == 2
     assert "already exists" in capsys.readouterr().err
+    assert main(["shufflebits", "keygen", "--out", str(tmp_path / "nope" / "k.json")]) == 2
+    assert f"{tmp_path / 'nope'}: no such folder" in capsys.readouterr().err  # not a temp file
 
     out = tmp_path / "out.npz"
     bad = tmp_path / "bad.npz"
