@@ -239,9 +239,12 @@ def save_victim(workdir: str | Path, victim: Victim) -> None:
     host = jax.tree.map(np.asarray, jax.device_get(victim.variables))
     variables_bytes = flax.serialization.msgpack_serialize(host)
     write_atomic(workdir / VARIABLES_FILE, lambda f: f.write(variables_bytes))
-    record = {"format": FORMAT_VERSION, "config": victim.config.to_dict()}
-    record["summary"] = victim.summary
-    record["architecture"] = victim.config.record()["architecture"]
+    record = {
+        "format": FORMAT_VERSION,
+        "config": victim.config.to_dict(),
+        "summary": victim.summary,
+        "architecture": victim.config.record()["architecture"],
+    }
     write_atomic(workdir / SUMMARY_FILE, lambda f: f.write(json.dumps(record, indent=2).encode()))
 
 
