@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import sys
+
+from experiments import USAGE_EXIT, fail
 
 REAL = ("market1501", "dukemtmc_reid", "msmt17")
 SYNTH = ("synth_market", "synth_duke", "synth_msmt")
@@ -41,29 +42,24 @@ def run_build(args: argparse.Namespace) -> int:
     cls = builders.builder_class(args.dataset)
     configs = [c.name for c in cls.BUILDER_CONFIGS]
     if args.config is not None and args.config not in configs:
-        return _fail(
+        return fail(
             f"--config {args.config}: {args.dataset} has "
             + (f"the configs {configs}" if configs else "no configs")
         )
     if args.dataset in REAL and args.manual_dir is None:
         print(f"{args.dataset} needs --manual-dir.\n\n{cls.MANUAL_DOWNLOAD_INSTRUCTIONS}")
-        return 2
+        return USAGE_EXIT
     if args.dataset in REAL and not (args.manual_dir.is_dir() and any(args.manual_dir.iterdir())):
-        return _fail(f"--manual-dir {args.manual_dir}: no such folder, or an empty one")
+        return fail(f"--manual-dir {args.manual_dir}: no such folder, or an empty one")
     kwargs = {"config": args.config} if args.config else {}
     try:
         b = builders.build(
             args.dataset, data_dir=args.data_dir, manual_dir=args.manual_dir, **kwargs
         )
     except (OSError, ValueError) as err:  # a layout not found, a folder not writable: named
-        return _fail(str(err))
+        return fail(str(err))
     print(summary(b))
     return 0
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
 
 
 def summary(builder) -> str:
@@ -88,9 +84,9 @@ def run_preview(args: argparse.Namespace) -> int:
 
     out = args.out if args.out is not None else pathlib.Path(f"{args.dataset}_preview.png")
     if out.suffix.lower() != ".png" or out.is_dir():
-        return _fail(f"--out {out}: give a file path ending in .png")
+        return fail(f"--out {out}: give a file path ending in .png")
     try:
         print(write_contact_sheet(args.dataset, out))
     except OSError as err:  # a folder not writable
-        return _fail(str(err))
+        return fail(str(err))
     return 0

@@ -13,8 +13,9 @@ from the secret in FILE, with the nonces stored in the files. A missing key file
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from experiments import fail, int_at_least
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,22 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extract.add_argument("--encrypt", choices=("static", "one-time"), help="ShuffleBits scheme")
     extract.add_argument("--key", type=Path, help="key file (created if missing)")
     extract.add_argument("--splits", nargs="+", help="default: every built split")
-    extract.add_argument("--batch-size", type=_positive, default=256)
+    extract.add_argument("--batch-size", type=int_at_least(1), default=256)
     extract.add_argument("--data-dir", type=Path, help="default: $INVFEAT_DATA_DIR or ./data")
     extract.set_defaults(func=run_extract)
-
-
-def _positive(text: str) -> int:
-    """An argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
 
 
 def load_or_create_key(path: Path, scheme: str):
@@ -68,7 +56,7 @@ def run_extract(args: argparse.Namespace) -> int:
     from invfeat.victim import load_victim, settings_for
 
     if (args.encrypt is None) != (args.key is None):
-        return _fail("--encrypt and --key go together")
+        return fail("--encrypt and --key go together")
     try:
         victim = load_victim(args.victim)
         key = load_or_create_key(args.key, args.encrypt) if args.encrypt else None
@@ -84,7 +72,7 @@ def run_extract(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
         )
     except (OSError, ValueError, TypeError, FeatureFileError, sb.KeyFileError) as err:
-        return _fail(str(err))
+        return fail(str(err))
     kind = f"{args.encrypt}-key ciphertext" if args.encrypt else "plaintext"
     for split, path in paths.items():
         print(f"{split}: {path} ({kind})")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
+from experiments import fail
 from invfeat import shufflebits as sb
 from invfeat.data.feature_files import FeatureFileError, read_features, write_features
 from invfeat.shufflebits_selftest import run_checks
@@ -46,17 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     selftest.set_defaults(func=_selftest)
 
 
-def _fail(err: Exception) -> int:
-    print(f"error: {err}", file=sys.stderr)
-    return 2
-
-
 def _keygen(args: argparse.Namespace) -> int:
     try:
         key = sb.Secret.generate() if args.one_time else sb.Key.generate(args.bits)
         key.save(args.out)
     except _ERRORS as err:
-        return _fail(err)
+        return fail(err)
     kind = "one-time secret (256 bits)" if args.one_time else f"{args.bits}-bit static key"
     print(f"wrote {kind} to {args.out} (mode 0600)")
     return 0
@@ -99,7 +94,7 @@ def _transform(args: argparse.Namespace, encrypting: bool) -> int:
     except _ERRORS as err:
         if not encrypting and isinstance(err, FeatureFileError) and "NaN" in str(err):
             err = FeatureFileError(f"{err}; wrong key? nothing was written")
-        return _fail(err)
+        return fail(err)
     verb = "encrypted" if encrypting else "decrypted"
     print(f"{verb} {len(ff)} x {ff.features.shape[1]} {ff.features.dtype} features -> {args.out}")
     return 0

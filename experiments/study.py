@@ -9,7 +9,7 @@ from typing import Any
 
 import jax
 
-from experiments import INTERRUPTED_EXIT
+from experiments import INTERRUPTED_EXIT, fail
 from experiments.configs import STUDIES, get_study
 from invfeat.file_victim import FileVictim, pending_message
 from invfeat.study import StudyConfig, StudyPending, run_study
@@ -102,8 +102,7 @@ def _run(name: str, args: argparse.Namespace) -> int:
         )
         return INTERRUPTED_EXIT
     except (OSError, ValueError) as err:  # bad input (a path, a name): named in the message
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return fail(err)
     print(f"report: {report}")
     print((report.parent / "report.md").read_text().split("## Attribute")[0])
     return 0

@@ -17,23 +17,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
+from experiments import fail, int_at_least
+
 CROSS_DOMAIN = ("synth_market", "synth_duke")
-
-
-def _at_least(minimum: int):
-    """An argparse type: an int >= `minimum` (rejected before any data is built)."""
-
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        return value
-
-    parse.__name__ = "int"  # argparse's "invalid int value" for non-numbers
-    return parse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,8 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--config", default="cpu", help="victim config name (see `victim configs`)")
     train.add_argument("--workdir", type=Path, help="default: runs/victim/<config>-<dataset>")
     train.add_argument("--resume", action="store_true", help="continue the run in --workdir")
-    train.add_argument("--epochs", type=_at_least(1), help="override the config's epoch count")
-    train.add_argument("--seed", type=_at_least(0), help="override the config's seed")
+    train.add_argument("--epochs", type=int_at_least(1), help="override the config's epoch count")
+    train.add_argument("--seed", type=int_at_least(0), help="override the config's seed")
     train.add_argument("--data-dir", type=Path, help="default: $INVFEAT_DATA_DIR or ./data")
     train.add_argument("--no-eval", action="store_true", help="skip the in-domain evaluation")
     train.set_defaults(func=run_train)
@@ -72,11 +60,6 @@ def default_workdir(config: str, dataset: str) -> Path:
     return Path("runs") / "victim" / f"{config}-{dataset}"
 
 
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
-
-
 def run_train(args: argparse.Namespace) -> int:
     from invfeat import victim as V
 
@@ -90,14 +73,14 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         config = V.get_victim_config(args.config, **overrides)
     except ValueError as err:
-        return _fail(str(err))
+        return fail(str(err))
     workdir = args.workdir or default_workdir(args.config, args.dataset)
     print(f"training victim {config.name} ({config.model}, {config.input_size}) on "
           f"{config.dataset} in {workdir}")  # fmt: skip
     try:
         victim = V.train_victim(config, workdir, resume=args.resume, data_dir=args.data_dir)
     except (FileNotFoundError, FileExistsError, ValueError, FloatingPointError) as err:
-        return _fail(str(err))
+        return fail(str(err))
     print(f"saved the victim to {workdir / V.VARIABLES_FILE} ({json.dumps(victim.summary)})")
     if not args.no_eval:
         scores = V.evaluate_victim(
@@ -115,7 +98,7 @@ def run_eval(args: argparse.Namespace) -> int:
     try:
         victim = V.load_victim(workdir)
     except (FileNotFoundError, ValueError) as err:
-        return _fail(str(err))
+        return fail(str(err))
     own = victim.config.dataset
     datasets = args.dataset or [own, *(d for d in CROSS_DOMAIN if d != own)]
     results = {}
@@ -126,7 +109,7 @@ def run_eval(args: argparse.Namespace) -> int:
                 victim, dataset, data_dir=args.data_dir, data_settings=settings
             )
         except (FileNotFoundError, ValueError) as err:
-            return _fail(str(err))
+            return fail(str(err))
     record = {
         "victim": dataclasses.asdict(victim.config),
         "in_domain": own,
