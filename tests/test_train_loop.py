@@ -124,6 +124,24 @@ def test_keyboard_interrupt_saves_then_reraises(m, tmp_path, uninterrupted):
     chex.assert_trees_all_equal(_params(resumed), _params(uninterrupted))
 
 
+def test_keyboard_interrupt_inside_a_save_keeps_that_checkpoint(m, tmp_path, monkeypatch):
+    """Ctrl-C landing as a save returns is re-raised; the step is not saved twice (orbax would
+    fail on the existing step and hide the interrupt)."""
+    save = Checkpointer.save
+
+    def save_then_interrupt(self, step, *args, **kwargs):
+        save(self, step, *args, **kwargs)
+        if step == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Checkpointer, "save", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(m, tmp_path, checkpoint=CheckpointConfig(every_steps=2))
+    ckpt = Checkpointer(tmp_path / CHECKPOINT_DIR)
+    assert ckpt.all_steps() == [2]
+    ckpt.close()
+
+
 def test_no_recompilation_after_first_step(m, tmp_path):
     every_step = CheckpointConfig(every_steps=1)
     result = _fit(m, tmp_path, num_steps=3, steps_per_epoch=2, checkpoint=every_step)

@@ -250,6 +250,7 @@ def fit(
             raise _NonFinite(f"non-finite values in the train state at step {step}")
         data_state = train_data.get_state() if hasattr(train_data, "get_state") else None
         epoch = step / steps_per_epoch
+        last_saved = step  # before the call: a Ctrl-C inside it must not save this step again
         ckpt.save(
             step,
             state,
@@ -264,7 +265,6 @@ def fit(
                 "epoch_count": epoch_count,
             },
         )
-        last_saved = step
 
     t_epoch, step_epoch = time.perf_counter(), start
     try:
