@@ -47,13 +47,20 @@ class Stages:
     def timed(self, name: str, fn: Callable[[Path], Any]) -> Any:
         """Runs a stage that returns live objects (a trained model) every time; its checkpoints
         or files make a finished one cheap. Its time is that of the run that finished it."""
-        record_path = self.run_dir / name / "timing.json"
-        self._say(f"[{name}] running (resumes from what it saved)")
-        start = time.perf_counter()
-        value = fn(self.dir(name))
-        if not record_path.exists():
-            report.write_json({"seconds": round(time.perf_counter() - start, 2)}, record_path)
-        self.timings[name] = json.loads(record_path.read_text())["seconds"]
+        stage_dir = self.dir(name)
+        record_path = stage_dir / "timing.json"
+        if record_path.exists():
+            seconds = json.loads(record_path.read_text())["seconds"]
+            self._say(f"[{name}] done earlier ({seconds:.1f} s), loading what it saved")
+            value = fn(stage_dir)
+        else:
+            self._say(f"[{name}] running")
+            start = time.perf_counter()
+            value = fn(stage_dir)
+            seconds = round(time.perf_counter() - start, 2)
+            report.write_json({"seconds": seconds}, record_path)
+            self._say(f"[{name}] finished in {seconds:.1f} s")
+        self.timings[name] = seconds
         return value
 
     def _say(self, text: str) -> None:

@@ -65,6 +65,7 @@ def test_a_killed_study_resumes_where_it_stopped(tiny_run, capsys):
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert "[victim] done earlier" in err and "[gan_plain] done earlier" in err
+    assert "[features] done earlier" in err and "[surrogate] done earlier" in err
     assert "[gan_cipher] finished" in err
     after = json.loads((run / "report.json").read_text())
     for key in ("victim", "attributes", "reconstruction", "legitimate"):

@@ -81,3 +81,16 @@ def test_default_settings_name_the_registered_config(tmp_path):
         builders.builder("synth_market", data_dir=tmp_path, config=builder_config()).builder_config
         is registered
     )
+
+
+def test_build_says_building_not_downloading(tmp_path, capfd, caplog):
+    """TFDS's notices speak of a download on stdout, and the custom-config warning repeats at
+    every open; a build here says what it builds, on stderr, and opening says nothing."""
+    config = builder_config(**TINY)
+    with caplog.at_level("WARNING"):
+        build("synth_duke", data_dir=tmp_path, config=config)
+        open_split("synth_duke", "query", data_dir=tmp_path, config=config)
+    out, err = capfd.readouterr()
+    assert "ownload" not in out + err
+    assert f"building synth_duke into {tmp_path}" in err
+    assert not [r for r in caplog.records if "custom data configuration" in r.getMessage()]

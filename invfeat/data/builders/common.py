@@ -37,6 +37,8 @@ from __future__ import annotations
 import abc
 import dataclasses
 import inspect
+import logging
+import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
@@ -48,6 +50,15 @@ from invfeat.data.attributes import Attribute
 
 FEATURE_KEYS = ("image", "identity", "camera", "attributes", "file_name")
 REGISTRY: dict[str, type[ReidBuilder]] = {}
+
+
+def _not_custom_config_notice(record: logging.LogRecord) -> bool:
+    """TFDS warns "Using custom data configuration" at every open of a config it does not list;
+    every synthetic world's settings are such a config, so the notice only repeats."""
+    return not str(record.msg).startswith("Using custom data configuration")
+
+
+logging.getLogger("absl").addFilter(_not_custom_config_notice)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +140,14 @@ class ReidBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     def __init__(self, *, file_format: str = "array_record", **kwargs: Any) -> None:
         super().__init__(file_format=file_format, **kwargs)
+
+    # TFDS's own notices ("Downloading and preparing dataset ... (download: ...)") are printed to
+    # stdout and speak of a download; nothing is downloaded here, and progress goes to stderr.
+    def _log_download_bytes(self) -> None:
+        print(f"building {self.name} into {self.data_dir}", file=sys.stderr, flush=True)
+
+    def _log_download_done(self) -> None:
+        print(f"built {self.name} in {self.data_dir}", file=sys.stderr, flush=True)
 
     @abc.abstractmethod
     def _split_records(self, dl_manager: Any) -> dict[str, Iterable[ReidRecord]]:
