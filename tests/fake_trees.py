@@ -35,7 +35,7 @@ DUKE_FILES = {
     "bounding_box_test": (
         "0002_c7_f0044402.jpg",
         "0003_c2_f0060001.jpg",
-        "5000_c3_f0012345.jpg",  # gallery-only identity without attributes
+        "5000_c3_f0012345.jpg",  # an identity the table lacks (none in the real set): warned
     ),
 }
 MSMT_LISTS = {
@@ -78,13 +78,13 @@ def duke_tree(root: pathlib.Path) -> pathlib.Path:
     return folder_tree(root / "DukeMTMC-reID", DUKE_FILES)
 
 
-def msmt_tree(root: pathlib.Path) -> pathlib.Path:
-    base = root / "MSMT17_V2"
+def msmt_tree(root: pathlib.Path, version: int = 2) -> pathlib.Path:
+    """MSMT17_V2 (mask_train_v2/, mask_test_v2/) or MSMT17_V1 (train/, test/), same lists."""
+    base = root / f"MSMT17_V{version}"
+    train_dir, test_dir = ("mask_train_v2", "mask_test_v2") if version == 2 else ("train", "test")
     seed = 0
     for list_name, lines in MSMT_LISTS.items():
-        image_dir = (
-            "mask_train_v2" if list_name in ("list_train.txt", "list_val.txt") else ("mask_test_v2")
-        )
+        image_dir = train_dir if list_name in ("list_train.txt", "list_val.txt") else test_dir
         for line in lines:
             write_jpeg(base / image_dir / line.split()[0], seed)
             seed += 1

@@ -65,6 +65,7 @@ def test_dukemtmc_reid_end_to_end(tmp_path):
     expected = load_attribute_table("dukemtmc_reid", "test").lookup([2])[0]
     np.testing.assert_array_equal(record["attributes"], expected)
     assert record["attributes"].shape == (23,) and (record["attributes"] >= 0).all()
+    assert b.info.metadata["identities_without_attributes"] == {"gallery": [5000]}
 
 
 def test_msmt17_end_to_end_with_val_and_no_attributes(tmp_path):
@@ -106,7 +107,7 @@ def test_default_data_dir_env(monkeypatch, tmp_path):
     assert builders.default_data_dir() == tmp_path
 
 
-@pytest.mark.filterwarnings("ignore:.*partial copy")
+@pytest.mark.filterwarnings("ignore::invfeat.data.layouts.LayoutWarning")
 def test_cli_build_prints_images_and_identities(tmp_path, capsys):
     import argparse
 

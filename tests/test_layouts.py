@@ -90,4 +90,5 @@ def test_missing_split_folder_is_reported(tmp_path):
     (base / "query").rmdir()
     layout, messages = _parse_quietly("market1501", base)
     assert "query" not in layout.splits
-    assert any("query: missing; split 'query' left out" in m for m in messages)
+    assert layout.missing == {"query": f"{base / 'query'} is missing"}
+    assert any("query is missing; split 'query' left out" in m for m in messages)

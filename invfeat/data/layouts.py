@@ -1,4 +1,4 @@
-"""Parsers for the on-disk layouts of Market-1501, DukeMTMC-reID and MSMT17_V2.
+"""Parsers for the on-disk layouts of Market-1501, DukeMTMC-reID and MSMT17 (V1 and V2).
 
 A parser turns the folder a user unpacked into per-split lists of `ImageEntry` (path, identity,
 camera), without reading any pixels. Nothing is skipped silently:
@@ -8,8 +8,13 @@ camera), without reading any pixels. Nothing is skipped silently:
 - files that do not follow the dataset's naming scheme (or MSMT17 list lines that are malformed
   or point at missing files) are collected in `Layout.rejected` with the reason, and a
   `LayoutWarning` lists them;
-- Market-1501 junk images (identity -1) are dropped and counted in `Layout.junk`; distractors
-  (identity 0) are kept with `ImageEntry.distractor = True`.
+- a split whose folder or list is missing, or holds no usable image, is left out of
+  `Layout.splits`, recorded in `Layout.missing` with the reason, and warned about (the builders
+  refuse to build without it);
+- Market-1501 junk images (identity -1) are dropped and counted in `Layout.junk` (as FastReID
+  does); distractors (identity 0) are kept with `ImageEntry.distractor = True`.
+
+`find_root` names what it tried, and says so when it finds the dataset's archive not unpacked.
 
 Facts used (from the datasets' papers and their standard protocol):
 Market-1501-v15.09.15: `bounding_box_train` 12936, `bounding_box_test` 19732, `query` 3368 images,
@@ -17,7 +22,8 @@ names `PPPP_cCsS_FFFFFF_NN.jpg` (cameras 1-6). DukeMTMC-reID: 16522 / 17661 / 22
 names `PPPP_cC_fFFFFFFF.jpg` (cameras 1-8). MSMT17_V2: `list_train.txt` 30248, `list_val.txt`
 2373 (both under `mask_train_v2/`), `list_query.txt` 11659, `list_gallery.txt` 82161 (under
 `mask_test_v2/`); each line is `PPPP/PPPP_NNN_CC_....jpg PID`, camera CC (1-15) is the third
-`_` field. MSMT17 test identities are numbered from 0 again: they are other people than the train
+`_` field. MSMT17_V1 has the same lists over `train/` and `test/` (V2 blurs the faces).
+MSMT17 test identities are numbered from 0 again: they are other people than the train
 identities with the same numbers.
 """
 
@@ -58,6 +64,7 @@ class Layout:
     splits: dict[str, list[ImageEntry]]
     rejected: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (file, reason)
     junk: int = 0  # Market-1501 identity -1 images dropped
+    missing: dict[str, str] = dataclasses.field(default_factory=dict)  # split -> why it is absent
 
     def num_identities(self, split: str) -> int:
         return len({e.identity for e in self.splits[split]})
@@ -86,7 +93,8 @@ _MSMT_LISTS = (
     _FolderSpec("list_query.txt", "query", 11659),
     _FolderSpec("list_gallery.txt", "gallery", 82161),
 )
-_MSMT_IMAGE_DIRS = {"train": "mask_train_v2", "val": "mask_train_v2"}  # query/gallery: test
+# (train/val images, query/gallery images): MSMT17_V2, then MSMT17_V1.
+_MSMT_IMAGE_DIRS = (("mask_train_v2", "mask_test_v2"), ("train", "test"))
 
 _MARKET_NAME = re.compile(r"^(-1|\d{4})_c(\d)s(\d)_(\d{6})_(\d{2})\.jpg$")
 _DUKE_NAME = re.compile(r"^(\d{4})_c(\d)_f(\d{7})\.jpg$")
@@ -95,8 +103,9 @@ _MSMT_NAME = re.compile(r"^(\d{4})_(\d+)_(\d{2})_[^/]*\.jpg$")
 ROOT_NAMES = {
     "market1501": ("Market-1501-v15.09.15", "Market-1501", "market1501"),
     "dukemtmc_reid": ("DukeMTMC-reID", "dukemtmc-reid", "dukemtmc_reid"),
-    "msmt17": ("MSMT17_V2", "MSMT17", "msmt17"),
+    "msmt17": ("MSMT17_V2", "MSMT17_V1", "MSMT17", "msmt17"),
 }
+_ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".rar", ".7z")
 _ROOT_MARKERS = {
     "market1501": "bounding_box_train",
     "dukemtmc_reid": "bounding_box_train",
@@ -105,15 +114,43 @@ _ROOT_MARKERS = {
 
 
 def find_root(manual_dir: str | pathlib.Path, dataset: str) -> pathlib.Path:
-    """The dataset folder: `manual_dir` itself or its subfolder with the dataset's usual name."""
+    """The dataset folder: `manual_dir`, or its subfolder (or sub-subfolder) with a usual name."""
     manual_dir = pathlib.Path(manual_dir)
     marker = _ROOT_MARKERS[dataset]
-    candidates = [manual_dir] + [manual_dir / name for name in ROOT_NAMES[dataset]]
+    names = ROOT_NAMES[dataset]
+    candidates = [manual_dir] + [manual_dir / name for name in names]
+    candidates += [manual_dir / name / name for name in names]  # unpacked into a folder of its name
     for candidate in candidates:
         if (candidate / marker).exists():
             return candidate
-    tried = ", ".join(str(c) for c in candidates)
-    raise FileNotFoundError(f"no {dataset} folder (one holding {marker!r}) found; tried {tried}")
+    hint = _root_hint(manual_dir, dataset, marker)
+    tried = ", ".join(str(c) for c in candidates[: 1 + len(names)])
+    raise FileNotFoundError(
+        f"no {dataset} folder (one holding {marker!r}) found; tried {tried}" + hint
+    )
+
+
+def _root_hint(manual_dir: pathlib.Path, dataset: str, marker: str) -> str:
+    """Why `find_root` found nothing, when it can tell: an archive not unpacked, a subfolder."""
+    if manual_dir.is_file():
+        return f"; {manual_dir} is a file, not a folder" + (
+            ": unpack it and pass the folder it unpacks to"
+            if manual_dir.name.lower().endswith(_ARCHIVE_SUFFIXES)
+            else ""
+        )
+    prefixes = tuple(name.lower() for name in ROOT_NAMES[dataset])
+    archives = sorted(
+        p.name
+        for p in (manual_dir.iterdir() if manual_dir.is_dir() else ())
+        if p.is_file()
+        and p.name.lower().startswith(prefixes)
+        and p.name.lower().endswith(_ARCHIVE_SUFFIXES)
+    )
+    if archives:
+        return f"; {manual_dir} holds {', '.join(archives)}: unpack it there first"
+    if (manual_dir.parent / marker).exists():
+        return f"; {manual_dir} looks like one of its subfolders: pass {manual_dir.parent}"
+    return ""
 
 
 def parse_market1501(root: str | pathlib.Path) -> Layout:
@@ -127,20 +164,20 @@ def parse_dukemtmc_reid(root: str | pathlib.Path) -> Layout:
 
 
 def parse_msmt17(root: str | pathlib.Path) -> Layout:
-    """MSMT17_V2: list_{train,val,query,gallery}.txt over mask_train_v2 / mask_test_v2."""
+    """MSMT17: list_{train,val,query,gallery}.txt over mask_{train,test}_v2 (V2) or train/test."""
     root = pathlib.Path(root)
     layout = Layout("msmt17", root, {})
+    train_dir, test_dir = _msmt_image_dirs(root)
     for spec in _MSMT_LISTS:
         list_path = root / spec.folder
         if not list_path.is_file():
-            warnings.warn(
-                f"{list_path}: missing; split {spec.split!r} left out", LayoutWarning, stacklevel=3
-            )
+            _leave_out(layout, spec, f"{list_path} is missing")
             continue
-        image_dir = _msmt_image_dir(root, _MSMT_IMAGE_DIRS.get(spec.split, "mask_test_v2"))
+        image_dir = train_dir if spec.split in ("train", "val") else test_dir
         entries = []
         num_lines = 0
-        for line_no, line in enumerate(list_path.read_text().splitlines(), 1):
+        text = list_path.read_text(encoding="utf-8", errors="replace")
+        for line_no, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             num_lines += 1
@@ -159,6 +196,8 @@ def parse_msmt17(root: str | pathlib.Path) -> Layout:
         _check_count(list_path, num_lines, spec.expected)
         if entries:
             layout.splits[spec.split] = entries
+        else:
+            _leave_out(layout, spec, f"no image listed in {list_path} was found under {image_dir}")
     _warn_rejected(layout)
     return layout
 
@@ -177,11 +216,15 @@ def parse(dataset: str, manual_dir: str | pathlib.Path) -> Layout:
     return PARSERS[dataset](find_root(manual_dir, dataset))
 
 
-def _msmt_image_dir(root: pathlib.Path, name: str) -> pathlib.Path:
-    for candidate in (name, name.replace("_v2", "_V2")):
-        if (root / candidate).is_dir():
-            return root / candidate
-    return root / name
+def _msmt_image_dirs(root: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    """(train/val image folder, query/gallery image folder) of an MSMT17_V2 or MSMT17_V1 root."""
+    for pair in _MSMT_IMAGE_DIRS:
+        for train, test in (pair, tuple(name.replace("_v2", "_V2") for name in pair)):
+            if (root / train).is_dir() or (root / test).is_dir():
+                return root / train, root / test
+    expected = " or ".join(f"{train}/ and {test}/" for train, test in _MSMT_IMAGE_DIRS)
+    warnings.warn(f"{root}: no MSMT17 image folder ({expected})", LayoutWarning, stacklevel=3)
+    return root / _MSMT_IMAGE_DIRS[0][0], root / _MSMT_IMAGE_DIRS[0][1]
 
 
 def _market_entry(path: pathlib.Path, file_name: str) -> ImageEntry | None:
@@ -209,9 +252,7 @@ def _parse_folders(
     for spec in specs:
         folder = root / spec.folder
         if not folder.is_dir():
-            warnings.warn(
-                f"{folder}: missing; split {spec.split!r} left out", LayoutWarning, stacklevel=3
-            )
+            _leave_out(layout, spec, f"{folder} is missing")
             continue
         files = sorted(p for p in folder.iterdir() if p.name not in _OS_FILES)
         entries = []
@@ -230,8 +271,15 @@ def _parse_folders(
         _check_count(folder, num_images, spec.expected)
         if entries:
             layout.splits[spec.split] = entries
+        else:
+            _leave_out(layout, spec, f"{folder} holds no image named as {dataset}'s are")
     _warn_rejected(layout)
     return layout
+
+
+def _leave_out(layout: Layout, spec: _FolderSpec, why: str) -> None:
+    layout.missing[spec.split] = why
+    warnings.warn(f"{why}; split {spec.split!r} left out", LayoutWarning, stacklevel=4)
 
 
 def _check_count(where: pathlib.Path, found: int, expected: int) -> None:

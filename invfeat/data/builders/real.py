@@ -3,11 +3,15 @@
 Splits: train, query, gallery (and val for MSMT17). Records follow `common.reid_features`.
 Attributes are joined by identity from the packaged tables (train images <- the "train" table,
 query/gallery <- "test"), in the raw column order of `attributes.attribute_schema(dataset)`;
-identities without annotations (Market-1501 distractors, identity 0; DukeMTMC-reID gallery-only
-distractor identities) get all -1. MSMT17 has no attribute annotations: its attribute vector
-has length 0. Market-1501 junk images (identity -1) are not written. Files that cannot be parsed
-or decoded are left out with a warning naming them, and listed in the dataset's metadata
-(`rejected_files`).
+identities without annotations (Market-1501 distractors, identity 0) get all -1; the DukeMTMC
+test table covers all 1110 gallery identities, its 408 distractors included. Other identities
+that a table does not cover (none, in the published datasets) are warned about and listed in
+the dataset's metadata (`identities_without_attributes`). MSMT17 has no attribute annotations:
+its attribute vector has length 0. Market-1501 junk images (identity -1) are not written.
+Files that cannot be parsed or decoded (empty, truncated, not an image) are left out with a
+warning naming them, and listed in the metadata (`rejected_files`). A folder without a split
+the study needs (all but MSMT17's val) is refused before anything is written: TFDS would keep
+the incomplete dataset, and later builds would reuse it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
+import cv2
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -25,6 +30,8 @@ from invfeat.data.builders.common import ReidBuilder, ReidRecord, decode_image
 from invfeat.data.layouts import ImageEntry, LayoutWarning, parse
 
 _ATTRIBUTE_SPLIT = {"train": "train", "val": "train", "query": "test", "gallery": "test"}
+_OPTIONAL_SPLITS = ("val",)
+_MAX_LISTED = 10
 
 _INSTRUCTIONS = """\
 Download {what} yourself (it is not redistributed) and unpack it; pass the folder that holds
@@ -50,8 +57,16 @@ class _RealReidBuilder(ReidBuilder, skip_registration=True):
                 f"{layout.root}: no {self.name} image found ({len(layout.rejected)} files left "
                 f"out{': ' + examples if examples else ''}); is this the {self.name} folder?"
             )
+        absent = [s for s in self.SPLITS if s not in layout.splits and s not in _OPTIONAL_SPLITS]
+        if absent:
+            why = "; ".join(f"{s}: {layout.missing.get(s, 'no images')}" for s in absent)
+            raise ValueError(
+                f"{layout.root}: {self.name} split(s) {', '.join(absent)} missing ({why}); "
+                "unpack the whole dataset there and build again"
+            )
         self.info.metadata["rejected_files"] = [list(r) for r in layout.rejected]
         self.info.metadata["junk_images_dropped"] = layout.junk
+        self.info.metadata["identities_without_attributes"] = {}
         return {
             split: self._records(split, entries, self._table(split))
             for split, entries in layout.splits.items()
@@ -69,17 +84,39 @@ class _RealReidBuilder(ReidBuilder, skip_registration=True):
             attributes_NA = np.zeros([len(entries), 0], np.int64)
         else:
             attributes_NA = table.lookup([e.identity for e in entries])
+            self._check_coverage(split, entries, table)
         unreadable = []
         for entry, attributes in zip(entries, attributes_NA, strict=True):
             data = entry.path.read_bytes()
             try:
+                if not data:
+                    raise ValueError("empty file")
                 decode_image(data, entry.file_name)
-            except ValueError as e:
+            except (ValueError, cv2.error) as e:
                 unreadable.append(entry.file_name)
-                warnings.warn(f"{entry.path}: left out: {e}", LayoutWarning, stacklevel=2)
+                why = str(e).strip().splitlines()[-1] if isinstance(e, cv2.error) else e
+                warnings.warn(f"{entry.path}: left out: {why}", LayoutWarning, stacklevel=2)
                 continue
             yield ReidRecord(data, entry.identity, entry.camera, attributes, entry.file_name)
         self.info.metadata["rejected_files"] += [[f, "cannot decode"] for f in unreadable]
+
+    def _check_coverage(self, split: str, entries: list[ImageEntry], table: AttributeTable) -> None:
+        """Warn about identities (not distractors) that have no row in the attribute table."""
+        uncovered = sorted(
+            {e.identity for e in entries if not e.distractor} - set(table.identities.tolist())
+        )
+        if not uncovered:
+            return
+        self.info.metadata["identities_without_attributes"][split] = uncovered
+        listed = ", ".join(map(str, uncovered[:_MAX_LISTED]))
+        more = f" and {len(uncovered) - _MAX_LISTED} more" if len(uncovered) > _MAX_LISTED else ""
+        warnings.warn(
+            f"{self.name}/{split}: {len(uncovered)} identities have no row in the "
+            f"{table.dataset} {table.split} attribute table ({listed}{more}); their attributes "
+            "are -1 (unknown). Is this the published copy of the dataset?",
+            LayoutWarning,
+            stacklevel=3,
+        )
 
 
 class Market1501(_RealReidBuilder):
@@ -130,7 +167,7 @@ class DukemtmcReid(_RealReidBuilder):
 
 
 class Msmt17(_RealReidBuilder):
-    """MSMT17_V2 (Wei et al., CVPR 2018); no attribute annotations (attribute length 0)."""
+    """MSMT17_V2 or _V1 (Wei et al., CVPR 2018); no attribute annotations (attribute length 0)."""
 
     name = "msmt17"
     VERSION = tfds.core.Version("1.0.0")
@@ -138,8 +175,8 @@ class Msmt17(_RealReidBuilder):
     SPLITS = ("train", "val", "query", "gallery")
     ATTRIBUTES = ()
     DESCRIPTION = (
-        "MSMT17_V2 person re-ID crops, 15 cameras. Test identities are numbered from 0 again:"
-        " they are other people than the train identities with the same numbers."
+        "MSMT17 (V2 or V1) person re-ID crops, 15 cameras. Test identities are numbered from 0"
+        " again: they are other people than the train identities with the same numbers."
     )
     HOMEPAGE = "https://www.pkuvmc.com/dataset.html"
     CITATION = """@inproceedings{wei2018person,
@@ -147,9 +184,10 @@ class Msmt17(_RealReidBuilder):
   author={Wei, Longhui and Zhang, Shiliang and Gao, Wen and Tian, Qi},
   booktitle={CVPR}, year={2018}}"""
     MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS.format(
-        what="MSMT17_V2 (by request from its authors)",
+        what="MSMT17_V2 or MSMT17_V1 (by request from its authors)",
         folder="MSMT17_V2",
         name="msmt17",
         layout="  MSMT17_V2/list_{train,val,query,gallery}.txt  (lines: 'PPPP/name.jpg PID')\n"
-        "  MSMT17_V2/mask_train_v2/PPPP/PPPP_NNN_CC_*.jpg, MSMT17_V2/mask_test_v2/...",
+        "  MSMT17_V2/mask_train_v2/PPPP/PPPP_NNN_CC_*.jpg, MSMT17_V2/mask_test_v2/...\n"
+        "  (MSMT17_V1: the same lists over MSMT17_V1/train/ and MSMT17_V1/test/)",
     )
