@@ -11,9 +11,16 @@ FastReID's stem max-pool is `MaxPool2d(3, 2, ceil_mode=True)` without padding (s
 torchvision pads by 1), which no tensor records: loading defaults to stem_pool="ceil", and
 stem_pool="pad" serves checkpoints of the older layout.
 
+Checkpoints as users have them load: `{"model": state_dict, "optimizer": ..., ...}` or a bare
+state dict, keys prefixed `module.` (saved from DataParallel), the older head names
+`heads.bnneck.*` (the BNNeck) and `heads.classifier.weight`, half or bfloat16 tensors (read as
+float32), any depth (ResNet-18/34/50/101/152 by their blocks).
+
 Out of scope, refused with a clear error: IBN-a backbones (`bn1.IN`), non-local blocks
-(`backbone.NL_*`), squeeze-excitation (`.se.`), and an embedding conv before the neck. torch is
-imported only when a .pth file is read (`pip install invfeat[torch]`).
+(`backbone.NL_*`), squeeze-excitation (`.se.`), grouped convolutions (ResNeXt), other backbones
+(no `backbone.conv1.weight`), and an embedding conv before the neck. torch is imported only when
+a .pth file is read (`pip install invfeat[torch]`); the file is read with `weights_only=True`,
+so a whole pickled `nn.Module` is refused (save its `state_dict()`).
 """
 
 from __future__ import annotations
@@ -33,6 +40,9 @@ from invfeat.models.reid import ReIDModel
 
 IGNORED_SUFFIXES = ("num_batches_tracked",)
 PIXEL_KEYS = ("pixel_mean", "pixel_std")
+_STATE_KEYS = ("model", "state_dict")  # where checkpoints keep the state dict
+_PARALLEL_PREFIX = "module."
+_OLD_NECK = re.compile(r"^heads\.bnneck\.")
 _BN = {"scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
 
 
@@ -51,22 +61,55 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as err:
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if found:
+            raise FastReIDCheckpointError(
+                f"{path}: holds pickled Python objects ({found.group(1)}), not only tensors; "
+                "invfeat reads tensors only: save the model's state_dict() (FastReID's "
+                "checkpointer does) instead of the model"
+            ) from None
         first_line = (str(err).strip().splitlines() or [""])[0]
         raise FastReIDCheckpointError(
             f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {first_line})"
         ) from None
-    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
+    state = None
+    if isinstance(checkpoint, Mapping):
+        state = next((checkpoint[k] for k in _STATE_KEYS if k in checkpoint), checkpoint)
     if not isinstance(state, Mapping):
         raise FastReIDCheckpointError(f"{path}: expected a state dict or {{'model': state_dict}}")
-    return {k: v.detach().cpu().numpy() for k, v in state.items() if hasattr(v, "detach")}
+    return {
+        k: (v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu()).numpy()
+        for k, v in state.items()
+        if isinstance(v, torch.Tensor)
+    }
+
+
+def canonical_names(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The state dict under today's FastReID names: no DataParallel `module.` prefix, the older
+    BNNeck name `heads.bnneck.*` as `heads.bottleneck.0.*`."""
+    state = dict(state)
+    while state and all(k.startswith(_PARALLEL_PREFIX) for k in state):
+        state = {k[len(_PARALLEL_PREFIX) :]: v for k, v in state.items()}
+    if not any(k.startswith("heads.bottleneck.") for k in state):
+        state = {_OLD_NECK.sub("heads.bottleneck.0.", k): v for k, v in state.items()}
+    return state
 
 
 def check_supported(state: Mapping[str, np.ndarray], where: str = "checkpoint") -> None:
+    """FastReIDCheckpointError naming the first part of `state` invfeat's ResNet cannot hold."""
     unsupported = [
         (lambda k: ".IN." in k, "IBN-a backbones (instance-norm halves, e.g. R50-ibn)"),
         (lambda k: k.startswith("backbone.NL_"), "non-local blocks (AGW's WITH_NL)"),
         (lambda k: ".se." in k, "squeeze-excitation blocks"),
         (lambda k: k.startswith("heads.bottleneck.1."), "an embedding conv before the BNNeck"),
+        (
+            lambda k: (
+                re.fullmatch(r"backbone\.layer\d\.\d+\.conv2\.weight", k) is not None
+                and np.ndim(state[k]) == 4
+                and np.shape(state[k])[0] != np.shape(state[k])[1]
+            ),
+            "grouped convolutions (ResNeXt)",
+        ),
     ]
     for test, what in unsupported:
         keys = [k for k in state if test(k)]
@@ -75,6 +118,13 @@ def check_supported(state: Mapping[str, np.ndarray], where: str = "checkpoint") 
                 f"{where}: {what} are out of scope for invfeat's ResNet (found {keys[0]}); "
                 "only plain ResNet baselines (BoT, AGW/SBS without IBN/NL) load"
             )
+    if "backbone.conv1.weight" not in state:
+        backbone = sorted(k for k in state if k.startswith("backbone."))[:3]
+        raise FastReIDCheckpointError(
+            f"{where}: no backbone.conv1.weight (backbone keys: {', '.join(backbone) or 'none'}):"
+            " not a FastReID ResNet; other backbones (ResNeSt, OSNet, RegNet, ViT, ...) are out "
+            "of scope"
+        )
 
 
 def infer_model(
@@ -91,11 +141,8 @@ def infer_model(
     gempool have no tensors: say which, default "avg"); last stride is not in the weights
     (every FastReID re-ID baseline uses 1), nor is the stem's max-pool (FastReID's "ceil").
     """
+    state = canonical_names(state)
     check_supported(state)
-    if "backbone.conv1.weight" not in state:
-        raise FastReIDCheckpointError(
-            "checkpoint has no backbone.conv1.weight: not a FastReID ResNet"
-        )
     blocks = [set() for _ in range(4)]
     for key in state:
         match = re.match(r"backbone\.layer([1-4])\.(\d+)\.", key)
@@ -152,6 +199,7 @@ def _torch_key(path: tuple[str, ...], state: Mapping[str, Any]) -> tuple[str, st
 
 def state_dict_to_variables(state: Mapping[str, Any], model: ReIDModel) -> dict[str, Any]:
     """Map a FastReID state dict (name -> numpy array) onto `model`'s variables, checked."""
+    state = canonical_names(state)
     check_supported(state)
     shapes = jax.eval_shape(
         lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 32, 3)), train=False)
