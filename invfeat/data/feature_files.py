@@ -68,9 +68,9 @@ def _mismatch(what: str, items: Iterable[str]) -> str:
 def validate(ff: FeatureFile, where: str | os.PathLike, dataset_paths=None) -> None:
     """Raise FeatureFileError (naming `where`) unless `ff` is a well-formed feature file.
 
-    Checks: 1-D string paths, unique; 2-D float features with one row per path; no NaN in plain
-    files (ciphertext may hold any bit pattern); nonces exactly for one-time encryption; and,
-    if `dataset_paths` is given, that the paths are exactly that set of relative paths.
+    Checks: 1-D string paths, unique; 2-D float features with one row per path; no NaN or
+    infinity in plain files (ciphertext may hold any bit pattern); nonces exactly for one-time
+    encryption; and, if `dataset_paths` is given, that the paths are exactly that set.
     """
     paths, feats = ff.paths, ff.features
     if paths.ndim != 1 or paths.dtype.kind != "U":
@@ -88,9 +88,12 @@ def validate(ff: FeatureFile, where: str | os.PathLike, dataset_paths=None) -> N
             (dups if p in seen else seen).add(p)
         raise FeatureFileError(f"{where}: {_mismatch('duplicate paths', dups)}")
     if ff.encryption is None:
-        if np.isnan(feats).any():
+        bad = ~np.isfinite(feats)
+        if bad.any():
+            rows = np.flatnonzero(bad.any(axis=1))
             raise FeatureFileError(
-                f"{where}: features contain NaN (not allowed in a plain feature file)"
+                f"{where}: features contain NaN or infinity (not allowed in a plain feature "
+                f"file) in {len(rows)} rows (e.g. {paths[rows[0]]})"
             )
     elif ff.encryption not in SCHEMES:
         raise FeatureFileError(f"{where}: unknown encryption scheme {ff.encryption!r}")
@@ -196,5 +199,6 @@ def align_to_records(ff: FeatureFile, record_paths: Iterable[str]) -> np.ndarray
     found = [rows_by_depth[r.count("/") + 1].get(r) for r in records]
     missing = [r for r, i in zip(records, found, strict=True) if i is None]
     if missing:
-        raise FeatureFileError(f"feature file lacks {_mismatch('record paths', missing)}")
+        seen = f"; its {len(files)} paths look like {files[0]}" if files else "; it has no rows"
+        raise FeatureFileError(f"feature file lacks {_mismatch('record paths', missing)}{seen}")
     return np.array(found, dtype=np.int64)
