@@ -3,6 +3,9 @@
 A Keras layer `L` maps to the flax submodule named `L`: Conv2D/Dense `kernel:0` and `bias:0` go to
 params kernel/bias (Keras and flax share the HWIO / IO layouts); BatchNormalization `gamma:0`,
 `beta:0` go to params scale/bias and `moving_mean:0`, `moving_variance:0` to batch_stats mean/var.
+Layers the network does not use (e.g. the `probs`/`predictions` classifier of an "include_top"
+file) are ignored; a file of another network is refused with `KerasWeightsError`, naming the
+layers it lacks and the layers it has.
 """
 
 import os
@@ -22,6 +25,19 @@ WEIGHT_MAP: dict[str, tuple[str, str]] = {
 }
 
 LayerWeights = dict[str, dict[str, np.ndarray]]
+_MAX_LISTED = 5
+
+
+class KerasWeightsError(KeyError, ValueError):
+    """A Keras weight file lacks a layer or weight the network needs (the message names them)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+def _listed(names: list[str]) -> str:
+    more = f", ... ({len(names)} in all)" if len(names) > _MAX_LISTED else ""
+    return ", ".join(names[:_MAX_LISTED]) + more
 
 
 def _h5py() -> Any:
@@ -67,15 +83,21 @@ def read_keras_h5(path: str | os.PathLike) -> LayerWeights:
 def keras_to_flax(layers: LayerWeights, template: Mapping[str, Any], source: str) -> dict:
     """Fill `template` ({"params": {layer: {...}}, "batch_stats": ...}, arrays or shape structs)
     with the same-named Keras layers; every template leaf must be found with the same shape."""
+    needed = list(dict.fromkeys(name for modules in template.values() for name in modules))
+    absent = [name for name in needed if name not in layers]
+    if absent:
+        raise KerasWeightsError(
+            f"{source}: {len(absent)} of the {len(needed)} layers the network needs are not in "
+            f"the Keras file ({_listed(absent)}); the file has the layers "
+            f"{_listed(list(layers)) or '(none)'}: weights of another network?"
+        )
     out: dict[str, dict[str, dict[str, np.ndarray]]] = {c: {} for c in template}
     for collection, modules in template.items():
         for module_name, leaves in modules.items():
-            if module_name not in layers:
-                raise KeyError(f"{source}: layer {module_name!r} not found in the Keras file")
             found: dict[str, np.ndarray] = {}
             for keras_name, array in layers[module_name].items():
                 if keras_name not in WEIGHT_MAP:
-                    raise KeyError(
+                    raise KerasWeightsError(
                         f"{source}: layer {module_name!r}: unknown weight {keras_name!r}"
                     )
                 target_collection, target_name = WEIGHT_MAP[keras_name]
@@ -83,7 +105,7 @@ def keras_to_flax(layers: LayerWeights, template: Mapping[str, Any], source: str
                     found[target_name] = array
             for leaf_name, leaf in leaves.items():
                 if leaf_name not in found:
-                    raise KeyError(
+                    raise KerasWeightsError(
                         f"{source}: layer {module_name!r} has no weight for {leaf_name!r}"
                     )
                 if tuple(found[leaf_name].shape) != tuple(leaf.shape):
