@@ -40,14 +40,20 @@ def as_float_images(images: Any, name: str = "images") -> np.ndarray:
         raise ValueError(f"{name} must be [N, H, W, 3] RGB, got shape {images.shape}")
     if images.dtype == np.uint8:
         return images.astype(np.float32) / 255.0
-    if not np.issubdtype(images.dtype, np.floating):
+    # jnp.issubdtype: numpy's own does not count bfloat16 (ml_dtypes) as floating.
+    if not jnp.issubdtype(images.dtype, jnp.floating):
         raise TypeError(f"{name} must be uint8 or float in [0, 1], got dtype {images.dtype}")
-    if images.size and (images.min() < 0.0 or images.max() > 1.0):
-        raise ValueError(
-            f"{name} are floats outside [0, 1] (range {images.min():.3g}..{images.max():.3g}); "
-            "pass uint8 or divide by 255"
-        )
-    return images.astype(np.float32, copy=False)
+    images = images.astype(np.float32, copy=False)
+    if images.size:
+        low, high = images.min(), images.max()
+        if np.isnan(low) or np.isnan(high):  # min/max are NaN if any element is
+            raise ValueError(f"{name} hold NaN values")
+        if low < 0.0 or high > 1.0:
+            raise ValueError(
+                f"{name} are floats outside [0, 1] (range {low:.3g}..{high:.3g}); "
+                "pass uint8 or divide by 255"
+            )
+    return images
 
 
 class FeatureAPI:
@@ -68,10 +74,16 @@ class FeatureAPI:
     ):
         if key is not None and not isinstance(key, shufflebits.Key | shufflebits.Secret):
             raise TypeError(f"key must be a shufflebits Key or Secret, got {type(key).__name__}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
+            raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         devices = list(jax.local_devices() if devices is None else devices)
+        if not devices:
+            raise ValueError("devices is empty: the API needs at least one device")
         self.mesh = Mesh(np.array(devices), ("data",))
         # A batch splits evenly over the mesh: round up to a multiple of the device count.
-        self.batch_size = -(-max(1, batch_size) // len(devices)) * len(devices)
+        self.batch_size = -(-int(batch_size) // len(devices)) * len(devices)
         self.key = key
         self._batch = NamedSharding(self.mesh, P("data"))
         replicated = NamedSharding(self.mesh, P())

@@ -7,12 +7,24 @@ by H*W*C, the least-squares GAN losses are MSE against targets 1 (real) and 0 (f
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
 
+def _check_labels(name: str, scores_B: jax.Array, labels_B: jax.Array) -> None:
+    """Refuses anything but [B, ...] scores with one label per row (checked when traced)."""
+    if jnp.ndim(scores_B) != 2 or jnp.shape(labels_B) != jnp.shape(scores_B)[:1]:
+        raise ValueError(
+            f"{name} needs [B, ...] scores and [B] labels, got {jnp.shape(scores_B)} and "
+            f"{jnp.shape(labels_B)}"
+        )
+
+
 def cross_entropy(logits_BC: jax.Array, labels_B: jax.Array, label_smoothing: float = 0.0):
     """Mean softmax cross-entropy with integer labels; label smoothing spreads eps over all C."""
+    _check_labels("cross_entropy", logits_BC, labels_B)
     num_classes = logits_BC.shape[-1]
     log_probs = jax.nn.log_softmax(logits_BC.astype(jnp.float32), axis=-1)
     targets = jax.nn.one_hot(labels_B, num_classes) * (1.0 - label_smoothing)
@@ -37,6 +49,7 @@ def batch_hard_triplet(
     negative. `margin` None gives the soft margin log(1 + exp(d_ap - d_an)). Anchors without a
     positive or a negative in the batch are left out of the mean.
     """
+    _check_labels("batch_hard_triplet", features_BD, labels_B)
     dist = pairwise_euclidean(features_BD, features_BD)
     same = labels_B[:, None] == labels_B[None, :]
     positive = same & ~jnp.eye(labels_B.shape[0], dtype=bool)
@@ -68,6 +81,7 @@ def class_balanced_cross_entropy(
     Matches Keras' `class_weight` (weighted sum divided by the number of samples); labels -1
     contribute nothing and are not counted.
     """
+    _check_labels("class_balanced_cross_entropy", logits_BC, labels_B)
     valid = labels_B >= 0
     safe = jnp.where(valid, labels_B, 0)
     log_probs = jax.nn.log_softmax(logits_BC.astype(jnp.float32), axis=-1)
@@ -76,19 +90,34 @@ def class_balanced_cross_entropy(
     return jnp.sum(weighted) / jnp.maximum(jnp.sum(valid), 1)
 
 
+def _check_same_shape(name: str, x: jax.Array, y: jax.Array) -> None:
+    """Refuses arrays of different shapes (checked when traced: free under jit)."""
+    if jnp.shape(x) != jnp.shape(y):
+        raise ValueError(
+            f"{name} needs two arrays of one shape, got {jnp.shape(x)} and {jnp.shape(y)}"
+        )
+
+
 def mse(x: jax.Array, y: jax.Array) -> jax.Array:
     """Mean squared error over every element (= per-sample MSE averaged over equal samples)."""
+    _check_same_shape("mse", x, y)
     return jnp.mean(jnp.square(x.astype(jnp.float32) - y.astype(jnp.float32)))
 
 
 def pixel_mse(images_BHWC: jax.Array, reconstructions_BHWC: jax.Array) -> jax.Array:
+    _check_same_shape("pixel_mse", images_BHWC, reconstructions_BHWC)
     return mse(images_BHWC, reconstructions_BHWC)
 
 
 def feature_reconstruction_mse(features_real, features_fake) -> jax.Array:
     """MSE between perceptual activations; a pytree of activations gives the mean over leaves."""
-    pairs = zip(jax.tree.leaves(features_real), jax.tree.leaves(features_fake), strict=True)
-    losses = [mse(real, fake) for real, fake in pairs]
+    real_leaves, fake_leaves = jax.tree.leaves(features_real), jax.tree.leaves(features_fake)
+    if not real_leaves or len(real_leaves) != len(fake_leaves):
+        raise ValueError(
+            "feature_reconstruction_mse needs two non-empty pytrees with as many activations, "
+            f"got {len(real_leaves)} and {len(fake_leaves)}"
+        )
+    losses = [mse(real, fake) for real, fake in zip(real_leaves, fake_leaves, strict=True)]
     return sum(losses) / len(losses)
 
 
@@ -112,9 +141,22 @@ def lsgan_generator_loss(fake_logits: jax.Array) -> jax.Array:
     return jnp.mean(jnp.square(fake_logits.astype(jnp.float32) - 1.0))
 
 
+@functools.partial(jax.jit, static_argnames=("axis", "keepdims"))
+def safe_norm(x: jax.Array, axis: int = -1, keepdims: bool = False) -> jax.Array:
+    """Euclidean norm along `axis` (the values of `jnp.linalg.norm`, one compiled program as it
+    is); its gradient at the zero vector is 0, not NaN (0 * inf)."""
+    squared = jnp.sum(x * x, axis=axis, keepdims=keepdims)
+    positive = squared > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
+
+
 def cosine_distance(x_BD: jax.Array, y_BD: jax.Array, eps: float = 1e-12) -> jax.Array:
-    """1 - cosine similarity along the last axis, per row (not reduced)."""
+    """1 - cosine similarity along the last axis, per row (not reduced).
+
+    A zero vector is at distance 1 from anything; the gradient there is finite (that of
+    1 - x.y / eps), never NaN.
+    """
     x = x_BD.astype(jnp.float32)
     y = y_BD.astype(jnp.float32)
-    norms = jnp.linalg.norm(x, axis=-1) * jnp.linalg.norm(y, axis=-1)
+    norms = safe_norm(x) * safe_norm(y)
     return 1.0 - jnp.sum(x * y, axis=-1) / jnp.maximum(norms, eps)

@@ -16,10 +16,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from invfeat.losses import safe_norm
+
 
 def l2_normalize(x_ND: jax.Array, eps: float = 1e-12) -> jax.Array:
+    """Rows scaled to unit length (zero rows stay zero; a finite gradient there, not NaN)."""
     x = x_ND.astype(jnp.float32)
-    return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
+    return x / jnp.maximum(safe_norm(x, axis=-1, keepdims=True), eps)
 
 
 @jax.jit
@@ -51,17 +54,28 @@ def reid_per_query(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(first-match rank [Q] (0 = rank-1), average precision [Q], has-a-valid-match [Q])."""
     q = np.asarray(query_features, np.float32)
-    num_q = q.shape[0]
-    if q.ndim != 2 or np.asarray(gallery_features).ndim != 2:
-        raise ValueError("query_features and gallery_features must be [N, D] arrays")
-    for name, arr in (("query_ids", query_ids), ("query_cams", query_cams)):
-        if np.shape(arr) != (num_q,):
-            raise ValueError(f"{name} must have shape ({num_q},), got {np.shape(arr)}")
-    g = l2_normalize(jnp.asarray(gallery_features))
+    gallery_features = jnp.asarray(gallery_features)
+    for name, arr in (("query_features", q), ("gallery_features", gallery_features)):
+        if arr.ndim != 2 or arr.shape[0] == 0:
+            raise ValueError(f"{name} must be a non-empty [N, D] array, got shape {arr.shape}")
+        if not bool(jnp.all(jnp.isfinite(arr))):
+            raise ValueError(f"{name} holds NaN or infinite values: no ranking is defined")
+    if q.shape[1] != gallery_features.shape[1]:
+        raise ValueError(
+            f"query_features are {q.shape[1]}-d but gallery_features {gallery_features.shape[1]}-d"
+        )
+    num_q, num_g = q.shape[0], gallery_features.shape[0]
+    for name, arr, n in (
+        ("query_ids", query_ids, num_q),
+        ("query_cams", query_cams, num_q),
+        ("gallery_ids", gallery_ids, num_g),
+        ("gallery_cams", gallery_cams, num_g),
+    ):
+        if np.shape(arr) != (n,):
+            raise ValueError(f"{name} must have shape ({n},), got {np.shape(arr)}")
+    g = l2_normalize(gallery_features)
     gid = jnp.asarray(gallery_ids, jnp.int32)
     gcam = jnp.asarray(gallery_cams, jnp.int32)
-    if gid.shape != (g.shape[0],) or gcam.shape != (g.shape[0],):
-        raise ValueError("gallery_ids and gallery_cams must have one entry per gallery feature")
     block = max(1, min(block_size, num_q))
     pad = -num_q % block
     q = np.pad(q, ((0, pad), (0, 0)))
@@ -98,6 +112,11 @@ def balanced_accuracy(labels_NA: Any, predictions_NA: Any, num_classes: int) -> 
     """
     labels = jnp.asarray(labels_NA)
     preds = jnp.asarray(predictions_NA)
+    if labels.shape != preds.shape or labels.ndim not in (1, 2):
+        raise ValueError(
+            "labels_NA and predictions_NA must be two [N] or [N, A] arrays of one shape, got "
+            f"{labels.shape} and {preds.shape}"
+        )
     squeeze = labels.ndim == 1
     if squeeze:
         labels, preds = labels[:, None], preds[:, None]
@@ -122,17 +141,21 @@ def majority_balanced_accuracy(labels_NA: Any, num_classes: int) -> jax.Array:
     """Balanced accuracy of always predicting the majority class: 1 / (number of present classes).
 
     The constant prediction recalls all of its own class and none of the others; the majority
-    class of the evaluated split is present in it by definition. Labels -1 are ignored.
+    class of the evaluated split is present in it by definition. Labels -1 are ignored; an
+    attribute with no known label gives NaN (as `balanced_accuracy`).
     """
     labels = jnp.asarray(labels_NA)
     counts = jnp.sum(jax.nn.one_hot(labels, num_classes), axis=0)
-    return 1.0 / jnp.sum(counts > 0, axis=-1)
+    present = jnp.sum(counts > 0, axis=-1)
+    return jnp.where(present > 0, 1.0 / jnp.maximum(present, 1), jnp.nan)
 
 
 def psnr(images_BHWC: Any, reconstructions_BHWC: Any, max_value: float = 1.0) -> jax.Array:
     """Peak signal-to-noise ratio per image [B] in dB; MSE floored at 1e-10 (identical: 100 dB)."""
     x = jnp.asarray(images_BHWC, jnp.float32)
     y = jnp.asarray(reconstructions_BHWC, jnp.float32)
+    if x.shape != y.shape or x.ndim < 2:
+        raise ValueError(f"psnr needs two [B, ...] arrays of one shape: {x.shape}, {y.shape}")
     err = jnp.mean(jnp.square(x - y), axis=tuple(range(1, x.ndim)))
     return 10.0 * jnp.log10(max_value**2 / jnp.maximum(err, 1e-10))
 

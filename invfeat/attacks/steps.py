@@ -44,6 +44,7 @@ def attribute_class_weights(labels_NA: np.ndarray, num_classes: Sequence[int]) -
     """Balanced class weights n / (k * count_c) per attribute, zero-padded to [A, max C].
 
     As `losses.balanced_class_weights`, computed on the host (no per-attribute compilation).
+    A label at or beyond its attribute's class count is refused, naming the column.
     """
     labels_NA = np.asarray(labels_NA)
     if labels_NA.ndim != 2 or labels_NA.shape[1] != len(num_classes):
@@ -53,6 +54,12 @@ def attribute_class_weights(labels_NA: np.ndarray, num_classes: Sequence[int]) -
     weights_AC = np.zeros((len(num_classes), max(num_classes)), np.float32)
     for a, classes in enumerate(num_classes):
         known = labels_NA[:, a][labels_NA[:, a] >= 0].astype(np.int64)
+        if known.size and known.max() >= classes:
+            # Out of range, a label would make the loss NaN (no class weight, no logit).
+            raise ValueError(
+                f"attribute labels column {a} holds class {known.max()}, but that attribute "
+                f"has {classes} classes (0..{classes - 1}; -1 for unknown)"
+            )
         counts = np.bincount(known, minlength=classes)[:classes]
         present = np.count_nonzero(counts)
         weights_AC[a, :classes] = np.where(

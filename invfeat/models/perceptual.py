@@ -28,6 +28,15 @@ Activations = tuple[jax.Array, ...]
 FeaturesFn = Callable[[Any, jax.Array], Activations]
 
 
+def check_float_images(images_BHWC: jax.Array) -> None:
+    """Refuses integer pixels, which the networks would read as if in [0, 1] (when traced)."""
+    if not jnp.issubdtype(images_BHWC.dtype, jnp.floating):
+        raise TypeError(
+            f"images must be float RGB in [0, 1], got dtype {images_BHWC.dtype} "
+            "(divide uint8 images by 255)"
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class PerceptualNetwork:
     """A named perceptual network: a pure activations function and its (frozen) variables."""
@@ -53,6 +62,7 @@ class SurrogateNet(nn.Module):
     def __call__(
         self, images_BHWC: jax.Array, train: bool = False
     ) -> tuple[jax.Array, Activations]:
+        check_float_images(images_BHWC)
         norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9)
         x = (images_BHWC - 0.5) / 0.25
         x = nn.relu(norm()(nn.Conv(self.widths[0], (3, 3), use_bias=False)(x)))
@@ -116,6 +126,7 @@ class KerasResNet50(nn.Module):
             raise ValueError(
                 f"unknown ResNet-50 layer {self.output_layer!r}; choose one of {resnet50_layers()}"
             )
+        check_float_images(images_BHWC)
         conv = lambda f, k, s, name, pad="VALID": nn.Conv(f, (k, k), (s, s), padding=pad, name=name)
         bn = lambda name: nn.BatchNorm(use_running_average=True, epsilon=1.001e-5, name=name)
         x = images_BHWC[..., ::-1] * 255.0 - jnp.asarray(CAFFE_MEAN_BGR, images_BHWC.dtype)

@@ -1,7 +1,8 @@
 """The victim: a FastReID-style re-ID model (ResNet, GAP/GeM pooling, BNNeck, bias-free classifier).
 
-`ReIDModel(images_BHWC, train)` takes float32 RGB in [0, 1], normalises inside (and, with
-`backbone_size`, resizes bilinearly to the size the backbone sees), and returns
+`ReIDModel(images_BHWC, train=False)` takes float RGB in [0, 1] (integer pixels are refused),
+normalises inside (and, with `backbone_size`, resizes bilinearly to the size the backbone
+sees), and returns
 {"features": BN-neck output [B, D] (what the API serves), "global": pooled features before the
 neck [B, D], "logits": [B, C] (only when num_classes > 0)}. Parameters are float32; `dtype`
 sets the backbone's compute dtype (bfloat16 on GPU); pooling, neck and classifier run in float32.
@@ -71,9 +72,15 @@ class ReIDModel(nn.Module):
         return self.width * 8 * (4 if self.bottleneck else 1)
 
     @nn.compact
-    def __call__(self, images_BHWC: jax.Array, train: bool) -> dict[str, jax.Array]:
+    def __call__(self, images_BHWC: jax.Array, train: bool = False) -> dict[str, jax.Array]:
         if images_BHWC.ndim != 4 or images_BHWC.shape[-1] != 3:
             raise ValueError(f"images must be [B, H, W, 3], got shape {images_BHWC.shape}")
+        if not jnp.issubdtype(images_BHWC.dtype, jnp.floating):
+            # Integer pixels would be normalised as if in [0, 1]: features of another image.
+            raise TypeError(
+                f"images must be float RGB in [0, 1], got dtype {images_BHWC.dtype} "
+                "(divide uint8 images by 255, or serve them through invfeat.api.FeatureAPI)"
+            )
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         mean = jnp.asarray(self.pixel_mean, jnp.float32)
