@@ -49,6 +49,8 @@ def run_build(args: argparse.Namespace) -> int:
     if args.dataset in REAL and args.manual_dir is None:
         print(f"{args.dataset} needs --manual-dir.\n\n{cls.MANUAL_DOWNLOAD_INSTRUCTIONS}")
         return USAGE_EXIT
+    if args.dataset in REAL and args.manual_dir.is_file():
+        return fail(f"--manual-dir {args.manual_dir} is a file: unpack it and pass the folder")
     if args.dataset in REAL and not (args.manual_dir.is_dir() and any(args.manual_dir.iterdir())):
         return fail(f"--manual-dir {args.manual_dir}: no such folder, or an empty one")
     kwargs = {"config": args.config} if args.config else {}

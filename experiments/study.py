@@ -101,7 +101,7 @@ def _run(name: str, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return INTERRUPTED_EXIT
-    except (OSError, ValueError) as err:  # bad input (a path, a name): named in the message
+    except (OSError, ValueError, ImportError) as err:  # bad input, a missing extra: named
         return fail(err)
     print(f"report: {report}")
     print((report.parent / "report.md").read_text().split("## Attribute")[0])

@@ -48,7 +48,7 @@ from invfeat.file_victim import (
     split_features,
     victim_api,
 )
-from invfeat.models.perceptual import white_box_perceptual
+from invfeat.models.perceptual import load_keras_resnet50, white_box_perceptual
 from invfeat.models.reid import make_features_fn
 from invfeat.stages import Stages
 from invfeat.victim import (
@@ -377,8 +377,9 @@ def _perceptual(config: StudyConfig, victim: Victim | FileVictim, surrogate: Any
 
 
 def check_inputs(config: StudyConfig) -> None:
-    """Every file a study reads from outside exists (FileNotFoundError naming it), before any
-    run directory is written."""
+    """Every file a study reads from outside exists (FileNotFoundError naming it) and the weights
+    files load, before any run directory is written: they are otherwise first read hours in,
+    when the reconstructions are scored or the GAN starts."""
     needed = []
     if isinstance(config.victim, FileVictim):
         needed += [config.victim.split_file(split) for split in SPLITS]
@@ -394,6 +395,11 @@ def check_inputs(config: StudyConfig) -> None:
     missing = [str(path) for path in needed if not path.exists()]
     if missing:
         raise FileNotFoundError(f"{config.name}: no such file or folder: {', '.join(missing)}")
+    if isinstance(config.victim, FileVictim):
+        victim_api(config.victim)
+    for attack in (config.autoencoder, config.gan):
+        if attack.feature > 0 and attack.perceptual == "resnet50-imagenet":
+            load_keras_resnet50(attack.perceptual_weights, attack.perceptual_layer)
 
 
 def run_study(

@@ -55,6 +55,14 @@ def test_build_with_a_missing_manual_dir(tmp_path, capsys):
     assert f"--manual-dir {missing}" in _error(capsys)
 
 
+def test_build_with_the_archive_as_manual_dir(tmp_path, capsys):
+    archive = tmp_path / "Market-1501-v15.09.15.zip"
+    archive.write_bytes(b"PK")
+    argv = ["data", "build", "--dataset", "market1501", "--data-dir", str(tmp_path / "data")]
+    assert main([*argv, "--manual-dir", str(archive)]) == 2
+    assert f"--manual-dir {archive} is a file: unpack it" in _error(capsys)
+
+
 def test_build_with_a_manual_dir_without_the_dataset(tmp_path, capsys):
     unpacked = tmp_path / "unpacked"
     unpacked.mkdir()
@@ -124,3 +132,18 @@ def test_extract_to_an_existing_file_that_is_not_a_folder(tmp_path, capsys):
             "--out", str(out), "--splits", "query", "--data-dir", str(tmp_path / "data")]  # fmt: skip
     assert main(argv) == 2
     assert str(out) in _error(capsys)
+
+
+def test_a_missing_optional_package_is_an_error_line(tmp_path, monkeypatch, capsys):
+    """The paper's GAN reads Keras weights with h5py (the `keras` extra): without it, the
+    study stops before it starts, saying what to install."""
+    features = tmp_path / "features"
+    features.mkdir()
+    for split in ("train", "query", "gallery"):
+        (features / f"{split}.npz").write_bytes(b"")
+    (tmp_path / "resnet50.h5").write_bytes(b"")
+    monkeypatch.setitem(sys.modules, "h5py", None)  # `import h5py` raises ImportError
+    argv = ["run", "paper-market-bot", "--runs-dir", str(tmp_path / "runs"), "--quiet"]
+    argv += ["--victim-features", str(features), "--perceptual-weights", str(tmp_path / "resnet50.h5")]
+    assert main(argv) == 2
+    assert "pip install h5py" in _error(capsys)

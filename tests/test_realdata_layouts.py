@@ -90,7 +90,7 @@ def test_empty_and_unreadable_images_are_left_out_by_name(tmp_path):
         warnings.simplefilter("always")
         b = _build("market1501", tmp_path / "manual", tmp_path / "data")
     messages = [str(w.message) for w in caught if issubclass(w.category, LayoutWarning)]
-    assert any("0001_c2s1_000976_03.jpg: left out: empty file" in m for m in messages)
+    assert any("0001_c2s1_000976_03.jpg: left out: cannot decode image" in m for m in messages)
     assert any("0003_c1s6_015971_00.jpg: left out: cannot decode" in m for m in messages)
     rejected = b.info.metadata["rejected_files"]
     assert ["bounding_box_test/0001_c2s1_000976_03.jpg", "cannot decode"] in rejected

@@ -182,3 +182,30 @@ def test_file_victim_weights_give_the_scoring_api(tiny_run, tmp_path):
     (tmp_path / "model.ckpt").write_bytes(b"")
     with pytest.raises(ValueError, match="FastReID .pth file or an invfeat victim folder"):
         victim_api(FileVictim("bad", weights=str(tmp_path / "model.ckpt")))
+
+
+@pytest.mark.parametrize("bad", ["perceptual", "victim"])
+def test_weights_files_are_read_before_the_run_starts(tmp_path, bad):
+    """The GAN's perceptual weights and the scoring victim's weights are first needed hours in:
+    a file that does not load is refused before the run directory exists."""
+    features = tmp_path / "features"
+    features.mkdir()
+    for split in ("train", "query", "gallery"):
+        (features / f"{split}.npz").write_bytes(b"")
+    junk = tmp_path / ("resnet50.h5" if bad == "perceptual" else "model.ckpt")
+    junk.write_text("not weights")
+    args = argparse.Namespace(
+        victim_features=features,
+        victim_weights=junk if bad == "victim" else None,
+        perceptual_weights=junk if bad == "perceptual" else None,
+    )
+    config = with_paths(get_study("paper-market-bot"), args)
+    if bad == "victim":  # the config needs its perceptual weights too: give a real-looking path
+        config = dataclasses.replace(
+            config, gan=dataclasses.replace(config.gan, perceptual="victim-surrogate")
+        )
+    from invfeat.study import run_study
+
+    with pytest.raises((OSError, ValueError), match=str(junk.name)):
+        run_study(config, tmp_path / "run", data_dir=tmp_path / "data")
+    assert not (tmp_path / "run").exists()

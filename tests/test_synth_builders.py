@@ -94,3 +94,9 @@ def test_build_says_building_not_downloading(tmp_path, capfd, caplog):
     assert "ownload" not in out + err
     assert f"building synth_duke into {tmp_path}" in err
     assert not [r for r in caplog.records if "custom data configuration" in r.getMessage()]
+
+
+@pytest.mark.parametrize("data", [b"", b"\xff\xd8 not a jpeg"])
+def test_decode_image_names_what_it_cannot_read(data):
+    with pytest.raises(ValueError, match="cannot decode image bounding_box_test/x.jpg"):
+        decode_image(data, "bounding_box_test/x.jpg")

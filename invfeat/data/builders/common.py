@@ -117,7 +117,12 @@ def encode_image(image_HWC: np.ndarray, ext: str = ".png", jpeg_quality: int = 9
 
 def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """Encoded PNG/JPEG bytes -> RGB uint8 [H, W, 3]; ValueError naming `name` if unreadable."""
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if not data:  # OpenCV asserts on an empty buffer
+        raise ValueError(f"cannot decode image {name}: it is empty")
+    try:
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as e:
+        raise ValueError(f"cannot decode image {name}: {str(e).strip().splitlines()[-1]}") from None
     if bgr is None:
         raise ValueError(f"cannot decode image {name}")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -21,7 +21,6 @@ import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
-import cv2
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -89,13 +88,10 @@ class _RealReidBuilder(ReidBuilder, skip_registration=True):
         for entry, attributes in zip(entries, attributes_NA, strict=True):
             data = entry.path.read_bytes()
             try:
-                if not data:
-                    raise ValueError("empty file")
                 decode_image(data, entry.file_name)
-            except (ValueError, cv2.error) as e:
+            except ValueError as e:
                 unreadable.append(entry.file_name)
-                why = str(e).strip().splitlines()[-1] if isinstance(e, cv2.error) else e
-                warnings.warn(f"{entry.path}: left out: {why}", LayoutWarning, stacklevel=2)
+                warnings.warn(f"{entry.path}: left out: {e}", LayoutWarning, stacklevel=2)
                 continue
             yield ReidRecord(data, entry.identity, entry.camera, attributes, entry.file_name)
         self.info.metadata["rejected_files"] += [[f, "cannot decode"] for f in unreadable]
