@@ -3,6 +3,9 @@ metrics on edge cases against plain numpy, the black-box API's argument checks."
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -170,3 +173,22 @@ def test_api_arguments_are_checked_when_built():
         FeatureAPI(features_fn, {}, batch_size=2.5)
     with pytest.raises(ValueError, match="devices is empty"):
         FeatureAPI(features_fn, {}, devices=[])
+
+
+# ---- import invfeat -------------------------------------------------------------------------
+
+
+def test_import_invfeat_reaches_submodules_lazily():
+    code = (
+        "import sys, invfeat\n"
+        "assert 'jax' not in sys.modules, 'import invfeat imported jax'\n"
+        "assert invfeat.losses.cosine_distance and invfeat.models.reid.ReIDModel\n"
+        "assert 'losses' in dir(invfeat) and 'reid' in dir(invfeat.models)\n"
+        "try:\n"
+        "    invfeat.no_such_module\n"
+        "except AttributeError as e:\n"
+        "    assert 'no_such_module' in str(e)\n"
+        "else:\n"
+        "    raise AssertionError('no AttributeError')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)
