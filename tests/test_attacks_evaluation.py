@@ -109,6 +109,14 @@ def test_uninformative_reconstructions_score_poorly(scene):
         evaluate(scene, lambda rows: np.zeros((len(rows), 8, 8, 3), np.float32), features)
 
 
+def test_query_images_out_of_range_are_refused(scene):
+    """PSNR and SSIM assume pixels in [0, 1]: 0-255 floats would score as another image."""
+    features = api(scene["query"])
+    as_255 = dict(scene, query=scene["query"] * 255.0)
+    with pytest.raises(ValueError, match="query_images are floats outside"):
+        evaluate(as_255, lambda rows: np.zeros((len(rows), H, W, 3), np.float32), features)
+
+
 def write(path: Path, paths, features, encryption=None, nonces=None) -> None:
     write_features(path, FeatureFile(np.array(paths), np.asarray(features), encryption, nonces))
 

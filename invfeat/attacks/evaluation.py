@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from invfeat import metrics as M
+from invfeat.api import as_float_images
 from invfeat.attacks.attributes import AttributePredictor, AttributeResult, attribute_metrics
 from invfeat.data.feature_files import FeatureFileError, normalise_path, read_features
 
@@ -65,15 +66,6 @@ def image_similarity(images: np.ndarray, reconstructions: np.ndarray, block: int
         "psnr": float(np.mean(np.concatenate(psnr))),
         "ssim": float(np.mean(np.concatenate(ssim))),
     }
-
-
-def _to_float_images(images: np.ndarray, name: str) -> np.ndarray:
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"{name} must be [N, H, W, 3] RGB, got shape {images.shape}")
-    if images.dtype == np.uint8:
-        return images.astype(np.float32) / 255.0
-    return images.astype(np.float32)
 
 
 def _attribute_block(
@@ -133,7 +125,7 @@ def evaluate_reconstructions(
     or any features -> class ids function with `query_attributes` already in its columns.
     Returns `(metrics, reconstructions[:grid_images])`.
     """
-    real = _to_float_images(query_images, "query_images")
+    real = as_float_images(query_images, "query_images")
     plain = np.asarray(query_features_plain, np.float32)
     n = len(real)
     for name, array in (
