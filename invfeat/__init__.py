@@ -1,13 +1,31 @@
 """invfeat: model-inversion attacks on deep features, and ShuffleBits encryption, in JAX/Flax.
 
 Submodules load on first use (`import invfeat; invfeat.losses.cosine_distance(...)`), so
-`import invfeat` itself stays cheap and imports no JAX.
+`import invfeat` itself stays cheap and imports no JAX. Its subpackages do the same.
 """
 
 import importlib
+from collections.abc import Callable
 from types import ModuleType
 
 __version__ = "0.1.0"
+
+
+def lazy_submodules(
+    package: str, names: tuple[str, ...]
+) -> tuple[Callable[[str], ModuleType], Callable[[], list[str]]]:
+    """(__getattr__, __dir__) for `package`: each of its submodules `names` loads on first use."""
+
+    def __getattr__(name: str) -> ModuleType:
+        if name in names:
+            return importlib.import_module(f"{package}.{name}")
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted(names)
+
+    return __getattr__, __dir__
+
 
 SUBMODULES = (
     "api",
@@ -26,14 +44,5 @@ SUBMODULES = (
     "train",
     "victim",
 )
-__all__ = ["__version__", *SUBMODULES]
-
-
-def __getattr__(name: str) -> ModuleType:
-    if name in SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__all__ = ["__version__", "lazy_submodules", *SUBMODULES]
+__getattr__, __dir__ = lazy_submodules(__name__, SUBMODULES)

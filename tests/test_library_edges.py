@@ -183,6 +183,7 @@ def test_import_invfeat_reaches_submodules_lazily():
         "import sys, invfeat\n"
         "assert 'jax' not in sys.modules, 'import invfeat imported jax'\n"
         "assert invfeat.losses.cosine_distance and invfeat.models.reid.ReIDModel\n"
+        "assert invfeat.data.builders.build and invfeat.attacks.steps and invfeat.train.loop.fit\n"
         "assert 'losses' in dir(invfeat) and 'reid' in dir(invfeat.models)\n"
         "try:\n"
         "    invfeat.no_such_module\n"

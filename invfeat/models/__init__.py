@@ -1,8 +1,7 @@
 """The networks as pure flax.linen modules; each submodule loads on first use
 (`invfeat.models.reid.get_config(...)` after `import invfeat`)."""
 
-import importlib
-from types import ModuleType
+from invfeat import lazy_submodules
 
 SUBMODULES = (
     "attribute_head",
@@ -15,13 +14,4 @@ SUBMODULES = (
     "resnet",
 )
 __all__ = list(SUBMODULES)
-
-
-def __getattr__(name: str) -> ModuleType:
-    if name in SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_submodules(__name__, SUBMODULES)

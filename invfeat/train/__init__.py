@@ -10,4 +10,21 @@
 - `checkpoint`: `Checkpointer` over orbax (state + data-iterator state + meta; keep-last/best).
 - `evaluators`: registry of evaluators yielding `(name, value)` pairs.
 - `loop`: `fit`.
+
+Each submodule loads on first use.
 """
+
+from invfeat import lazy_submodules
+
+SUBMODULES = (
+    "checkpoint",
+    "distributed",
+    "evaluators",
+    "loop",
+    "mesh",
+    "optim",
+    "precision",
+    "state",
+)
+__all__ = list(SUBMODULES)
+__getattr__, __dir__ = lazy_submodules(__name__, SUBMODULES)
