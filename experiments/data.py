@@ -77,7 +77,10 @@ def summary(builder) -> str:
         lines.append(f"  {split:<8} {n:>8} {identities.get(split, '?'):>10}")
     rejected = builder.info.metadata.get("rejected_files", [])
     if rejected:
-        lines.append(f"  {len(rejected)} files left out (listed in metadata.json)")
+        lines.append(
+            f"  {len(rejected)} files left out (listed in metadata.json); once they are"
+            f" mended, delete {builder.data_dir} and build again"
+        )
     return "\n".join(lines)
 
 

@@ -147,3 +147,15 @@ def test_a_missing_optional_package_is_an_error_line(tmp_path, monkeypatch, caps
     argv += ["--victim-features", str(features), "--perceptual-weights", str(tmp_path / "resnet50.h5")]
     assert main(argv) == 2
     assert "pip install h5py" in _error(capsys)
+
+
+def test_build_tells_how_to_rebuild_after_files_were_left_out(tmp_path, capsys):
+    import fake_trees
+
+    base = fake_trees.market_tree(tmp_path / "manual")
+    (base / "bounding_box_test/0001_c2s1_000976_03.jpg").write_bytes(b"")  # interrupted copy
+    argv = ["data", "build", "--dataset", "market1501", "--data-dir", str(tmp_path / "data")]
+    with pytest.warns(UserWarning, match="0001_c2s1_000976_03.jpg: left out"):
+        assert main([*argv, "--manual-dir", str(tmp_path / "manual")]) == 0
+    out = capsys.readouterr().out
+    assert "1 files left out" in out and "delete " + str(tmp_path / "data") in out
