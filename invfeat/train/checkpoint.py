@@ -13,13 +13,20 @@ Retention: the last `keep_last` checkpoints, plus the best one by `best_metric` 
 `<step>.orbax-checkpoint-tmp*` and renames when complete, and leftover temporary directories are
 ignored (and removed) when a manager opens the directory, so a run killed mid-save leaves the
 previous checkpoint restorable.
+
+A Ctrl-C (SIGINT) landing inside a call into orbax is held until the call returns, then
+delivered (see `interrupts_held`).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import json
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +37,39 @@ from etils import epath
 from invfeat.train.state import abstract_like
 
 BEST_MODES = ("min", "max")
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) until the block ends, then deliver it; a second one acts at once.
+
+    A KeyboardInterrupt raised inside orbax leaves it half-way: a save interrupted in its blocking
+    part is never committed while its array writes go on in threads nobody waits for (at exit
+    they print "Event loop is closed" tracebacks), and one interrupted while waiting for the
+    previous save logs an ERROR traceback and forgets that save. Only the main thread receives
+    signals: elsewhere, or under a non-Python SIGINT handler, the block runs as it is.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+    held: list[Any] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        if held:  # pressed again: stop waiting
+            held.clear()
+            signal.signal(signal.SIGINT, previous)
+            previous(signum, frame)
+        else:
+            held.append(frame)
+
+    signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held:
+            previous(signal.SIGINT, held[0])
 
 
 class DataStateHandler(ocp.CheckpointHandler):
@@ -147,16 +187,17 @@ class Checkpointer:
         ranked = {k: float(v) for k, v in metrics.items()} if metrics else None
         if ranked is not None and (name is None or name not in ranked):
             ranked = None
-        self._manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state),
-                data=DataStateSave(data_state),
-                meta=ocp.args.JsonSave(dict(meta or {})),
-            ),
-            metrics=ranked,
-            force=True,
-        )
+        with interrupts_held():
+            self._manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state),
+                    data=DataStateSave(data_state),
+                    meta=ocp.args.JsonSave(dict(meta or {})),
+                ),
+                metrics=ranked,
+                force=True,
+            )
 
     def restore(self, target: Any, step: int | None = None) -> Restored:
         """Restore `step` (default: latest) into the shapes and shardings of `target`.
@@ -172,14 +213,15 @@ class Checkpointer:
             lambda x: x if isinstance(x, jax.ShapeDtypeStruct) else abstract_like(x), target
         )
         try:
-            out = self._manager.restore(
-                step,
-                args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract),
-                    data=DataStateRestore(),
-                    meta=ocp.args.JsonRestore(),
-                ),
-            )
+            with interrupts_held():
+                out = self._manager.restore(
+                    step,
+                    args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(abstract),
+                        data=DataStateRestore(),
+                        meta=ocp.args.JsonRestore(),
+                    ),
+                )
         except ValueError as err:  # orbax names the leaf, not the checkpoint
             raise ValueError(
                 f"{self.directory / str(step)}: the checkpoint does not fit the state to restore "
@@ -189,7 +231,8 @@ class Checkpointer:
 
     def read_meta(self, step: int) -> dict[str, Any]:
         """The `meta` saved at `step`, without restoring the state."""
-        out = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        with interrupts_held():
+            out = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
         return out["meta"]
 
     def latest_step(self) -> int | None:
@@ -204,10 +247,13 @@ class Checkpointer:
 
     def wait(self) -> None:
         """Block until a pending asynchronous save has been committed."""
-        self._manager.wait_until_finished()
+        with interrupts_held():
+            self._manager.wait_until_finished()
 
     def close(self) -> None:
-        self._manager.close()
+        """Wait for a pending save, then release orbax's threads."""
+        with interrupts_held():
+            self._manager.close()
 
     def __enter__(self) -> Checkpointer:
         return self

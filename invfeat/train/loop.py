@@ -7,7 +7,8 @@ JSONL record per epoch (and per `log_every_steps` if set) to `<workdir>/metrics.
 to the console, runs evaluators, saves checkpoints (state + data-iterator state + meta + the
 running epoch means) and resumes from the latest one. A non-finite metric stops the run without
 saving, and the last good checkpoint is restored and returned. KeyboardInterrupt saves a
-checkpoint (when the state is whole) and re-raises.
+checkpoint (when the state is whole), waits until it is committed, names it and re-raises; a
+Ctrl-C landing inside a save takes effect once the save has been handed over to orbax.
 
 The data is an endless iterator of per-process batches (dicts of numpy arrays); when it has
 `get_state()`/`set_state()` (grain iterators do) its position is checkpointed and restored.
@@ -331,14 +332,19 @@ def fit(
             state = ckpt.restore(target, good).state
         return FitResult(state=state, step=good or 0, history=log.history, stop_reason=message)
     except KeyboardInterrupt:
-        if ckpt is not None and consumed == done and _is_whole(state):
-            try:
-                consume()
-                save(done)
-            except _NonFinite:
-                pass
+        if ckpt is not None:
+            if consumed == done and _is_whole(state):
+                try:
+                    consume()
+                    save(done)
+                except _NonFinite:
+                    pass
+            ckpt.wait()  # the latest step counts once its save is committed
+            kept = ckpt.latest_step()
             tqdm.write(
-                f"interrupted at step {done}; checkpoint {ckpt.latest_step()} kept", file=sys.stderr
+                f"interrupted at step {done}; "
+                + (f"checkpoint {kept} kept" if kept is not None else "no checkpoint saved yet"),
+                file=sys.stderr,
             )
         raise
     finally:
