@@ -23,7 +23,8 @@ def _check_labels(name: str, scores_B: jax.Array, labels_B: jax.Array) -> None:
 
 
 def cross_entropy(logits_BC: jax.Array, labels_B: jax.Array, label_smoothing: float = 0.0):
-    """Mean softmax cross-entropy with integer labels; label smoothing spreads eps over all C."""
+    """Mean softmax cross-entropy with integer labels; label smoothing spreads eps over all C
+    classes (Szegedy et al.; FastReID spreads it over the C - 1 others, a target eps / C apart)."""
     _check_labels("cross_entropy", logits_BC, labels_B)
     num_classes = logits_BC.shape[-1]
     log_probs = jax.nn.log_softmax(logits_BC.astype(jnp.float32), axis=-1)
