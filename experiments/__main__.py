@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
+import threading
 
 from experiments import INTERRUPTED_EXIT
 
@@ -36,5 +39,32 @@ def main(argv: list[str] | None = None) -> int:
         return INTERRUPTED_EXIT
 
 
+def deliver_dropped_interrupts() -> None:
+    """Installs a `sys.unraisablehook` under which a Ctrl-C still stops the command when it lands
+    in a callback whose exceptions Python drops (JAX's garbage-collection hook): the SIGINT is
+    sent again to the main thread, from another thread, once the callback has returned."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable: sys.UnraisableHookArgs) -> None:
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            previous(unraisable)
+            return
+        main_thread = threading.main_thread().ident
+        again = threading.Timer(0.05, signal.pthread_kill, (main_thread, signal.SIGINT))
+        again.daemon = True
+        again.start()
+
+    sys.unraisablehook = hook
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    deliver_dropped_interrupts()
+    status = main()
+    if status == INTERRUPTED_EXIT:
+        # A Ctrl-C can leave one of XLA's compiles running in its own thread; the interpreter's
+        # teardown then frees what it uses and the process ends in a segfault. Finished work is
+        # on disk (checkpoints are waited for), so end here, output flushed, without teardown.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,7 @@ def with_paths(config: StudyConfig, args: argparse.Namespace) -> StudyConfig:
 
 
 def _run(name: str, args: argparse.Namespace) -> int:
-    command = "python -m experiments " + " ".join(sys.argv[1:])
+    command = "python -m experiments " + shlex.join(sys.argv[1:])
     try:
         config = with_paths(get_study(name), args)
         if "GPU" in config.requires and jax.default_backend() == "cpu":

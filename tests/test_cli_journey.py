@@ -25,11 +25,38 @@ def test_interrupted_study_says_to_run_it_again(tmp_path, monkeypatch, capsys):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(study_cli, "run_study", interrupted)
-    argv = ["run", "tiny", "--runs-dir", str(tmp_path), "--quiet"]
+    runs = tmp_path / "my runs"  # a space: the command printed must quote it
+    argv = ["run", "tiny", "--runs-dir", str(runs), "--quiet"]
     monkeypatch.setattr(sys, "argv", ["experiments/__main__.py", *argv])
     assert main(argv) == 130
     err = _error(capsys)
-    assert f"run `python -m experiments {' '.join(argv)}` again to resume" in err
+    assert f"run `python -m experiments run tiny --runs-dir '{runs}' --quiet` again" in err
+
+
+def test_a_ctrl_c_that_python_would_drop_still_stops_the_command():
+    """A KeyboardInterrupt raised in a garbage-collection callback (JAX has one) goes to
+    sys.unraisablehook and is dropped; under the command line's hook it is delivered again."""
+    code = (
+        "import gc, time\n"
+        "from experiments.__main__ import deliver_dropped_interrupts\n"
+        "deliver_dropped_interrupts()\n"
+        "fired = []\n"
+        "def callback(phase, info):\n"
+        "    if not fired:\n"
+        "        fired.append(phase)\n"
+        "        raise KeyboardInterrupt\n"
+        "gc.callbacks.append(callback)\n"
+        "gc.collect()\n"
+        "try:\n"
+        "    time.sleep(20)\n"
+        "    print('the Ctrl-C was dropped')\n"
+        "except KeyboardInterrupt:\n"
+        "    print('stopped')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO
+    )
+    assert done.stdout.strip() == "stopped", done.stdout + done.stderr[-2000:]
 
 
 def test_interrupted_command_exits_130_without_traceback(monkeypatch, capsys):
