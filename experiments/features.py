@@ -7,7 +7,8 @@ One .npz per split (train, query, gallery, and val where present): `--out DIR` w
 DIR/<split>.npz, `--out NAME.npz` writes NAME_<split>.npz. With --encrypt the API emits
 ShuffleBits ciphertext: under the static key in FILE, or (one-time) under per-vector keys derived
 from the secret in FILE, with the nonces stored in the files. A missing key file is created
-(mode 0600); keys are never printed.
+(mode 0600); keys are never printed. Existing output files are replaced only with --overwrite,
+the key file never.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extract.add_argument("--splits", nargs="+", help="default: every built split")
     extract.add_argument("--batch-size", type=int_at_least(1), default=256)
     extract.add_argument("--data-dir", type=Path, help="default: $INVFEAT_DATA_DIR or ./data")
+    extract.add_argument(
+        "--overwrite", action="store_true", help="replace existing output files (never the key)"
+    )
     extract.set_defaults(func=run_extract)
 
 
@@ -51,13 +55,18 @@ def load_or_create_key(path: Path, scheme: str):
 
 def run_extract(args: argparse.Namespace) -> int:
     from invfeat import shufflebits as sb
+    from invfeat.data import builders
     from invfeat.data.feature_files import FeatureFileError
-    from invfeat.features import extract_features
+    from invfeat.features import extract_features, feature_paths
     from invfeat.victim import load_victim, settings_for
 
     if (args.encrypt is None) != (args.key is None):
         return fail("--encrypt and --key go together")
     try:
+        splits = args.splits or builders.builder_class(args.dataset).SPLITS
+        outputs = {path.resolve() for path in feature_paths(args.out, splits).values()}
+        if args.key is not None and args.key.resolve() in outputs:
+            return fail(f"--key {args.key}: is one of the output files; refusing to overwrite it")
         victim = load_victim(args.victim)
         key = load_or_create_key(args.key, args.encrypt) if args.encrypt else None
         settings = settings_for(victim.config, args.dataset)
@@ -70,6 +79,7 @@ def run_extract(args: argparse.Namespace) -> int:
             data_dir=args.data_dir,
             data_settings=settings,
             batch_size=args.batch_size,
+            overwrite=args.overwrite,
         )
     except (OSError, ValueError, TypeError, FeatureFileError, sb.KeyFileError) as err:
         return fail(str(err))

@@ -200,17 +200,25 @@ def extract_features(
     data_dir: str | Path | None = None,
     data_settings: Mapping[str, Any] | None = None,
     batch_size: int = 256,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> dict[str, Path]:
     """Write one feature file per split of `dataset` (default: every built split).
 
     Returns {split: path}. With a key the files hold ciphertext (and, one-time, the nonces).
+    Existing files are replaced only with `overwrite` (FileExistsError, before any work, else).
     """
     scheme = scheme_of(key)
     opened = dict(data_dir=data_dir, data_settings=data_settings)
     prepare_dataset(dataset, **opened)
     splits = tuple(splits) if splits else dataset_splits(dataset, **opened)
     paths = feature_paths(out, splits)
+    existing = [str(path) for path in paths.values() if path.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{', '.join(existing)}: already exist(s); pass overwrite=True (--overwrite) to "
+            "replace them"
+        )
     api = victim.api(key=key, batch_size=batch_size)
     for split, path in paths.items():
         source = open_dataset_split(dataset, split, **opened)

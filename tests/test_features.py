@@ -149,3 +149,35 @@ def test_cli_extract_with_a_new_one_time_key(victim, data_dir, tmp_path, capsys)
     assert cipher.encryption == "one-time" and len(cipher) == 2
     argv[argv.index("one-time")] = "static"
     assert main(argv) == 2  # the key file holds a one-time secret
+
+
+def test_existing_files_are_refused_before_any_work_unless_overwrite(victim, data_dir, tmp_path):
+    first = _extract(victim, data_dir, tmp_path / "out")
+    before = {split: path.read_bytes() for split, path in first.items()}
+    key = shufflebits.Secret.generate()
+    with pytest.raises(FileExistsError, match="already exist.*overwrite"):
+        _extract(victim, data_dir, tmp_path / "out", key=key)
+    assert {split: path.read_bytes() for split, path in first.items()} == before
+    again = extract_features(
+        victim, "synth_market", tmp_path / "out", key=key, data_dir=data_dir,
+        data_settings=SETTINGS, batch_size=8, overwrite=True, progress=False,
+    )  # fmt: skip
+    assert read_features(again["query"], encrypted=True).encryption == "one-time"
+
+
+def test_cli_refuses_to_overwrite_outputs_or_to_write_over_the_key(victim, data_dir, tmp_path):
+    from experiments.__main__ import main
+
+    workdir = tmp_path / "victim"
+    save_victim(workdir, victim)
+    out = tmp_path / "f.npz"
+    argv = ["features", "extract", "--dataset", "synth_market", "--victim", str(workdir),
+            "--out", str(out), "--splits", "query", "--batch-size", "8",
+            "--data-dir", str(data_dir)]  # fmt: skip
+    assert main(argv) == 0
+    written = (tmp_path / "f_query.npz").read_bytes()
+    assert main(argv) == 2
+    assert main([*argv, "--overwrite"]) == 0
+    key = tmp_path / "f_query.npz"  # the key file named as one of the outputs
+    assert main([*argv, "--overwrite", "--encrypt", "static", "--key", str(key)]) == 2
+    assert read_features(key).encryption is None and len(written) > 0
