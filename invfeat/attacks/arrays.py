@@ -135,7 +135,7 @@ def attacker_features(features_ND: np.ndarray, encoding: str | None, name: str) 
                 f"{name}: an encoding reads the bits of float32 features, got {features_ND.dtype}"
             )
         return np.ascontiguousarray(features_ND).view(np.uint32)
-    if not np.issubdtype(features_ND.dtype, np.floating):
+    if not jnp.issubdtype(features_ND.dtype, jnp.floating):  # numpy's misses bfloat16
         raise TypeError(f"{name} must be float features, got {features_ND.dtype}")
     features_ND = features_ND.astype(np.float32)
     if not np.isfinite(features_ND).all():

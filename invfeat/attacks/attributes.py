@@ -195,6 +195,30 @@ def attribute_metrics(
     return out
 
 
+def _scored_labels(y_train: np.ndarray, y_victim: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """The victims' labels to score: columns the attacker has no known label for are blanked.
+
+    A head trained on no label is its random initialisation; scoring it would put noise into
+    the mean (and into the keep-best selection). Refuses victims without any scorable label
+    before training starts.
+    """
+    untrained = [a for a in range(len(names)) if not (y_train[:, a] >= 0).any()]
+    if untrained:
+        warnings.warn(
+            f"attributes {[names[a] for a in untrained]} have no known label in train_attributes: "
+            "their heads learn nothing and are left out of the metrics",
+            stacklevel=3,
+        )
+        y_victim = y_victim.copy()
+        y_victim[:, untrained] = -1
+    if not (y_victim >= 0).any():
+        raise ValueError(
+            "victim_attributes: no attribute has a known label (-1 everywhere) for an attribute "
+            "the attacker can train on: nothing to score"
+        )
+    return y_victim
+
+
 def make_class_predictor(
     head: AttributeHead, encoding: str | None, mesh: Mesh, block_size: int
 ) -> BlockPredictor:
@@ -314,6 +338,7 @@ def run_attribute_attack(
         )
     names = tuple(a.name for a in columns)
     num_classes = tuple(a.num_classes for a in columns)
+    y_victim = _scored_labels(y_train, y_victim, names)
     record = {"attack": "attributes", **config.to_dict(), "attributes": list(names)}
     prepare_workdir(workdir, record, resume)
 

@@ -7,6 +7,9 @@ for any bit pattern), and is a pure jnp function that composes inside jit:
 
 - `bits` (default): the 32 bits of every float, most significant first, as {0, 1}: [B, 32 D].
 - `bytes`: the 4 bytes of every float, most significant first, scaled to [0, 1]: [B, 4 D].
+- `popcount`: the number of one-bits of every float, divided by 32: [B, D]. It is what any
+  permutation of a float's bits leaves unchanged, so one-time keys (a fresh permutation per
+  vector) cannot hide it; a small input that a head need not learn to sum from 32 D bits.
 - `signed-log`: the value itself with NaN -> 0 and +-inf -> +-float32 max, squashed by
   sign(x) log(1 + |x|): [B, D] in about [-88.8, 88.8].
 
@@ -53,6 +56,10 @@ def bytes_encoding(features_BD: jax.Array) -> jax.Array:
     return _fields(features_BD, 8).astype(jnp.float32) / 255.0
 
 
+def popcount_encoding(features_BD: jax.Array) -> jax.Array:
+    return jax.lax.population_count(_as_uint32(features_BD)).astype(jnp.float32) / 32.0
+
+
 def signed_log_encoding(features_BD: jax.Array) -> jax.Array:
     x = jax.lax.bitcast_convert_type(_as_uint32(features_BD), jnp.float32)
     big = jnp.finfo(jnp.float32).max
@@ -63,6 +70,7 @@ def signed_log_encoding(features_BD: jax.Array) -> jax.Array:
 ENCODINGS: dict[str, tuple[Callable[[jax.Array], jax.Array], int]] = {
     "bits": (bits_encoding, 32),
     "bytes": (bytes_encoding, 4),
+    "popcount": (popcount_encoding, 1),
     "signed-log": (signed_log_encoding, 1),
 }
 

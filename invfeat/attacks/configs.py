@@ -6,8 +6,9 @@ study overrides sizes and step counts with `dataclasses.replace` or the presets'
 (README: pixel 0, feature 1, discriminator 0.06).
 
 `encoding` (None, or a name of `invfeat.attacks.ciphertext.ENCODINGS`) is how the attacker reads
-the features it receives: None uses the floats as they are (plaintext only); "bits", "bytes" or
-"signed-log" read ciphertext (or plaintext, for a like-for-like comparison) without NaN.
+the features it receives: None uses the floats as they are (plaintext only); "bits", "bytes",
+"popcount" or "signed-log" read ciphertext (or plaintext, for a like-for-like comparison) without
+NaN.
 """
 
 from __future__ import annotations
