@@ -1,9 +1,12 @@
 """Loader throughput (images/s) over array_record (JPEG decode) and in memory, by thread count.
 
     python benchmarks/data_pipeline.py [--images 2048] [--batches 30]
+    python benchmarks/data_pipeline.py --images 64 --batches 2 --batch-size 8 --threads 0 1  # smoke
 
 Builds a throwaway Market-1501-shaped dataset (smooth 128x64 JPEGs) in a temp dir, then times
-training loaders (shuffle + flip/crop augmentation + float conversion) at 128x64 and 64x32.
+training loaders (shuffle + flip/crop augmentation + float conversion) at 128x64 and 64x32, by
+grain reader threads (0: read and decode in the calling thread). Host CPU only; needs grain and
+tensorflow-datasets (not on the lent GPU machines' image), so benchmarks/gpu.sh does not run it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import time
 import warnings
 
 import cv2
+import device_info  # benchmarks/device_info.py, beside this script
 import numpy as np
+import tensorflow_datasets as tfds
 
 from invfeat.data import builders
 from invfeat.data.layouts import LayoutWarning
@@ -23,14 +28,20 @@ from invfeat.data.pipeline import LoaderConfig, make_loader, materialize
 
 
 def write_fake_market(root: pathlib.Path, num_images: int) -> None:
-    """Smooth random 128x64 JPEGs named like Market-1501 training crops."""
-    folder = root / "Market-1501-v15.09.15" / "bounding_box_train"
-    folder.mkdir(parents=True)
+    """Smooth random 128x64 JPEGs named like Market-1501 crops: `num_images` training ones, and
+    8 each in query and gallery (the builder refuses a Market-1501 folder without them)."""
     rng = np.random.default_rng(0)
-    for i in range(num_images):
-        small = rng.integers(0, 256, (16, 8, 3), dtype=np.uint8)
-        image = cv2.GaussianBlur(cv2.resize(small, (64, 128)), (5, 5), 0)
-        cv2.imwrite(str(folder / f"{i // 8 + 1:04d}_c{i % 6 + 1}s1_{i:06d}_01.jpg"), image)
+    for split, count in (
+        ("bounding_box_train", num_images),
+        ("query", 8),
+        ("bounding_box_test", 8),
+    ):
+        folder = root / "Market-1501-v15.09.15" / split
+        folder.mkdir(parents=True)
+        for i in range(count):
+            small = rng.integers(0, 256, (16, 8, 3), dtype=np.uint8)
+            image = cv2.GaussianBlur(cv2.resize(small, (64, 128)), (5, 5), 0)
+            cv2.imwrite(str(folder / f"{i // 8 + 1:04d}_c{i % 6 + 1}s1_{i:06d}_01.jpg"), image)
 
 
 def images_per_second(source, config: LoaderConfig, num_batches: int) -> float:
@@ -49,7 +60,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, nargs="+", default=[0, 1, 2, 4])
     args = parser.parse_args()
+    print(device_info.describe(), flush=True)
     cv2.setNumThreads(1)
+    tfds.disable_progress_bar()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
         write_fake_market(tmp / "manual", args.images)
@@ -57,7 +70,10 @@ def main() -> None:
             warnings.simplefilter("ignore", LayoutWarning)
             builders.build("market1501", data_dir=tmp / "data", manual_dir=tmp / "manual")
         disk = builders.open_split("market1501", "train", data_dir=tmp / "data")
-        print(f"{len(disk)} records; batch {args.batch_size}; shuffle + augment; images/s")
+        print(
+            f"{len(disk)} records; batch {args.batch_size}; shuffle + augment; images/s "
+            f"over {args.batches} batches after a warm-up one, by grain reader threads"
+        )
         print(f"{'source':<14} {'size':>7} " + " ".join(f"{t:>4} thr" for t in args.threads))
         for size in ((128, 64), (64, 32)):
             memory = materialize(disk, size)

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 
 import benes  # benchmarks/benes.py, beside this script
+import device_info
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -209,8 +210,11 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=20000, help="floats for the string method")
     parser.add_argument("--formulations", action="store_true", help="add alternative kernels")
     args = parser.parse_args()
+    print(device_info.describe(), flush=True)
 
     rows_n = args.mib * (1 << 20) // 4 // args.width
+    if rows_n < 1 or args.repeats < 1:
+        parser.error(f"--mib {args.mib} holds no row of --width {args.width}, or --repeats < 1")
     x_np = np.random.default_rng(0).standard_normal((rows_n, args.width), dtype=np.float32)
     x = jax.device_put(x_np)
     nbytes = x_np.nbytes

@@ -4,11 +4,12 @@
     python benchmarks/shufflebits_resnet.py --batch 2 --height 64 --width 32 --repeats 5  # CPU
 
 Times jit(features_fn), jit(with_encryption(features_fn, key)) and the one-time variant on the
-same device-resident batch: warm-up excluded, --repeats rounds that each run all three in turn
-(interleaved, so drifts in clock or load hit all alike). Prints the median and the 10-90 %
-range of each, the median of the per-round differences to plain (a paired estimate of the
-overhead), and the kernels of each compiled program (instructions outside fused computations,
-by kind) with those the encrypted programs add. --hlo-dir writes the three optimized HLO texts.
+same device-resident batch, each compiled once: the executables whose kernels are listed are the
+ones timed. Warm-up excluded; --repeats rounds each run all three in turn (interleaved, so drifts
+in clock or load hit all alike). Prints the median and the 10-90 % range of each, the median of
+the per-round differences to plain (a paired estimate of the overhead), the compile seconds, and
+the kernels of each compiled program (instructions outside fused computations, by kind) with
+those the encrypted programs add. --hlo-dir writes the three optimized HLO texts.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import device_info  # benchmarks/device_info.py, beside this script
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -62,6 +64,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"))
     parser.add_argument("--hlo-dir", type=Path, help="write the optimized HLO texts here")
     args = parser.parse_args()
+    print(device_info.describe(), flush=True)
 
     model = get_config(args.config).build(dtype=jnp.dtype(args.dtype))
     variables = init_variables(model, jax.random.key(0, impl="rbg"), (args.height, args.width))
@@ -82,7 +85,12 @@ def main() -> None:
             (variables, images, nonces),
         ),
     }
-    texts = {name: f.lower(*a).compile().as_text() for name, (f, a) in variants.items()}
+    compile_s = {}
+    for name, (f, a) in variants.items():
+        t0 = time.perf_counter()
+        variants[name] = (f.lower(*a).compile(), a)
+        compile_s[name] = time.perf_counter() - t0
+    texts = {name: f.as_text() for name, (f, _) in variants.items()}
     for f, a in variants.values():
         for _ in range(3):
             jax.block_until_ready(f(*a))
@@ -96,10 +104,15 @@ def main() -> None:
     plain_fn, plain_args = variants["plain"]
     out = plain_fn(*plain_args)
     static_fn, static_args = variants["+ static-key ShuffleBits (fused)"]
-    assert np.array_equal(
-        np.asarray(sb.decrypt(static_fn(*static_args), key)).view(np.uint32),
-        np.asarray(out).view(np.uint32),
-    )
+    one_time_fn, one_time_args = variants["+ one-time ShuffleBits (fused)"]
+    for name, decrypted in (
+        ("static-key", sb.decrypt(static_fn(*static_args), key)),
+        ("one-time", sb.decrypt(one_time_fn(*one_time_args), secret, nonces)),
+    ):
+        same = np.array_equal(
+            np.asarray(decrypted).view(np.uint32), np.asarray(out).view(np.uint32)
+        )
+        assert same, f"{name}: the fused ciphertext does not decrypt to the plain features"
     dev = jax.devices()[0]
     print(
         f"\n{args.config} re-ID forward, batch {args.batch}, {args.height}x{args.width}, "
@@ -108,9 +121,9 @@ def main() -> None:
     )
     print(
         "| forward pass | median ms | 10-90 % ms | overhead (medians) "
-        "| paired overhead (median of per-round differences) | kernels |"
+        "| paired overhead (median of per-round differences) | kernels | compile s |"
     )
-    print("|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     base = np.array(times["plain"])
     for name, t in times.items():
         t = np.array(t)
@@ -120,7 +133,8 @@ def main() -> None:
         print(
             f"| {name} | {p50:.3f} | {p10:.3f}-{p90:.3f} | "
             f"{100 * (np.median(t) / np.median(base) - 1):+.2f} % | "
-            f"{diff:+.3f} ms ({share:+.2f} %) | {len(kernels(texts[name]))} |"
+            f"{diff:+.3f} ms ({share:+.2f} %) | {len(kernels(texts[name]))} "
+            f"| {compile_s[name]:.1f} |"
         )
     plain_kernels = Counter(kernels(texts["plain"]))
     print("\nKernels by kind (instructions outside fused computations):")

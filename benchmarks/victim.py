@@ -4,13 +4,16 @@ Prints a table; never asserted. The same script runs on CPU and GPU:
 
     python benchmarks/victim.py                       # CPU: cpu-tiny and cpu-small
     python benchmarks/victim.py --configs resnet50 --dtypes float32,bfloat16 \
-        --train-batch 64 --infer-batch 256             # GPU: ResNet-50 at 256x128
+        --train-batch 64 --infer-batch 256             # GPU: ResNet-50 at 256x128 (its default)
+    python benchmarks/victim.py --configs cpu-tiny --train-batch 4 --infer-batch 4 \
+        --repeats 1 --warmup 1 --matmul-size 64        # smoke test (--input HxW: other sizes)
 
 FLOPs per step come from XLA's cost analysis of the same step lowered for the CPU backend
 (`jax.jit(step).lower(...)` on abstract CPU arguments; nothing is compiled): on GPU, programs
 hand convolutions to cuDNN custom calls, which the GPU cost analysis counts as 0 FLOPs (the
 compiled one reported 0.6 TFLOP/s for a ResNet-50 step that really runs at tens). The peak is a measured square matmul of the same dtype (fp32 matmuls and convs
-run at XLA's default precision, which is TF32 on recent NVIDIA GPUs).
+run at XLA's default precision, which is TF32 on recent NVIDIA GPUs). Each config is
+initialised once (float32 parameters, whatever the compute dtype) and copied for each dtype.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import statistics
 import time
 from typing import Any
 
+import device_info  # benchmarks/device_info.py, beside this script
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -92,11 +96,13 @@ def make_train_step(model, tx):
     return train_step
 
 
-def bench_config(name: str, dtype_name: str, args: argparse.Namespace) -> dict[str, Any]:
-    config = get_config(name)
-    height, width = config.image_size
-    model = config.build(num_classes=args.num_classes, dtype=DTYPES[dtype_name])
-    variables = init_variables(model, jax.random.key(0), config.image_size)
+def bench_config(
+    name: str, dtype_name: str, variables: Any, size_HW: tuple[int, int], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Times one (config, dtype) on its own copy of `variables` (the train step donates it)."""
+    height, width = size_HW
+    model = get_config(name).build(num_classes=args.num_classes, dtype=DTYPES[dtype_name])
+    variables = jax.tree.map(jnp.copy, variables)
     tx = optax.adam(3.5e-4)
     rng = np.random.default_rng(0)
     tb, ib = args.train_batch, args.infer_batch
@@ -106,14 +112,18 @@ def bench_config(name: str, dtype_name: str, args: argparse.Namespace) -> dict[s
 
     infer = jax.jit(lambda v, x: model.apply(v, x, train=False)["features"])
     infer_flops = flops_of(infer, variables, images_i)
+    start = time.perf_counter()
     infer_compiled = infer.lower(variables, images_i).compile()
+    infer_compile_s = time.perf_counter() - start
     infer_s = time_calls(infer_compiled, lambda _: (variables, images_i), args.repeats, 1)
 
     # The train step donates its state: from here on `variables` must not be used.
     step = jax.jit(make_train_step(model, tx), donate_argnums=0)
     state = (variables["params"], variables["batch_stats"], tx.init(variables["params"]))
     train_flops = flops_of(make_train_step(model, tx), state, images_t, labels_t)
+    start = time.perf_counter()
     train_compiled = step.lower(state, images_t, labels_t).compile()
+    train_compile_s = time.perf_counter() - start
 
     def train_args(out):
         nonlocal state
@@ -133,6 +143,7 @@ def bench_config(name: str, dtype_name: str, args: argparse.Namespace) -> dict[s
         "train_tflops": train_flops / train_s / 1e12,
         "infer_ips": ib / infer_s,
         "infer_tflops": infer_flops / infer_s / 1e12,
+        "compile_s": (infer_compile_s, train_compile_s),
     }
 
 
@@ -147,15 +158,26 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5 if on_cpu else 20)
     parser.add_argument("--warmup", type=int, default=2 if on_cpu else 5)
     parser.add_argument("--matmul-size", type=int, default=1024 if on_cpu else 8192)
+    parser.add_argument("--input", help="input HxW for every config (default: each config's own)")
     args = parser.parse_args()
+    print(device_info.describe(), flush=True)
+    dtype_names = args.dtypes.split(",")
+    unknown = [d for d in dtype_names if d not in DTYPES]
+    if unknown:
+        parser.error(f"--dtypes: unknown {unknown}; choose from {sorted(DTYPES)}")
+    try:
+        configs = {name: get_config(name) for name in args.configs.split(",")}
+        size = tuple(int(v) for v in args.input.lower().split("x")) if args.input else None
+    except ValueError as e:
+        parser.error(f"--configs / --input: {e}")
+    if size is not None and (len(size) != 2 or min(size) < 1):
+        parser.error(f"--input must be HxW (e.g. 64x32): got {args.input!r}")
     if args.train_batch < 4 or args.train_batch % 4:
         parser.error(
             f"--train-batch must be a multiple of 4 (identities x 4 images for the triplet "
             f"loss): got {args.train_batch}"
         )
 
-    print(f"backend {jax.default_backend()}: {jax.devices()[0].device_kind} x{jax.device_count()}")
-    dtype_names = args.dtypes.split(",")
     peaks = {d: matmul_peak(DTYPES[d], args.matmul_size, 5) for d in dtype_names}
     for d, peak in peaks.items():
         print(
@@ -163,19 +185,24 @@ def main() -> None:
         )
     header = (
         f"| config | dtype | input | train img/s (b={args.train_batch}) | train TFLOP/s (% peak) "
-        f"| infer img/s (b={args.infer_batch}) | infer TFLOP/s (% peak) | GFLOP/img train, infer |"
+        f"| infer img/s (b={args.infer_batch}) | infer TFLOP/s (% peak) | GFLOP/img train, infer "
+        "| compile s infer, train |"
     )
+    init_key = jax.random.key(0, impl="rbg")  # compiles faster than threefry (init_variables)
     print(header)
-    print("|" + "---|" * 8)
-    for name in args.configs.split(","):
+    print("|" + "---|" * 9)
+    for name, config in configs.items():
+        size_HW = size or config.image_size
+        variables = init_variables(config.build(num_classes=args.num_classes), init_key, size_HW)
         for d in dtype_names:
-            r = bench_config(name, d, args)
+            r = bench_config(name, d, variables, size_HW, args)
             print(
                 f"| {r['config']} | {d} | {r['size']} | {r['train_ips']:.1f} "
                 f"| {r['train_tflops']:.3f} ({100 * r['train_tflops'] / peaks[d]:.0f} %) "
                 f"| {r['infer_ips']:.1f} "
                 f"| {r['infer_tflops']:.3f} ({100 * r['infer_tflops'] / peaks[d]:.0f} %) "
-                f"| {r['train_gflop_per_image']:.3g}, {r['infer_gflop_per_image']:.3g} |",
+                f"| {r['train_gflop_per_image']:.3g}, {r['infer_gflop_per_image']:.3g} "
+                f"| {r['compile_s'][0]:.1f}, {r['compile_s'][1]:.1f} |",
                 flush=True,
             )
 

@@ -7,6 +7,10 @@ dataset needed), so the figure is the engine's ceiling. Prints a table; never as
 
     python benchmarks/victim_train.py                                  # CPU: tiny and cpu
     python benchmarks/victim_train.py --configs resnet50 --precisions float32,bfloat16   # GPU
+    python benchmarks/victim_train.py --configs tiny --epochs 2 --steps-per-epoch 3 \
+        --identities 8                                                  # smoke test
+
+Needs grain (not on the lent GPU machines' image), so benchmarks/gpu.sh does not run it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import statistics
 import tempfile
 
+import device_info  # benchmarks/device_info.py, beside this script
 import jax
 import numpy as np
 
@@ -75,7 +80,7 @@ def main() -> None:
         parser.error(
             f"--epochs must be >= 2 (the first epoch, the compile, is not timed): got {args.epochs}"
         )
-    print(f"backend {jax.default_backend()}: {jax.devices()[0].device_kind} x{jax.device_count()}")
+    print(device_info.describe(), flush=True)
     print("| config | precision | input | batch | steps/s | images/s | whole run s |")
     print("|" + "---|" * 7)
     for name in args.configs.split(","):

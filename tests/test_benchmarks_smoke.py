@@ -1,0 +1,177 @@
+"""The benchmark scripts run end to end at tiny sizes and print their tables (nothing is timed).
+
+benchmarks/gpu.sh runs on a lent GPU machine with minutes of device time and an image without
+grain, tensorflow-datasets or array-record: a crash there wastes the loan. Each script it calls
+runs here on CPU with those modules hidden and DeprecationWarnings as errors (as SMOKE=1 does);
+the slow test runs `SMOKE=1 bash benchmarks/gpu.sh` itself.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+HIDDEN = ("grain", "tensorflow_datasets", "array_record")
+
+
+def _env(hidden_dir: Path | None) -> dict[str, str]:
+    """One CPU device (as on the one-GPU machine), warnings as errors, modules hidden."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    path = ([str(hidden_dir)] if hidden_dir else []) + [str(REPO)]
+    env.update(
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=os.pathsep.join(path),
+        PYTHONWARNINGS="error::DeprecationWarning",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def hidden_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Packages named like the modules the GPU image lacks, whose import fails."""
+    root = tmp_path_factory.mktemp("hidden")
+    for name in HIDDEN:
+        (root / name).mkdir()
+        (root / name / "__init__.py").write_text(f"raise ImportError('{name} hidden')\n")
+    return root
+
+
+def _start(script: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, f"benchmarks/{script}", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 240) -> str:
+    output, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, f"{proc.args} exited {proc.returncode}:\n{output[-4000:]}"
+    assert output.startswith("device: cpu backend, jax "), output[:500]
+    return output
+
+
+def _table_rows(output: str, header_start: str) -> list[str]:
+    """The rows (separator excluded) of the Markdown table whose header starts `header_start`."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    assert set(lines[start + 1]) <= set("|-:"), lines[start + 1]
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("| "):
+            break
+        rows.append(line)
+    return rows
+
+
+def test_gpu_scripts_at_tiny_size_without_grain_or_tfds(hidden_dir: Path, tmp_path: Path) -> None:
+    """The three GPU benchmarks (run concurrently) print every table row, numbers in each cell."""
+    env = _env(hidden_dir)
+    procs = {
+        "shufflebits": _start(
+            "shufflebits.py",
+            ["--mib", "1", "--repeats", "1", "--sample", "200"],  # --formulations: slow test
+            env,
+        ),
+        "resnet": _start(
+            "shufflebits_resnet.py",
+            ["--config", "cpu-tiny", "--batch", "2", "--height", "32", "--width", "16"]
+            + ["--repeats", "2", "--hlo-dir", str(tmp_path / "hlo")],
+            env,
+        ),
+        "victim": _start(
+            "victim.py",
+            ["--configs", "cpu-tiny", "--dtypes", "bfloat16", "--train-batch", "4"]
+            + ["--infer-batch", "4", "--repeats", "1", "--warmup", "1", "--matmul-size", "32"],
+            env,
+        ),
+    }
+    out = {name: _finish(proc) for name, proc in procs.items()}
+
+    rows = _table_rows(out["shufflebits"], "| method | GB/s fresh |")
+    names = [row.split(" | ")[0].strip("| ") for row in rows]
+    assert len(rows) == 10, rows  # 6 library rows, 4 host rows
+    assert "ShuffleBits static key (masked rotations, jit)" in names
+    assert all("nan" not in row and "inf" not in row for row in rows), rows
+    assert "vs the published string method" in out["shufflebits"]
+
+    rows = _table_rows(out["resnet"], "| forward pass | median ms |")
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| plain",
+        "| + static-key ShuffleBits (fused)",
+        "| + one-time ShuffleBits (fused)",
+    ]
+    assert all(len(row.split("|")) == 9 for row in rows), rows
+    assert "added vs plain:" in out["resnet"]
+    assert len(list((tmp_path / "hlo").glob("*.hlo.txt"))) == 3
+
+    rows = _table_rows(out["victim"], "| config | dtype | input |")
+    assert len(rows) == 1 and rows[0].startswith("| cpu-tiny | bfloat16 | 32x16 |"), rows
+    assert len(rows[0].split("|")) == 11 and "nan" not in rows[0], rows
+
+
+def test_data_pipeline_at_tiny_size() -> None:
+    """The loader benchmark (host only, needs grain and TFDS) builds its dataset and prints rates."""
+    proc = _start(
+        "data_pipeline.py",
+        ["--images", "32", "--batches", "1", "--batch-size", "8", "--threads", "0", "1"],
+        _env(None),
+    )
+    output = _finish(proc)
+    rates = [line.split() for line in output.splitlines() if line.startswith(("array_", "in mem"))]
+    assert len(rates) == 4 and all(float(v) > 0 for row in rates for v in row[-2:]), output
+
+
+def test_gpu_sh_reports_failed_steps_and_exits_nonzero(tmp_path: Path) -> None:
+    """A step that fails is named, the next still runs, and the exit status counts failures."""
+    env = {**_env(None), "SMOKE": "1", "OUT": str(tmp_path), "PYTHON": "false"}
+    result = subprocess.run(
+        ["bash", "benchmarks/gpu.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert result.stdout.count("!! step failed:") == 4, result.stdout
+    assert "4 step(s) failed" in (tmp_path / "gpu.log").read_text()
+
+
+@pytest.mark.slow
+def test_gpu_sh_smoke_mode(tmp_path: Path) -> None:
+    """`SMOKE=1 bash benchmarks/gpu.sh`: every step passes, every table is printed (~1-2 min)."""
+    env = {**_env(None), "SMOKE": "1", "OUT": str(tmp_path), "PYTHON": sys.executable}
+    result = subprocess.run(
+        ["bash", "benchmarks/gpu.sh"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    log = result.stdout
+    assert result.returncode == 0, log[-6000:] + result.stderr
+    assert "0 step(s) failed" in log and "!! step failed" not in log, log
+    assert log.count("\n## ") == 4 and log.count("device: cpu backend") == 4, log
+    assert log.count("ok   ") == 5 and "FAIL" not in log, log
+    assert len(_table_rows(log, "| method | GB/s fresh |")) == 16, log
+    assert len(_table_rows(log, "| forward pass | median ms |")) == 3, log
+    assert len(_table_rows(log, "| config | dtype | input |")) == 2, log  # fp32 and bf16
+    assert (tmp_path / "gpu.log").read_text() == log
+
+
+@pytest.mark.slow
+def test_victim_train_at_tiny_size() -> None:
+    """The engine benchmark (needs grain) trains the tiny victim and prints its row (~15 s)."""
+    proc = _start(
+        "victim_train.py",
+        ["--configs", "tiny", "--epochs", "2", "--steps-per-epoch", "2", "--identities", "8"],
+        _env(None),
+    )
+    rows = _table_rows(_finish(proc), "| config | precision |")
+    assert len(rows) == 1 and rows[0].startswith("| tiny | float32 | 32x16 |"), rows
