@@ -3,7 +3,7 @@
 #   run(command="bash benchmarks/gpu.sh", timeout_s=540)
 # Checks ShuffleBits bit for bit on the device, then prints Markdown tables; writes the full log
 # to $OUT/gpu.log and the ResNet-50 HLO texts to $OUT/hlo/ when $OUT is set (else under /tmp).
-# Each step runs under its own `timeout` (caps 10 + 45 + 90 + 120 + 210 = 475 s, so the whole
+# Each step runs under its own `timeout` (caps 10 + 40 + 80 + 110 + 230 = 470 s, so the whole
 # stays under 8 minutes even if every step hangs); a step that fails or times out is reported and
 # the next one runs. Expected on one H100: about 3-5 minutes, most of it XLA compiles and
 # autotuning (each step prints its seconds, the scripts their compile times). Compiles are cached
@@ -79,13 +79,13 @@ sys.exit(not all(ok for _, ok, _ in results))'
     echo "nvidia-smi: not found (no NVIDIA driver here)"
   fi
   step "ShuffleBits self-test on this device (published vectors, special values, one-time mode)" \
-    45 env PYTHONPATH="benchmarks:$PYTHONPATH" "$py" -c "$selftest"
+    40 env PYTHONPATH="benchmarks:$PYTHONPATH" "$py" -c "$selftest"
   step "ShuffleBits throughput, ${shufflebits_args[1]} MiB float32, with alternative kernels" \
-    90 "$py" benchmarks/shufflebits.py --formulations "${shufflebits_args[@]}"
+    80 "$py" benchmarks/shufflebits.py --formulations "${shufflebits_args[@]}"
   step "ShuffleBits fused into a ResNet-50 re-ID forward (GPU: batch 256, 256x128, bf16)" \
-    120 "$py" benchmarks/shufflebits_resnet.py --hlo-dir "$out/hlo" "${resnet_args[@]}"
+    110 "$py" benchmarks/shufflebits_resnet.py --hlo-dir "$out/hlo" "${resnet_args[@]}"
   step "Victim re-ID training and inference (GPU: ResNet-50, fp32 and bf16)" \
-    210 "$py" benchmarks/victim.py "${victim_args[@]}"
+    230 "$py" benchmarks/victim.py "${victim_args[@]}"
   echo
   echo "# gpu.sh done in $SECONDS s; $failed step(s) failed"
   exit "$failed"

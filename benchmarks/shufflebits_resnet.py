@@ -29,7 +29,9 @@ from invfeat import shufflebits as sb
 from invfeat.models.reid import get_config, init_variables, make_features_fn
 
 _NOT_KERNELS = {"parameter", "constant", "get-tuple-element", "tuple", "bitcast"}
-_INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%(\S+) = (\S+) ([\w-]+)\((.*)$")
+# name = shape op(...); a tuple shape "(f32[..]{..}, u8[0]{0})" (cuDNN convolutions on GPU,
+# multi-output fusions, while loops) has spaces in it.
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%(\S+) = (\([^()]*\)|\S+) ([\w-]+)\((.*)$")
 
 
 def kernels(hlo_text: str) -> list[tuple[str, str]]:
@@ -50,7 +52,7 @@ def kernels(hlo_text: str) -> list[tuple[str, str]]:
                 kind = (
                     "custom-call:" + (re.search(r'custom_call_target="([^"]+)"', line) or "??")[1]
                 )
-            found.append((kind, match.group(2).split("{")[0]))
+            found.append((kind, re.sub(r"\{[^}]*\}|/\*[^*]*\*/", "", match.group(2))))
     return found
 
 

@@ -39,9 +39,13 @@ def flops_of(fn: Any, *args: Any) -> float:
     """FLOPs of `jax.jit(fn)(*args)` by XLA's cost analysis of the program lowered for CPU.
 
     Lowering for CPU from abstract arguments compiles nothing; GPU programs hide convolutions
-    in cuDNN custom calls, which the GPU cost analyses count as 0 FLOPs.
+    in cuDNN custom calls, which the GPU cost analyses count as 0 FLOPs. NaN where JAX has no
+    CPU backend (JAX_PLATFORMS names only the GPU).
     """
-    cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+    try:
+        cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+    except RuntimeError:
+        return float("nan")
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=cpu), args)
     analysis = jax.jit(fn).lower(*abstract).cost_analysis()
     if isinstance(analysis, list):  # older JAX returned one dict per program

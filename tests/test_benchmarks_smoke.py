@@ -142,6 +142,31 @@ def test_gpu_sh_reports_failed_steps_and_exits_nonzero(tmp_path: Path) -> None:
     assert "4 step(s) failed" in (tmp_path / "gpu.log").read_text()
 
 
+def test_kernel_count_reads_gpu_hlo() -> None:
+    """cuDNN convolutions and multi-output fusions (tuple shapes, with spaces) are kernels too."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from shufflebits_resnet import kernels
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    hlo = """HloModule m
+%fused (p0: f32[2,3]) -> (f32[2,3], f32[2]) {
+  %p0 = f32[2,3]{1,0} parameter(0)
+  %neg = f32[2,3]{1,0} negate(%p0)
+}
+ENTRY %main (p: f32[2,3]) -> f32[2,3] {
+  %p = f32[2,3]{1,0} parameter(0)
+  %conv = (bf16[8,4]{1,0}, u8[0]{0}) custom-call(%p), custom_call_target="__cudnn$convForward"
+  %fusion.2 = (f32[2,3]{1,0}, /*index=1*/f32[2]{0}) fusion(%p), kind=kInput, calls=%fused
+  ROOT %gte = f32[2,3]{1,0} get-tuple-element(%fusion.2), index=0
+}
+"""
+    assert kernels(hlo) == [
+        ("custom-call:__cudnn$convForward", "(bf16[8,4], u8[0])"),
+        ("fusion:kInput", "(f32[2,3], f32[2])"),
+    ]
+
+
 @pytest.mark.slow
 def test_gpu_sh_smoke_mode(tmp_path: Path) -> None:
     """`SMOKE=1 bash benchmarks/gpu.sh`: every step passes, every table is printed (~1-2 min)."""
