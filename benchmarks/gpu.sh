@@ -8,11 +8,11 @@
 # the next one runs. Expected on one H100: about 3-5 minutes, most of it XLA compiles and
 # autotuning (each step prints its seconds, the scripts their compile times). Compiles are cached
 # in $JAX_COMPILATION_CACHE_DIR (default /tmp/invfeat-jax-cache): a rerun on the same warm machine
-# is faster.
+# is faster, and its "compile s" columns then show cache loads.
 # Needs only jax, flax, optax and numpy (the device image has them; no grain, no
 # tensorflow-datasets, no array-record), so no wheels travel.
 #
-#   SMOKE=1 bash benchmarks/gpu.sh    # the same steps at tiny sizes on CPU, about a minute
+#   SMOKE=1 bash benchmarks/gpu.sh    # the same steps at tiny sizes on CPU, 1-2 minutes
 #
 # Smoke mode forces JAX_PLATFORMS=cpu, makes every DeprecationWarning an error, and hides grain,
 # tensorflow_datasets and array_record (importing them fails, as on the device image).
