@@ -1,5 +1,6 @@
 """Edges found in a review of the attacks: the popcount reading of ciphertext, bfloat16
-plaintext, attributes the attacker has no label for, tiny attack sets."""
+plaintext, attributes the attacker has no label for, tiny attack sets, image sizes that do not
+divide by the decoder's doublings."""
 
 import warnings
 
@@ -13,6 +14,8 @@ from invfeat.attacks import attributes as A
 from invfeat.attacks.arrays import attacker_features
 from invfeat.attacks.ciphertext import encode_features, encoded_dim
 from invfeat.attacks.configs import AttributeAttackConfig
+from invfeat.models.decoder import Decoder, upsampling_plan
+from invfeat.models.discriminator import Discriminator
 from invfeat.train.mesh import make_mesh
 
 CONFIG = AttributeAttackConfig(
@@ -97,3 +100,31 @@ def test_victims_without_any_label_are_refused_before_training(tmp_path, one_dev
             progress=False,
         )
     assert not workdir.exists()  # refused before anything was written or trained
+
+
+@pytest.mark.parametrize(
+    "size, plan",
+    [
+        ((384, 128), (12, 4, 5)),  # the published size: unchanged
+        ((64, 32), (8, 4, 3)),  # the demo's: unchanged
+        ((256, 128), (8, 4, 5)),
+        ((96, 48), (12, 6, 3)),
+        ((130, 66), (9, 5, 4)),  # was (65, 33, 1): one block after a 274560-unit Dense layer
+        ((250, 126), (16, 8, 4)),  # was (125, 63, 1): a Dense layer of 258M weights
+    ],
+)
+def test_upsampling_plan_of_sizes_that_do_not_divide(size, plan):
+    assert upsampling_plan(*size) == plan
+
+
+def test_decoder_and_discriminator_at_an_odd_size():
+    decoder = Decoder(130, 66, dense_units=8, smallest_channels=4, base_filters=2)
+    features = jax.random.normal(jax.random.key(0), (2, 6))
+    variables = decoder.init(jax.random.key(1), features)
+    images = decoder.apply(variables, features)
+    assert images.shape == (2, 130, 66, 3)
+    dense = variables["params"]["Dense_1"]["kernel"]
+    assert dense.shape == (8, 9 * 5 * 4)
+    discriminator = Discriminator(base_filters=2)
+    d_variables = discriminator.init(jax.random.key(2), images, features)
+    assert discriminator.apply(d_variables, images, features).shape == (2,)

@@ -6,26 +6,24 @@ import jax.numpy as jnp
 
 
 def upsampling_plan(height: int, width: int, min_side: int = 4) -> tuple[int, int, int]:
-    """(h0, w0, k): the smallest map h0 x w0 that k doublings take to height x width.
+    """(h0, w0, k): the smallest map h0 x w0 whose k doublings cover height x width.
 
-    k is the largest count for which both sides divide by 2**k and the smaller side of the map
-    stays at least `min_side` (384x128 -> 12x4 and 5 blocks, as published; 64x32 -> 8x4 and 3).
+    k is the largest count for which the smaller side halved k times stays at least `min_side`;
+    h0 and w0 round up, so a size that does not divide by 2**k is decoded a little larger and
+    centre-cropped (384x128 -> 12x4 and 5 blocks, as published; 64x32 -> 8x4 and 3; 130x66 ->
+    9x5 and 4, cropped from 144x80).
     """
     if height < 1 or width < 1:
         raise ValueError(f"image size must be positive, got {height}x{width}")
     k = 0
-    while (
-        height % 2 ** (k + 1) == 0
-        and width % 2 ** (k + 1) == 0
-        and min(height, width) // 2 ** (k + 1) >= min_side
-    ):
+    while min(height, width) // 2 ** (k + 1) >= min_side:
         k += 1
     if k == 0:
         raise ValueError(
             f"image size {height}x{width} cannot be reached by doubling a map whose smaller side "
-            f"is at least {min_side}: use sizes divisible by 2 * {min_side} (e.g. 64x32)"
+            f"is at least {min_side}: the smaller side must be at least {2 * min_side}"
         )
-    return height // 2**k, width // 2**k, k
+    return -(-height // 2**k), -(-width // 2**k), k
 
 
 def upsample2_BHWC(x_BHWC: jax.Array) -> jax.Array:
@@ -55,6 +53,8 @@ class UpBlock(nn.Module):
 class Decoder(nn.Module):
     """Dense -> ReLU -> Dense -> ReLU -> reshape to the smallest map -> k UpBlocks -> RGB.
 
+    A size that does not divide by 2**k is decoded to the plan's larger map and centre-cropped.
+
     Filters are base_filters * 2**(k-1-i) for block i, shrinking towards the output; the output is
     (tanh + 1) / 2, so images come out in [0, 1], shaped [B, image_height, image_width, 3].
     """
@@ -76,4 +76,7 @@ class Decoder(nn.Module):
             x = UpBlock(self.base_filters * 2 ** (k - 1 - i))(x, train)
         x = nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3)(x)
         x = nn.Conv(3, (3, 3), padding="SAME")(nn.relu(x))
+        top = (x.shape[1] - self.image_height) // 2
+        left = (x.shape[2] - self.image_width) // 2
+        x = x[:, top : top + self.image_height, left : left + self.image_width]
         return (jnp.tanh(x) + 1.0) / 2.0
