@@ -54,6 +54,7 @@ from invfeat.stages import Stages
 from invfeat.victim import (
     Victim,
     VictimConfig,
+    chance_rank1,
     evaluate_victim,
     load_victim,
     train_victim,
@@ -205,6 +206,14 @@ def _attack_domain(
             write_features(cipher_path, FeatureFile(file_names, cipher, "one-time", nonces))
         plain = read_features(plain_path)
         cipher = read_features(cipher_path, encrypted=True)
+        for path, served in ((plain_path, plain), (cipher_path, cipher)):
+            if not np.array_equal(served.paths.astype(str), file_names.astype(str)):
+                raise ValueError(
+                    f"{path}: served from other records than {config.attack_dataset} {split!r} "
+                    f"holds now ({len(served)} rows, {len(file_names)} records): the data "
+                    "changed since this run began; use the data it was made from or another "
+                    "run directory"
+                )
         if split != "gallery":
             parts["images"][split] = images
         parts["identity"][split] = labels["identity"].astype(np.int32)
@@ -330,6 +339,18 @@ def _build_data(config: StudyConfig, data_dir: Path) -> dict[str, Any]:
     return built
 
 
+def _check_same_data(
+    recorded: Mapping[str, Any], current: Mapping[str, Any], run: Path, data_dir: Path
+) -> None:
+    """A resumed run reads the data it began with: the split sizes it recorded must match."""
+    if recorded != current:
+        raise ValueError(
+            f"{run}: this run was made from other data than {data_dir} holds now (split sizes "
+            f"then {json.dumps(recorded)}, now {json.dumps(current)}); use the data it was made "
+            "from or another run directory"
+        )
+
+
 def _own_victim(
     config: StudyConfig, stages: Stages, run: Path, data_dir: Path, progress: bool
 ) -> tuple[Victim, dict[str, Any]]:
@@ -426,7 +447,8 @@ def run_study(
     report.write_json(config.to_dict(), config_path)
     stages = Stages(run, progress)
     data_dir = Path(data_dir) if data_dir is not None else builders.default_data_dir()
-    stages.run("data", lambda _: _build_data(config, data_dir))
+    recorded = stages.run("data", lambda _: _build_data(config, data_dir))
+    _check_same_data(recorded, _build_data(config, data_dir), run, data_dir)
 
     features_dir = stages.dir("features")
     secret = _secret(features_dir / SECRET_FILE)
@@ -513,6 +535,14 @@ def run_study(
         "reconstruction": blocks["plain"],
         "encrypted": {"attributes": heads["cipher"].metrics, "reconstruction": blocks["cipher"]},
         "legitimate": legitimate,
+        "chance": {
+            "rank1": chance_rank1(
+                domain.identity["query"],
+                domain.camera["query"],
+                domain.identity["gallery"],
+                domain.camera["gallery"],
+            )
+        },
         "perceptual": {
             "name": config.gan.perceptual,
             "threat_model_allowed": config.gan.perceptual != "white-box",

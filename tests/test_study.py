@@ -49,6 +49,9 @@ def test_tiny_study_writes_a_complete_report(tiny_run):
     assert results["legitimate"]["bit_exact"] is True
     assert results["legitimate"]["rank1"] == results["victim"]["rank1"]
     assert results["legitimate"]["mAP"] == results["victim"]["mAP"]
+    assert 0 < results["chance"]["rank1"] < 1
+    text = (run / "report.md").read_text()
+    assert "Chance rank-1 of a reconstruction" in text and "**Optimistic:**" in text
     for png in ("attributes.png", "reconstructions.png", "curves.png"):
         assert (run / png).stat().st_size > 0
     secret = run / "features" / "one_time_secret.json"
@@ -80,6 +83,26 @@ def test_another_config_in_the_same_run_dir_is_refused(tiny_run):
     other = get_study("tiny").replace_nested(grid_images=2)
     with pytest.raises(ValueError, match="another configuration"):
         run_study(other, root / "runs" / "tiny", data_dir=root / "data", progress=False)
+
+
+def test_a_moved_run_folder_resumes_with_relative_paths_and_another_data_dir(
+    tiny_run, tmp_path, monkeypatch
+):
+    """Nothing in a run folder depends on where it lies, and a data dir without the data is
+    built again (the synthetic world renders the same records), not an error."""
+    import shutil
+
+    root, _ = tiny_run
+    shutil.copytree(root / "runs" / "tiny", tmp_path / "moved" / "tiny")
+    before = json.loads((tmp_path / "moved" / "tiny" / "report.json").read_text())
+    monkeypatch.chdir(tmp_path)
+    argv = ["run", "tiny", "--runs-dir", "moved", "--data-dir", "data2", "--quiet"]
+    assert main(argv) == 0
+    after = json.loads((tmp_path / "moved" / "tiny" / "report.json").read_text())
+    assert {k: v for k, v in after.items() if k != "timings"} == {
+        k: v for k, v in before.items() if k != "timings"
+    }
+    assert (tmp_path / "data2" / "synth_market").is_dir()
 
 
 def test_list_names_every_study(capsys):
