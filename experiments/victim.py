@@ -6,7 +6,8 @@
 
 `train` trains the named config (`configs` lists them: tiny, cpu (default), resnet50) on the
 dataset's train split, with a progress bar, metrics in DIR/metrics.jsonl and checkpoints in
-DIR/checkpoints; `--resume` continues a killed run. `eval` reports rank-1/5/10 and mAP on the
+DIR/checkpoints; `--resume` continues a killed run. `eval` reports rank-1/5/10 and mAP (and the
+rank-1 of a random ranking under the same protocol, the chance level) on the
 victim's own test split (in-domain) and on synth_market and synth_duke (cross-domain), and
 writes DIR/eval.json. The workdir defaults to runs/victim/<config>-<dataset>; datasets must be
 built (`python -m experiments data build`), under --data-dir, $INVFEAT_DATA_DIR or ./data.
@@ -123,12 +124,16 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def format_table(results: dict[str, dict[str, float]], own: str | None = None) -> str:
     """A Markdown table of re-ID figures in percent."""
-    lines = ["| dataset | domain | rank-1 | rank-5 | rank-10 | mAP | queries |", "|" + "---|" * 7]
+    lines = [
+        "| dataset | domain | rank-1 | rank-5 | rank-10 | mAP | queries | chance rank-1 |",
+        "|" + "---|" * 8,
+    ]
     for dataset, r in results.items():
         domain = "in" if own is None or dataset == own else "cross"
         lines.append(
             f"| {dataset} | {domain} | {100 * r['rank1']:.1f} | {100 * r['rank5']:.1f} "
-            f"| {100 * r['rank10']:.1f} | {100 * r['mAP']:.1f} | {r['num_queries']} |"
+            f"| {100 * r['rank10']:.1f} | {100 * r['mAP']:.1f} | {r['num_queries']} "
+            f"| {100 * r['chance_rank1']:.3f} |"
         )
     return "\n".join(lines)
 

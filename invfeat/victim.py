@@ -183,11 +183,29 @@ def get_victim_config(name: str, **overrides: Any) -> VictimConfig:
 
 
 def reid_scores(query: Embedded, gallery: Embedded) -> dict[str, float]:
-    """rank1/rank5/rank10/mAP (fractions) and num_queries of embedded query vs gallery."""
-    return metrics.reid_metrics(
+    """rank1/rank5/rank10/mAP (fractions), num_queries and chance_rank1 of embedded query vs
+    gallery."""
+    scores = metrics.reid_metrics(
         query.features, query.identity, query.camera,
         gallery.features, gallery.identity, gallery.camera,
     )  # fmt: skip
+    return scores | {
+        "chance_rank1": chance_rank1(query.identity, query.camera, gallery.identity, gallery.camera)
+    }
+
+
+def chance_rank1(
+    query_ids: np.ndarray, query_cams: np.ndarray, gallery_ids: np.ndarray, gallery_cams: np.ndarray
+) -> float:
+    """Expected rank-1 of a uniformly random gallery ranking, under the evaluation's protocol:
+    same-identity-same-camera entries excluded, queries without a true match left out."""
+    rates = []
+    for start in range(0, len(query_ids), 512):
+        same_id = query_ids[start : start + 512, None] == gallery_ids[None]
+        junk = same_id & (query_cams[start : start + 512, None] == gallery_cams[None])
+        matches, kept = (same_id & ~junk).sum(1), len(gallery_ids) - junk.sum(1)
+        rates.append((matches / np.maximum(kept, 1))[matches > 0])
+    return float(np.mean(np.concatenate(rates)))
 
 
 class ReIDEvaluator:
@@ -310,7 +328,8 @@ def evaluate_victim(
     batch_size: int = 256,
     progress: bool = True,
 ) -> dict[str, float]:
-    """rank1/rank5/rank10/mAP (fractions) and num_queries on `dataset`'s query vs gallery."""
+    """rank1/rank5/rank10/mAP (fractions), num_queries and chance_rank1 on `dataset`'s query
+    vs gallery."""
     prepare_dataset(dataset, data_dir=data_dir, data_settings=data_settings)
     api = victim.api(batch_size=batch_size)
     query, gallery = (

@@ -85,3 +85,17 @@ def test_image_grid_rejects_mixed_shapes(tmp_path):
         report.image_grid(
             {"a": np.zeros((1, 4, 4, 3)), "b": np.zeros((1, 8, 4, 3))}, tmp_path / "g.png"
         )
+
+
+def test_figures_selected_on_the_victims_are_called_optimistic():
+    chosen = _results() | {"config": {"attributes": {"keep_best": True}}}
+    assert "**Optimistic:**" in report.render_markdown(chosen, {})
+    last = _results() | {"config": {"attributes": {"keep_best": False}}}
+    assert "Optimistic" not in report.render_markdown(last, {})
+
+
+def test_chance_rank1_is_printed_beside_the_headline():
+    text = report.render_markdown(_results() | {"chance": {"rank1": 0.000888}}, {})
+    headline = text.split("## Attribute")[0]
+    assert "Chance rank-1 of a reconstruction: 0.089 %" in headline
+    assert "Chance rank-1" not in report.render_markdown(_results(), {})

@@ -117,6 +117,7 @@ def test_evaluation_reports_cmc_and_map(trained, data_dir):
     assert scores["num_queries"] == 4
     assert 0.0 <= scores["rank1"] <= scores["rank5"] <= scores["rank10"] <= 1.0
     assert 0.0 < scores["mAP"] <= 1.0
+    assert 0.0 < scores["chance_rank1"] <= 1.0
 
 
 def test_config_json_round_trip_and_names():
@@ -152,7 +153,7 @@ def test_cli_eval_writes_a_table(trained, data_dir, capsys):
             "--data-dir", str(data_dir)]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "| synth_msmt | in |" in out
+    assert "| synth_msmt | in |" in out and "chance rank-1 |" in out
     record = json.loads((workdir / "eval.json").read_text())
     assert record["results"]["synth_msmt"]["num_queries"] == 4
 
