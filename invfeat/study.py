@@ -132,9 +132,16 @@ def _reid(features: Mapping[str, np.ndarray], domain: Domain) -> dict[str, float
 
 
 def _secret(path: Path) -> shufflebits.Secret:
-    """The study's one-time-key secret: made once (os.urandom), mode 0600, read back on resume."""
+    """The study's one-time-key secret: made once (os.urandom), mode 0600, read back on resume;
+    ciphertext already served without it is refused, not paired with a new secret."""
     if path.exists():
         return shufflebits.Secret.load(path)
+    served = sorted(p.name for p in path.parent.glob("cipher_*.npz"))
+    if served:
+        raise FileNotFoundError(
+            f"{path}: the one-time secret of {', '.join(served)} in {path.parent} is missing, "
+            f"so they cannot be decrypted; remove {path.parent} to serve the features again"
+        )
     secret = shufflebits.Secret.generate()
     secret.save(path)
     return secret

@@ -105,3 +105,15 @@ def test_chance_rank1_follows_the_evaluation_protocol():
     assert valid.any()
     empirical = np.mean(first[valid] == 0)
     assert chance_rank1(qid, qcam, gid, gcam) == pytest.approx(empirical, abs=0.02)
+
+
+def test_ciphertext_whose_secret_is_gone_is_refused(tmp_path):
+    from invfeat.study import SECRET_FILE, _secret
+
+    first = _secret(tmp_path / SECRET_FILE)
+    assert _secret(tmp_path / SECRET_FILE).words().tobytes() == first.words().tobytes()
+    (tmp_path / "cipher_train.npz").write_bytes(b"served under the first secret")
+    (tmp_path / SECRET_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match="one-time secret of cipher_train.npz"):
+        _secret(tmp_path / SECRET_FILE)
+    assert not (tmp_path / SECRET_FILE).exists()
