@@ -1,0 +1,110 @@
+"""How well the attribute attack reads a finished study's one-time ciphertext, by encoding.
+
+A bit permutation keeps each float's count of one-bits, so besides the study's own reading of
+ciphertext (`bits`: the 32 bits of every float) this script trains the same head on `popcount`
+(each float's count of one-bits, what no permutation hides) and on plaintext, for the epochs
+given, and prints one table. It reads what `python -m experiments run NAME` left in
+RUNS/NAME/features and the attack dataset in DATA; it trains in a temporary folder and changes
+nothing of the run.
+
+    python benchmarks/attribute_encodings.py --study demo --runs-dir runs --data-dir data \
+        --encodings bits popcount --epochs 15 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from experiments.configs import get_study
+from invfeat.attacks.attributes import run_attribute_attack
+from invfeat.attacks.ciphertext import ENCODINGS
+from invfeat.data import builders
+from invfeat.data.feature_files import read_features
+from invfeat.data.pipeline import read_labels
+from invfeat.features import open_dataset_split
+
+SPLITS = ("train", "query", "gallery")
+
+
+def split_arrays(run: Path, data_dir: Path, config, kind: str) -> dict[str, tuple]:
+    """split -> (features, attributes) of the study's feature files, checked against the data."""
+    out = {}
+    for split in SPLITS:
+        source = open_dataset_split(
+            config.attack_dataset,
+            split,
+            data_dir=data_dir,
+            data_settings=config.attack_data_settings,
+        )
+        labels = read_labels(source)
+        file = read_features(run / "features" / f"{kind}_{split}.npz", encrypted=kind == "cipher")
+        paths = [p.decode() if isinstance(p, bytes) else str(p) for p in file.paths]
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in labels["file_name"]]
+        if paths != names:
+            sys.exit(
+                f"error: {run}/features/{kind}_{split}.npz does not follow {data_dir}'s records"
+            )
+        out[split] = (file.features, labels["attributes"])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--study", default="demo")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    parser.add_argument("--encodings", nargs="+", default=["bits", "popcount"])
+    parser.add_argument("--epochs", nargs="+", type=int, default=[15])
+    parser.add_argument("--plaintext", action="store_true", help="also the plaintext head")
+    parser.add_argument(
+        "--last-epoch",
+        action="store_true",
+        help="score the last epoch (default: the best epoch on the victims, as published)",
+    )
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.encodings) - set(ENCODINGS))
+    if unknown or min(args.epochs) < 1:
+        parser.error(f"--encodings from {list(ENCODINGS)}, --epochs >= 1 (got {unknown or ''})")
+    config = get_study(args.study)
+    run = args.runs_dir / args.study
+    if not (run / "report.json").exists():
+        parser.error(f"{run} holds no finished study (no report.json): run it first")
+    schema = tuple(builders.builder_class(config.attack_dataset).ATTRIBUTES)
+    rows = [("cipher", e) for e in args.encodings] + ([("plain", None)] if args.plaintext else [])
+    arrays = {kind: split_arrays(run, args.data_dir, config, kind) for kind, _ in set(rows)}
+    selection = "last epoch" if args.last_epoch else "best epoch on the victims, as published"
+    print(f"# attribute head on {run}, {selection}: mean balanced accuracy of the victims")
+    print("| features | encoding | epochs | mean balanced accuracy | seconds |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for kind, encoding in rows:
+        (train_f, train_a), *victims = (arrays[kind][s] for s in SPLITS)
+        victim_f = np.concatenate([f for f, _ in victims])
+        victim_a = np.concatenate([a for _, a in victims])
+        for epochs in args.epochs:
+            head = dataclasses.replace(
+                config.attributes, encoding=encoding, epochs=epochs, keep_best=not args.last_epoch
+            )
+            start = time.perf_counter()
+            with tempfile.TemporaryDirectory() as workdir:
+                result = run_attribute_attack(
+                    train_f, train_a, victim_f, victim_a, schema, head, workdir,
+                    resume=False, progress=False,
+                )  # fmt: skip
+            score = result.metrics["mean"]["balanced_accuracy"]
+            print(
+                f"| {kind} | {encoding or '-'} | {epochs} | {100 * score:.1f} % "
+                f"| {time.perf_counter() - start:.0f} |",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
