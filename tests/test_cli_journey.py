@@ -37,7 +37,8 @@ def test_a_ctrl_c_that_python_would_drop_still_stops_the_command():
     """A KeyboardInterrupt raised in a garbage-collection callback (JAX has one) goes to
     sys.unraisablehook and is dropped; under the command line's hook it is delivered again."""
     code = (
-        "import gc, time\n"
+        "import gc, signal, time\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal\n"
         "from experiments.__main__ import deliver_dropped_interrupts\n"
         "deliver_dropped_interrupts()\n"
         "fired = []\n"

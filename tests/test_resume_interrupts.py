@@ -27,6 +27,15 @@ from invfeat.train.loop import CHECKPOINT_DIR, fit
 TX = optax.adam(1e-2)
 
 
+@pytest.fixture(autouse=True)
+def ctrl_c_raises():
+    """Python's own SIGINT handler, as in a terminal: a process started in the background by a
+    non-interactive shell (as CI may be) inherits SIGINT ignored, and Python then keeps it so."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture(scope="module")
 def m():
     return mesh.make_mesh()
