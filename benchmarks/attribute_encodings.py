@@ -1,9 +1,9 @@
 """How well the attribute attack reads a finished study's one-time ciphertext, by encoding.
 
-A bit permutation keeps each float's count of one-bits, so besides the study's own reading of
-ciphertext (`bits`: the 32 bits of every float) this script trains the same head on `popcount`
-(each float's count of one-bits, what no permutation hides) and on plaintext, for the epochs
-given, and prints one table. It reads what `python -m experiments run NAME` left in
+A bit permutation keeps each float's count of one-bits. The study trains its head once per
+reading in `StudyConfig.ciphertext_encodings` (`bits`, `popcount`) for its configured epochs;
+this script trains the same head on any readings (and plaintext) for several epoch counts, and
+prints one table. It reads what `python -m experiments run NAME` left in
 RUNS/NAME/features and the attack dataset in DATA; it trains in a temporary folder and changes
 nothing of the run.
 

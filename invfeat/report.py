@@ -5,7 +5,9 @@ The report reads results, never attack code. A results dict holds (see `REQUIRED
 - `victim` {rank1, mAP}: the victim's own re-ID accuracy on the attack domain;
 - `attributes` {attribute name: {balanced_accuracy, majority, chance}, ..., "mean": {...}};
 - `reconstruction` {autoencoder, gan: each {cosine_distance, rank1, mAP, psnr, ssim}};
-- `encrypted` {"attributes": ..., "reconstruction": ...}: the same attacks on one-time-key ciphertext;
+- `encrypted`: the same attacks on one-time-key ciphertext: `attributes` {encoding: a block like
+  `attributes`} for each way the attacker read the ciphertext floats, `reconstruction`, and
+  `reconstruction_encoding` (the reading the reconstructions used);
 - `legitimate` {rank1, mAP}: re-ID after decryption (equal to the plaintext figures);
 - `config` and `timings` {stage: seconds}; optionally `perceptual` {name, threat_model_allowed}
   and `chance` {rank1}: the expected rank-1 of a random ranking of the same query and gallery.
@@ -38,6 +40,13 @@ REQUIRED_KEYS = (
     "timings",
 )
 RECONSTRUCTION_METRICS = ("cosine_distance", "rank1", "mAP", "psnr", "ssim")
+# How an attacker may read a ciphertext float (`invfeat.attacks.ciphertext`), for the report's note.
+CIPHERTEXT_READINGS = {
+    "bits": "its 32 bits",
+    "bytes": "its 4 bytes",
+    "popcount": "its count of one-bits, which no permutation of its bits changes, so no key hides it",
+    "signed-log": "its value, squashed by sign(x) log(1 + |x|)",
+}
 CURVE_META_KEYS = frozenset({"step", "epoch", "time", "elapsed", "steps_per_s"})
 
 
@@ -73,9 +82,10 @@ def attribute_rows(block: Mapping[str, Any]) -> list[tuple[str, float, float, fl
 
 
 def attribute_chart(
-    plain: Mapping[str, Any], encrypted: Mapping[str, Any] | None, path: Path
+    plain: Mapping[str, Any], encrypted: Mapping[str, Mapping[str, Any]], path: Path
 ) -> Path:
-    """Bar chart of balanced accuracy per attribute beside the chance and majority baselines."""
+    """Bar chart of balanced accuracy per attribute beside the chance and majority baselines:
+    plaintext, then ciphertext as read by each encoding in `encrypted` (encoding -> block)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,9 +95,9 @@ def attribute_chart(
     names = [r[0] for r in rows]
     x = np.arange(len(rows))
     series = [("plaintext features", [r[1] for r in rows])]
-    if encrypted is not None:
-        enc = {r[0]: r[1] for r in attribute_rows(encrypted)}
-        series.append(("one-time-key ciphertext", [enc.get(n, math.nan) for n in names]))
+    for encoding, block in encrypted.items():
+        enc = {r[0]: r[1] for r in attribute_rows(block)}
+        series.append((f"ciphertext read as {encoding}", [enc.get(n, math.nan) for n in names]))
     width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(rows) + 2), 4))
     for k, (label, values) in enumerate(series):
@@ -175,6 +185,13 @@ def _pct(value: float) -> str:
     return f"{100 * value:.1f} %"
 
 
+def _cipher_means(encrypted: Mapping[str, Mapping[str, Any]]) -> str:
+    """Mean balanced accuracy per ciphertext reading, the strongest first: "46.4 % popcount,
+    45.3 % bits"."""
+    means = {e: block["mean"]["balanced_accuracy"] for e, block in encrypted.items()}
+    return ", ".join(f"{_pct(v)} {e}" for e, v in sorted(means.items(), key=lambda kv: -kv[1]))
+
+
 def headline_table(results: Mapping[str, Any]) -> str:
     """The study in one Markdown table: what the attacker gets from plaintext vs ciphertext."""
     plain_rec = results["reconstruction"]
@@ -186,7 +203,7 @@ def headline_table(results: Mapping[str, Any]) -> str:
         f"{_pct(results['attributes']['mean']['balanced_accuracy'])} "
         f"({_pct(results['attributes']['mean']['chance'])} / "
         f"{_pct(results['attributes']['mean']['majority'])}) | "
-        f"{_pct(enc['attributes']['mean']['balanced_accuracy'])} |",
+        f"{_cipher_means(enc['attributes'])} |",
     ]
     for method in ("autoencoder", "gan"):
         p, e = plain_rec[method], enc["reconstruction"][method]
@@ -206,18 +223,25 @@ def headline_table(results: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _attribute_table(plain: Mapping[str, Any], encrypted: Mapping[str, Any]) -> str:
-    enc = {name: bacc for name, bacc, _, _ in attribute_rows(encrypted)}
+def _attribute_table(plain: Mapping[str, Any], encrypted: Mapping[str, Mapping[str, Any]]) -> str:
+    """Balanced accuracy per attribute: plaintext, then a column per ciphertext reading."""
+    columns = [
+        {name: bacc for name, bacc, _, _ in attribute_rows(block)}
+        | {"**mean**": block["mean"]["balanced_accuracy"]}
+        for block in encrypted.values()
+    ]
+    header = "".join(f" ciphertext, {encoding} |" for encoding in encrypted)
     lines = [
-        "| attribute | balanced accuracy | on ciphertext | majority | chance |",
-        "| --- | --- | --- | --- | --- |",
+        f"| attribute | balanced accuracy |{header} majority | chance |",
+        "| --- | --- |" + " --- |" * len(encrypted) + " --- | --- |",
     ]
     for name, bacc, majority, chance in attribute_rows(plain) + [
         ("**mean**", *(plain["mean"][k] for k in ("balanced_accuracy", "majority", "chance")))
     ]:
-        enc_value = encrypted["mean"]["balanced_accuracy"] if name == "**mean**" else enc.get(name)
-        enc_text = "-" if enc_value is None else f"{enc_value:.3f}"
-        lines.append(f"| {name} | {bacc:.3f} | {enc_text} | {majority:.3f} | {chance:.3f} |")
+        cells = "".join(
+            " - |" if column.get(name) is None else f" {column[name]:.3f} |" for column in columns
+        )
+        lines.append(f"| {name} | {bacc:.3f} |{cells} {majority:.3f} | {chance:.3f} |")
     return "\n".join(lines)
 
 
@@ -241,6 +265,11 @@ def _notes(results: Mapping[str, Any]) -> list[str]:
             f"Chance rank-1 of a reconstruction: {100 * chance:.3f} % (a random ranking of this "
             "gallery, same-identity-same-camera entries excluded, as in the evaluation)."
         )
+    readings = [
+        f"`{e}`, {CIPHERTEXT_READINGS.get(e, 'see invfeat.attacks.ciphertext')}"
+        for e in results["encrypted"]["attributes"]
+    ]
+    notes.append(f"The attacker read each ciphertext float as: {'; '.join(readings)}.")
     if results.get("config", {}).get("attributes", {}).get("keep_best"):
         notes.append(
             "**Optimistic:** the attribute figures (plaintext and ciphertext) come from the "
@@ -270,7 +299,8 @@ def render_markdown(results: Mapping[str, Any], figures: Mapping[str, str]) -> s
         _attribute_table(results["attributes"], results["encrypted"]["attributes"]),
         "## Reconstruction, plaintext features",
         _reconstruction_table(results["reconstruction"]),
-        "## Reconstruction, one-time-key ciphertext",
+        "## Reconstruction, one-time-key ciphertext (read as "
+        f"{results['encrypted']['reconstruction_encoding']})",
         _reconstruction_table(results["encrypted"]["reconstruction"]),
     ]
     sections += [f"## {caption}\n\n![{caption}]({rel})" for caption, rel in figures.items()]

@@ -29,7 +29,11 @@ def _results() -> dict:
         "victim": {"rank1": 0.9, "mAP": 0.7},
         "attributes": _attributes(0.8),
         "reconstruction": _reconstruction(0.6),
-        "encrypted": {"attributes": _attributes(0.5), "reconstruction": _reconstruction(0.01)},
+        "encrypted": {
+            "attributes": {"bits": _attributes(0.5), "popcount": _attributes(0.55)},
+            "reconstruction": _reconstruction(0.01),
+            "reconstruction_encoding": "bits",
+        },
         "legitimate": {"rank1": 0.9, "mAP": 0.7},
         "config": {"seed": 0, "image_size": [64, 32]},
         "timings": {"victim": 1.5, "attacks": 2.0},
@@ -99,3 +103,14 @@ def test_chance_rank1_is_printed_beside_the_headline():
     headline = text.split("## Attribute")[0]
     assert "Chance rank-1 of a reconstruction: 0.089 %" in headline
     assert "Chance rank-1" not in report.render_markdown(_results(), {})
+
+
+def test_each_ciphertext_reading_is_reported_the_strongest_first():
+    text = report.render_markdown(_results(), {})
+    headline = text.split("## Attribute")[0]
+    assert "| 55.0 % popcount, 50.0 % bits |" in headline
+    assert "`popcount`, its count of one-bits" in headline and "`bits`, its 32 bits" in headline
+    table = text.split("## Attribute recognition")[1].split("##")[0]
+    assert "| attribute | balanced accuracy | ciphertext, bits | ciphertext, popcount |" in table
+    assert "| gender | 0.800 | 0.500 | 0.550 | 0.500 | 0.500 |" in table
+    assert "## Reconstruction, one-time-key ciphertext (read as bits)" in text

@@ -19,7 +19,7 @@ from invfeat.victim import load_victim
 
 STAGES = (
     "data", "victim", "victim_eval", "features", "legitimate", "attributes_plain",
-    "attributes_cipher", "surrogate", "autoencoder_plain", "gan_plain", "autoencoder_cipher",
+    "attributes_cipher_bits", "attributes_cipher_popcount", "surrogate", "autoencoder_plain", "gan_plain", "autoencoder_cipher",
     "gan_cipher",
 )  # fmt: skip
 
@@ -44,7 +44,10 @@ def test_tiny_study_writes_a_complete_report(tiny_run):
             assert np.isfinite([block[method][m] for m in report.RECONSTRUCTION_METRICS]).all()
     names = set(results["attributes"]) - {"mean"}
     assert {"gender", "up_colour", "down_colour"} <= names
-    assert set(results["encrypted"]["attributes"]) - {"mean"} == names
+    assert list(results["encrypted"]["attributes"]) == ["bits", "popcount"]
+    for block in results["encrypted"]["attributes"].values():
+        assert set(block) - {"mean"} == names
+    assert results["encrypted"]["reconstruction_encoding"] == "bits"
     # The key holder's re-ID after decryption equals the plaintext figures exactly.
     assert results["legitimate"]["bit_exact"] is True
     assert results["legitimate"]["rank1"] == results["victim"]["rank1"]
@@ -74,6 +77,12 @@ def test_a_killed_study_resumes_where_it_stopped(tiny_run, capsys):
     for key in ("victim", "attributes", "reconstruction", "legitimate"):
         assert after[key] == before[key]
     assert after["encrypted"]["attributes"] == before["encrypted"]["attributes"]
+
+
+@pytest.mark.parametrize("encodings", [(), ("bits", "bits"), ("bits", "octal")])
+def test_ciphertext_encodings_are_checked(encodings):
+    with pytest.raises(ValueError, match="ciphertext_encodings"):
+        dataclasses.replace(get_study("tiny"), ciphertext_encodings=encodings)
 
 
 def test_another_config_in_the_same_run_dir_is_refused(tiny_run):
