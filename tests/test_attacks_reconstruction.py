@@ -98,6 +98,37 @@ def test_killed_autoencoder_resumes_to_the_same_decoder(
     )
 
 
+def test_killed_mid_epoch_loses_at_most_the_steps_since_the_last_save(
+    tmp_path, monkeypatch, autoencoder, pairs, one_device
+):
+    """A kill (no save on the way out) at step 70 of 40-step epochs: the run goes on from the
+    save at step 60, not from the epoch end at 40, and ends at the same decoder."""
+    images, features = pairs
+    real_fit = R.fit
+    steps = []
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_70(step, state):
+        steps.append(step)
+        if step == 70 and steps[0] == 1:  # the first run only
+            raise Killed
+
+    monkeypatch.setattr(R, "fit", lambda *a, **kw: real_fit(*a, **kw, hooks=[kill_at_70]))
+    run = dict(mesh=one_device, progress=False, save_every_steps=20)
+    with pytest.raises(Killed):
+        R.run_reconstruction(images, features, AE, tmp_path, **run)
+    steps.clear()
+    resumed = R.run_reconstruction(images, features, AE, tmp_path, **run)
+    assert steps == list(range(61, 161))
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+        resumed.variables,
+        autoencoder.variables,
+    )
+
+
 def test_gan_on_ciphertext_alternates_and_stays_finite(tmp_path, pairs, one_device):
     images, _ = pairs
     words = np.random.default_rng(5).integers(0, 2**32, size=(N, D), dtype=np.uint64)
