@@ -142,6 +142,33 @@ class Restored:
     meta: dict[str, Any]
 
 
+def _shape_misfits(item_dir: Path, abstract: Any, shown: int = 5) -> list[str]:
+    """Leaves whose saved shape differs from `abstract`'s: "<path>: saved (..), wanted (..)".
+
+    Checked from the saved metadata before orbax reads anything: orbax finds a misfit only while
+    reading the arrays, then closes its event loop under the reads still running, which print
+    "Event loop is closed" and "Exception ignored in: <coroutine ...>" tracebacks later. Leaves
+    in only one of the trees are left to orbax, which refuses them before reading.
+    """
+    handler = ocp.StandardCheckpointHandler()
+    try:
+        saved = ocp.tree.to_flat_dict(handler.metadata(epath.Path(item_dir)).tree)
+    finally:
+        handler.close()
+    wanted = ocp.tree.to_flat_dict(ocp.tree.serialize_tree(abstract, keep_empty_nodes=True))
+    misfits = [
+        f"{'/'.join(map(str, key))}: saved {tuple(saved[key].shape)}, wanted {tuple(leaf.shape)}"
+        for key, leaf in wanted.items()
+        if key in saved
+        and hasattr(saved[key], "shape")
+        and hasattr(leaf, "shape")
+        and tuple(saved[key].shape) != tuple(leaf.shape)
+    ]
+    if len(misfits) > shown:
+        misfits = [*misfits[:shown], f"and {len(misfits) - shown} more"]
+    return misfits
+
+
 class Checkpointer:
     """Save and restore (state, data-iterator state, meta) by step under one directory."""
 
@@ -212,6 +239,12 @@ class Checkpointer:
         abstract = jax.tree.map(
             lambda x: x if isinstance(x, jax.ShapeDtypeStruct) else abstract_like(x), target
         )
+        misfits = _shape_misfits(self.directory / str(step) / "state", abstract)
+        if misfits:
+            raise ValueError(
+                f"{self.directory / str(step)}: the checkpoint does not fit the state to restore "
+                f"into (saved by another model or config?): shapes differ at {'; '.join(misfits)}"
+            )
         try:
             with interrupts_held():
                 out = self._manager.restore(
