@@ -54,6 +54,12 @@ def load_or_create_key(path: Path, scheme: str):
 
 
 def run_extract(args: argparse.Namespace) -> int:
+    from experiments.victim import on_process_0
+
+    return on_process_0(_extract, args, "features-extract")  # the API uses local devices
+
+
+def _extract(args: argparse.Namespace) -> int:
     from invfeat import shufflebits as sb
     from invfeat.data import builders
     from invfeat.data.feature_files import FeatureFileError

@@ -14,6 +14,7 @@ from experiments import INTERRUPTED_EXIT, fail
 from experiments.configs import STUDIES, get_study
 from invfeat.file_victim import FileVictim, pending_message
 from invfeat.study import StudyConfig, StudyPending, run_study
+from invfeat.train import distributed
 
 PENDING_EXIT = 3  # the study waits for features computed outside (the message says which)
 
@@ -85,6 +86,17 @@ def with_paths(config: StudyConfig, args: argparse.Namespace) -> StudyConfig:
 
 def _run(name: str, args: argparse.Namespace) -> int:
     command = "python -m experiments " + shlex.join(sys.argv[1:])
+    try:
+        several = distributed.requested_process_count() > 1
+    except ValueError as err:
+        return fail(err)
+    if several:  # its stages write shared files and pick devices as one process
+        return fail(
+            f"the study ({name}) runs in one process; unset {distributed.ENV_COORDINATOR}, "
+            f"{distributed.ENV_NUM_PROCESSES} and {distributed.ENV_PROCESS_ID} and start it "
+            "once (several processes can run `victim train`, and `victim eval` and `features "
+            "extract`, which run on process 0)"
+        )
     try:
         config = with_paths(get_study(name), args)
         if "GPU" in config.requires and jax.default_backend() == "cpu":

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from experiments import fail, int_at_least
@@ -63,7 +64,13 @@ def default_workdir(config: str, dataset: str) -> Path:
 
 def run_train(args: argparse.Namespace) -> int:
     from invfeat import victim as V
+    from invfeat.train import distributed
 
+    try:  # several processes (JAX_COORDINATOR_ADDRESS...) train one victim together
+        distributed.initialize_from_env()
+    except ValueError as err:
+        return fail(str(err))
+    say = print if distributed.is_primary() else lambda *_: None
     overrides: dict = {"dataset": args.dataset}
     if not args.dataset.startswith("synth_"):
         overrides["data_settings"] = None
@@ -76,22 +83,45 @@ def run_train(args: argparse.Namespace) -> int:
     except ValueError as err:
         return fail(str(err))
     workdir = args.workdir or default_workdir(args.config, args.dataset)
-    print(f"training victim {config.name} ({config.model}, {config.input_size}) on "
-          f"{config.dataset} in {workdir}")  # fmt: skip
+    say(f"training victim {config.name} ({config.model}, {config.input_size}) on "
+        f"{config.dataset} in {workdir}")  # fmt: skip
     try:
         victim = V.train_victim(config, workdir, resume=args.resume, data_dir=args.data_dir)
     except (FileNotFoundError, FileExistsError, ValueError, FloatingPointError) as err:
         return fail(str(err))
-    print(f"saved the victim to {workdir / V.VARIABLES_FILE} ({json.dumps(victim.summary)})")
-    if not args.no_eval:
+    say(f"saved the victim to {workdir / V.VARIABLES_FILE} ({json.dumps(victim.summary)})")
+    if args.no_eval:
+        return 0
+
+    def evaluate() -> int:  # on this process's devices: process 0 evaluates for all
         scores = V.evaluate_victim(
             victim, config.dataset, data_dir=args.data_dir, data_settings=config.data_settings
         )
         print(format_table({config.dataset: scores}))
-    return 0
+        return 0
+
+    return distributed.on_primary(evaluate, "victim-train-eval")
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    return on_process_0(_eval, args, "victim-eval")
+
+
+def on_process_0(
+    command: Callable[[argparse.Namespace], int], args: argparse.Namespace, name: str
+) -> int:
+    """Run a command that needs no other process on process 0 of a multi-process launch (the
+    others wait and exit with its status); in one process, simply run it."""
+    from invfeat.train import distributed
+
+    try:
+        distributed.initialize_from_env()
+    except ValueError as err:
+        return fail(str(err))
+    return distributed.on_primary(lambda: command(args), name)
+
+
+def _eval(args: argparse.Namespace) -> int:
     from invfeat import victim as V
     from invfeat.report import write_json
 

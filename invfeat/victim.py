@@ -48,7 +48,7 @@ from invfeat.features import (
 )
 from invfeat.files import write_atomic
 from invfeat.models.reid import IMAGENET_MEAN, ReIDModel, get_config, make_features_fn
-from invfeat.train import optim, precision
+from invfeat.train import distributed, optim, precision
 from invfeat.train import state as S
 from invfeat.train.checkpoint import CheckpointConfig
 from invfeat.train.loop import CHECKPOINT_DIR, fit
@@ -438,8 +438,9 @@ def _check_workdir(workdir: Path, config: VictimConfig, resume: bool) -> None:
             f"{workdir} already holds a training run; pass resume=True (--resume) to continue "
             "it, or choose another workdir"
         )
-    workdir.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda f: f.write(json.dumps(config.record(), indent=2).encode()))
+    if distributed.is_primary():  # every process checked the same files; one writes
+        workdir.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, lambda f: f.write(json.dumps(config.record(), indent=2).encode()))
 
 
 def train_victim(
@@ -453,9 +454,12 @@ def train_victim(
 ) -> Victim:
     """Train the victim of `config` in `workdir` (resuming its latest checkpoint if asked).
 
-    A synthetic dataset is rendered first if it is not built yet."""
+    A synthetic dataset is rendered first if it is not built yet. Under several processes
+    (`invfeat.train.distributed`) all of them train; process 0 builds the dataset and writes
+    the workdir's files (on a disk they share, as orbax's checkpoints need)."""
     opened = dict(data_dir=data_dir, data_settings=config.data_settings)
-    prepare_dataset(config.dataset, **opened)
+    with distributed.primary_first("prepare_dataset"):  # one build on a shared data dir
+        prepare_dataset(config.dataset, **opened)
     source = open_dataset_split(config.dataset, "train", **opened)
     evaluators = {}
     if config.eval_every_epochs:
@@ -535,7 +539,8 @@ def train_on_source(
         "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
     }
     victim = Victim(config, inference_model(config), jax.device_get(variables), summary)
-    save_victim(workdir, victim)
+    if distributed.is_primary():
+        save_victim(workdir, victim)
     return victim
 
 

@@ -10,17 +10,28 @@
 With none of them set it does nothing (a single-process run) unless `auto=True`, which lets JAX
 detect a cluster (SLURM, Open MPI, Cloud TPU, ...). On CPU the cross-process collectives use gloo
 (`jax_cpu_collectives_implementation`). It must run before anything touches a JAX device.
+
+Once joined, processes coordinate through JAX's coordination service: `barrier`, `primary_first`
+(process 0 runs a block before the others, e.g. a dataset build on a shared disk) and
+`on_primary` (a process-local command runs on process 0 and every process returns its exit
+status). Files every process would write the same are written by process 0 (`is_primary`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import jax
 
 ENV_COORDINATOR = "JAX_COORDINATOR_ADDRESS"
 ENV_NUM_PROCESSES = "JAX_NUM_PROCESSES"
 ENV_PROCESS_ID = "JAX_PROCESS_ID"
+# How long a process waits for the others (process 0 building a dataset, extracting) at most.
+BARRIER_TIMEOUT_S = 3 * 3600
 
 
 def _env_int(name: str) -> int:
@@ -65,3 +76,61 @@ def initialize_from_env(*, auto: bool = False, timeout_s: int = 300) -> bool:
 def is_primary() -> bool:
     """True on the process that writes logs and progress (process 0)."""
     return jax.process_index() == 0
+
+
+def requested_process_count() -> int:
+    """The process count the environment asks for (1 when JAX_NUM_PROCESSES is unset), read
+    without joining: lets a command that runs in one process refuse before it starts."""
+    return _env_int(ENV_NUM_PROCESSES) if os.environ.get(ENV_NUM_PROCESSES) else 1
+
+
+def _client() -> Any:
+    client = jax._src.distributed.global_state.client  # what orbax's barriers use too
+    if client is None:
+        raise RuntimeError("several processes, but jax.distributed is not initialized")
+    return client
+
+
+_barriers = itertools.count()
+
+
+def barrier(name: str, timeout_s: int = BARRIER_TIMEOUT_S) -> None:
+    """Wait until every process reaches this barrier (a no-op in a single process).
+
+    Every process must pass the same barriers in the same order; names are numbered per
+    process so a barrier can be passed many times."""
+    if jax.process_count() > 1:
+        _client().wait_at_barrier(f"invfeat/{name}/{next(_barriers)}", timeout_s * 1000)
+
+
+@contextlib.contextmanager
+def primary_first(name: str, timeout_s: int = BARRIER_TIMEOUT_S) -> Iterator[None]:
+    """Process 0 runs the block, then the others do (e.g. build a dataset once on a shared
+    disk, then open it everywhere); an error in process 0's block still lets the others go."""
+    if not is_primary():
+        barrier(name, timeout_s)
+    try:
+        yield
+    finally:
+        if is_primary():
+            barrier(name, timeout_s)
+
+
+def on_primary(fn: Callable[[], int], name: str, timeout_s: int = BARRIER_TIMEOUT_S) -> int:
+    """Run a process-local command `fn` (returning an exit status) on process 0 only; the other
+    processes wait for it and return the same status, so each reports how the command ended.
+    An exception in `fn` ends it with status 1 everywhere (and is raised on process 0)."""
+    if jax.process_count() == 1:
+        return fn()
+    key = f"invfeat/{name}/{next(_barriers)}/exit_status"
+    if not is_primary():
+        return int(_client().blocking_key_value_get(key, timeout_s * 1000))
+    status = 1
+    try:
+        status = fn()
+    except KeyboardInterrupt:
+        status = 130  # what a shell reports for Ctrl-C
+        raise
+    finally:
+        _client().key_value_set(key, str(int(status)))
+    return status
