@@ -12,7 +12,11 @@ import os
 import signal
 import sys
 import threading
+import warnings
+from pathlib import Path
 
+import experiments
+import invfeat
 from experiments import INTERRUPTED_EXIT
 
 # Command groups, in the order `--help` lists them; one module per group.
@@ -57,8 +61,28 @@ def deliver_dropped_interrupts() -> None:
     sys.unraisablehook = hook
 
 
+def show_own_warnings_as_lines() -> None:
+    """Shows the warnings invfeat issues (a file left out, a partial copy...) as one `warning:`
+    line on stderr, as errors are shown, above any progress bar; Python's format added a source
+    line of invfeat (e.g. "  for record in records:") and wrote into TFDS's bars. Warnings from
+    elsewhere keep Python's format."""
+    previous = warnings.showwarning
+    ours = tuple(f"{Path(p.__file__).parent}{os.sep}" for p in (invfeat, experiments))
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if not category.__module__.startswith("invfeat.") and not filename.startswith(ours):
+            previous(message, category, filename, lineno, file, line)
+            return
+        from tqdm import tqdm  # clears the bars TFDS and the fit loop draw, then redraws them
+
+        tqdm.write(f"warning: {message}", file=file if file is not None else sys.stderr)
+
+    warnings.showwarning = show
+
+
 if __name__ == "__main__":
     deliver_dropped_interrupts()
+    show_own_warnings_as_lines()
     status = main()
     if status == INTERRUPTED_EXIT:
         # A Ctrl-C can leave one of XLA's compiles running in its own thread; the interpreter's
