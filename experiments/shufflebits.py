@@ -29,7 +29,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     keygen.add_argument(
         "--one-time", action="store_true", help="a 256-bit one-time-pad secret instead of a key"
     )
-    keygen.add_argument("--bits", type=int, default=32, choices=sb.WIDTHS, help="float width")
+    keygen.add_argument(
+        "--bits",
+        type=int,
+        default=32,
+        choices=sb.WIDTHS,
+        help="float width a static key permutes (default: %(default)s; a one-time secret serves "
+        "every width, so --one-time ignores it)",
+    )
     keygen.set_defaults(func=_keygen)
 
     for name, func, what in (("encrypt", _encrypt, "plain"), ("decrypt", _decrypt, "encrypted")):
