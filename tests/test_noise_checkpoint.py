@@ -55,6 +55,19 @@ def test_fitting_restore_still_casts_dtypes(tmp_path):
     )
 
 
+def test_checkpoint_without_tree_metadata_still_restores(tmp_path):
+    wide = toy.init_fn(jax.random.key(0), toy.ToyNet(hidden=16))
+    with Checkpointer(tmp_path, SYNC) as ckpt:
+        ckpt.save(2, wide)
+    (tmp_path / "2" / "state" / "_METADATA").unlink()  # orbax restores from the arrays' own
+    with Checkpointer(tmp_path, SYNC) as ckpt:
+        restored = ckpt.restore(wide).state
+    np.testing.assert_array_equal(
+        np.asarray(restored["params"]["Dense_0"]["kernel"]),
+        np.asarray(wide["params"]["Dense_0"]["kernel"]),
+    )
+
+
 # The misfit "a" is found while the reads of "b" and "c" are in flight: orbax's reads are held
 # open (they would finish at random moments otherwise), so the old code printed the tracebacks
 # every time rather than now and then.

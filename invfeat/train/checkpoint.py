@@ -153,6 +153,8 @@ def _shape_misfits(item_dir: Path, abstract: Any, shown: int = 5) -> list[str]:
     handler = ocp.StandardCheckpointHandler()
     try:
         saved = ocp.tree.to_flat_dict(handler.metadata(epath.Path(item_dir)).tree)
+    except FileNotFoundError:  # no tree metadata (or no item): orbax reads without, or says why
+        return []
     finally:
         handler.close()
     wanted = ocp.tree.to_flat_dict(ocp.tree.serialize_tree(abstract, keep_empty_nodes=True))
