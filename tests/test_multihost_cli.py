@@ -133,7 +133,9 @@ def test_victim_eval_writes_once(tmp_path):
 
 
 def _metric_steps(workdir: Path) -> list[int]:
-    return [json.loads(line)["step"] for line in (workdir / "metrics.jsonl").read_text().split()]
+    return [
+        json.loads(line)["step"] for line in (workdir / "metrics.jsonl").read_text().splitlines()
+    ]
 
 
 @pytest.mark.slow
