@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 
-from experiments import USAGE_EXIT, fail
+from experiments import fail
 
 REAL = ("market1501", "dukemtmc_reid", "msmt17")
 SYNTH = ("synth_market", "synth_duke", "synth_msmt")
@@ -47,8 +47,10 @@ def run_build(args: argparse.Namespace) -> int:
             + (f"the configs {configs}" if configs else "no configs")
         )
     if args.dataset in REAL and args.manual_dir is None:
-        print(f"{args.dataset} needs --manual-dir.\n\n{cls.MANUAL_DOWNLOAD_INSTRUCTIONS}")
-        return USAGE_EXIT
+        return fail(
+            f"{args.dataset} needs --manual-dir FOLDER, the folder you unpacked it in:\n\n"
+            f"{cls.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()}"
+        )
     if args.dataset in REAL and args.manual_dir.is_file():
         return fail(f"--manual-dir {args.manual_dir} is a file: unpack it and pass the folder")
     if args.dataset in REAL and not (args.manual_dir.is_dir() and any(args.manual_dir.iterdir())):

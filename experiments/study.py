@@ -1,4 +1,5 @@
-"""`demo`, `run NAME`, `list`: the study end to end, one named configuration per run."""
+"""`demo`, `run NAME`, `list`: the study end to end, one named configuration per run, in one
+process (a launch as several, JAX_NUM_PROCESSES > 1, is refused)."""
 
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--data-dir",
         type=Path,
         default=None,
-        help="built datasets ($INVFEAT_DATA_DIR, else ./data)",
+        help="datasets: the synthetic ones are rendered here if missing, real ones must be "
+        "built here first with `data build` ($INVFEAT_DATA_DIR, else ./data)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 

@@ -76,6 +76,15 @@ def test_runs_dir_that_is_a_file(tmp_path, capsys):
     assert str(runs) in _error(capsys)
 
 
+def test_build_without_manual_dir_is_an_error_with_the_instructions(tmp_path, capsys):
+    argv = ["data", "build", "--dataset", "market1501", "--data-dir", str(tmp_path / "data")]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("error: market1501 needs --manual-dir FOLDER")
+    assert "Market-1501-v15.09.15" in err  # the download instructions follow
+
+
 def test_build_with_a_missing_manual_dir(tmp_path, capsys):
     missing = tmp_path / "nowhere"
     argv = ["data", "build", "--dataset", "market1501", "--data-dir", str(tmp_path / "data")]
