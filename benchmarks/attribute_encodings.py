@@ -1,9 +1,11 @@
-"""How well the attribute attack reads a finished study's one-time ciphertext, by encoding.
+"""How well the attribute attack reads a finished study's ciphertext, by encoding and key mode.
 
 A bit permutation keeps each float's count of one-bits. The study trains its head once per
 reading in `StudyConfig.ciphertext_encodings` (`bits`, `popcount`) for its configured epochs;
 this script trains the same head on any readings (and plaintext) for several epoch counts, and
-prints one table. It reads what `python -m experiments run NAME` left in
+prints one table. With `--static-key` it also encrypts the run's plaintext features under one
+fresh static key (drawn here, never written) and attacks that: a static key is one fixed
+bijection, which a head reading bits learns through as through plaintext. It reads what `python -m experiments run NAME` left in
 RUNS/NAME/features and the attack dataset in DATA; it trains in a temporary folder and changes
 nothing of the run.
 
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments.configs import get_study
+from invfeat import shufflebits
 from invfeat.attacks.attributes import run_attribute_attack
 from invfeat.attacks.ciphertext import ENCODINGS
 from invfeat.data import builders
@@ -64,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", nargs="+", type=int, default=[15])
     parser.add_argument("--plaintext", action="store_true", help="also the plaintext head")
     parser.add_argument(
+        "--static-key",
+        action="store_true",
+        help="also the run's plaintext under a fresh static key, read by each encoding",
+    )
+    parser.add_argument(
         "--last-epoch",
         action="store_true",
         help="score the last epoch (default: the best epoch on the victims, as published)",
@@ -77,10 +85,24 @@ def main(argv: list[str] | None = None) -> int:
     if not (run / "report.json").exists():
         parser.error(f"{run} holds no finished study (no report.json): run it first")
     schema = tuple(builders.builder_class(config.attack_dataset).ATTRIBUTES)
-    rows = [("cipher", e) for e in args.encodings] + ([("plain", None)] if args.plaintext else [])
-    arrays = {kind: split_arrays(run, args.data_dir, config, kind) for kind, _ in set(rows)}
+    rows = [("cipher", e) for e in args.encodings]
+    rows += [("static", e) for e in args.encodings] if args.static_key else []
+    rows += [("plain", None)] if args.plaintext else []
+    arrays = {
+        kind: split_arrays(run, args.data_dir, config, kind)
+        for kind in {kind for kind, _ in rows} - {"static"}
+    }
+    if args.static_key:
+        key = shufflebits.Key.generate(32)
+        plain = arrays.get("plain") or split_arrays(run, args.data_dir, config, "plain")
+        arrays["static"] = {
+            split: (np.asarray(shufflebits.encrypt(features, key)), attributes)
+            for split, (features, attributes) in plain.items()
+        }
     selection = "last epoch" if args.last_epoch else "best epoch on the victims, as published"
     print(f"# attribute head on {run}, {selection}: mean balanced accuracy of the victims")
+    print("# features: cipher = the run's one-time ciphertext; static = its plaintext under a")
+    print("# fresh static key; plain = its plaintext")
     print("| features | encoding | epochs | mean balanced accuracy | seconds |")
     print("| --- | --- | ---: | ---: | ---: |")
     for kind, encoding in rows:
