@@ -8,7 +8,8 @@ DIR/<split>.npz, `--out NAME.npz` writes NAME_<split>.npz. With --encrypt the AP
 ShuffleBits ciphertext: under the static key in FILE, or (one-time) under per-vector keys derived
 from the secret in FILE, with the nonces stored in the files. A missing key file is created
 (mode 0600); keys are never printed. Existing output files are replaced only with --overwrite,
-the key file never.
+the key file never. Launched as several processes (JAX_NUM_PROCESSES...), process 0 extracts and
+the others exit with its status.
 """
 
 from __future__ import annotations

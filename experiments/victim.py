@@ -11,6 +11,11 @@ rank-1 of a random ranking under the same protocol, the chance level) on the
 victim's own test split (in-domain) and on synth_market and synth_duke (cross-domain), and
 writes DIR/eval.json. The workdir defaults to runs/victim/<config>-<dataset>; datasets must be
 built (`python -m experiments data build`), under --data-dir, $INVFEAT_DATA_DIR or ./data.
+
+Several processes (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID set on each, the
+workdir and data dir on a disk they share): `train` trains on the devices of all of them, process
+0 building the data, printing and writing the files; `eval` runs on process 0 alone and the others
+exit with its status.
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ def test_study_refuses_several_processes(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_extract_and_eval_run_on_process_0(tmp_path):
+def test_extract_runs_on_process_0(tmp_path):
     victim = _tiny_victim(tmp_path / "victim")
     key_file, data = tmp_path / "secret.key", str(tmp_path / "data")
     argv = ["features", "extract", "--dataset", "synth_msmt", "--victim", str(tmp_path / "victim"),
