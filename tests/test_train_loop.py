@@ -259,3 +259,11 @@ def test_user_written_two_part_step_resumes_exactly(m, tmp_path):
     assert {"train/d_loss", "train/g_loss"} <= set(full.history[-1])
     assert not np.allclose(jax.device_get(full.state.params["d"]["w"]), 1.0)
     chex.assert_trees_all_equal(jax.device_get(resumed.state), jax.device_get(full.state))
+
+
+def test_resuming_a_finished_run_draws_no_progress_bar(m, tmp_path, capsys):
+    _fit(m, tmp_path)
+    capsys.readouterr()
+    result = _fit(m, tmp_path, resume=True, progress=True)
+    assert result.step == 6
+    assert "6/6" not in capsys.readouterr().err  # was a full bar, 100% at once

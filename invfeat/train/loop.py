@@ -216,7 +216,7 @@ def fit(
         file=sys.stderr,
         dynamic_ncols=True,
         unit="step",
-        disable=not (progress and is_primary()),
+        disable=not (progress and is_primary()) or start >= num_steps,  # nothing left to run
     )
 
     def consume() -> None:
