@@ -1,7 +1,8 @@
 """`python -m experiments ...`: a thin command line over the invfeat library.
 
 What every command group shares: how a user's mistake ends a command (one `error:` line naming
-the input, exit status 2), how Ctrl-C does, and the argparse type for bounded counts.
+the input, exit status 2), how Ctrl-C does, the argparse type for bounded counts, and how a
+command runs when it is launched as several processes (`on_process_0`).
 """
 
 from __future__ import annotations
@@ -31,3 +32,20 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
 
     parse.__name__ = "int"  # argparse's "invalid int value" for non-numbers
     return parse
+
+
+def on_process_0(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run `command` as one process would. Launched as several processes (JAX_NUM_PROCESSES >
+    1), they join the group, process 0 runs it on its own devices and every process exits with
+    its status, so a file is written and a key drawn once. Commands that work across processes
+    themselves (`victim train`) or refuse them (the study) set `handles_processes`."""
+    from invfeat.train import distributed
+
+    try:
+        if distributed.requested_process_count() == 1:
+            return command(args)
+        distributed.initialize_from_env()
+    except ValueError as err:  # a malformed JAX_* variable, named
+        return fail(str(err))
+    name = f"{command.__module__}.{command.__qualname__}"
+    return distributed.on_primary(lambda: int(command(args) or 0), name)

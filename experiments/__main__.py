@@ -17,7 +17,7 @@ from pathlib import Path
 
 import experiments
 import invfeat
-from experiments import INTERRUPTED_EXIT
+from experiments import INTERRUPTED_EXIT, on_process_0
 
 # Command groups, in the order `--help` lists them; one module per group.
 GROUPS = ("shufflebits", "data", "victim", "features", "study")
@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        if getattr(args, "handles_processes", False):
+            return int(args.func(args) or 0)
+        return int(on_process_0(args.func, args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return INTERRUPTED_EXIT

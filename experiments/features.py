@@ -24,7 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("features", help="extract feature files through the API")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     extract = commands.add_parser("extract", help="one FastReID .npz per split")
-    extract.add_argument("--dataset", required=True, help="a built dataset, e.g. synth_market")
+    extract.add_argument(
+        "--dataset",
+        required=True,
+        help="e.g. synth_market (rendered if missing) or a real dataset built with `data build`",
+    )
     extract.add_argument("--victim", required=True, type=Path, help="trained victim workdir")
     extract.add_argument("--out", required=True, type=Path, help="a folder, or NAME.npz")
     extract.add_argument("--encrypt", choices=("static", "one-time"), help="ShuffleBits scheme")
@@ -55,12 +59,6 @@ def load_or_create_key(path: Path, scheme: str):
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    from experiments.victim import on_process_0
-
-    return on_process_0(_extract, args, "features-extract")  # the API uses local devices
-
-
-def _extract(args: argparse.Namespace) -> int:
     from invfeat import shufflebits as sb
     from invfeat.data import builders
     from invfeat.data.feature_files import FeatureFileError

@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo", help="the whole study on the embedded synthetic world (CPU, minutes)"
     )
     _common(demo)
-    demo.set_defaults(func=lambda args: _run("demo", args))
+    demo.set_defaults(func=lambda args: _run("demo", args), handles_processes=True)
 
     run = subparsers.add_parser("run", help="run one named study configuration (see `list`)")
     run.add_argument("name", help="a configuration name from `python -m experiments list`")
@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Keras resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 for the "
         "resnet50-imagenet perceptual network",
     )
-    run.set_defaults(func=lambda args: _run(args.name, args))
+    run.set_defaults(func=lambda args: _run(args.name, args), handles_processes=True)
 
     listing = subparsers.add_parser("list", help="list the named study configurations")
     listing.set_defaults(func=_list)

@@ -9,8 +9,9 @@ dataset's train split, with a progress bar, metrics in DIR/metrics.jsonl and che
 DIR/checkpoints; `--resume` continues a killed run. `eval` reports rank-1/5/10 and mAP (and the
 rank-1 of a random ranking under the same protocol, the chance level) on the
 victim's own test split (in-domain) and on synth_market and synth_duke (cross-domain), and
-writes DIR/eval.json. The workdir defaults to runs/victim/<config>-<dataset>; datasets must be
-built (`python -m experiments data build`), under --data-dir, $INVFEAT_DATA_DIR or ./data.
+writes DIR/eval.json. The workdir defaults to runs/victim/<config>-<dataset>. Datasets live under
+--data-dir, $INVFEAT_DATA_DIR or ./data: a synthetic one missing there is rendered first, a real
+one must be built there (`python -m experiments data build`).
 
 Several processes (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID set on each, the
 workdir and data dir on a disk they share): `train` trains on the devices of all of them, process
@@ -23,7 +24,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 from experiments import fail, int_at_least
@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=int_at_least(0), help="override the config's seed")
     train.add_argument("--data-dir", type=Path, help="default: $INVFEAT_DATA_DIR or ./data")
     train.add_argument("--no-eval", action="store_true", help="skip the in-domain evaluation")
-    train.set_defaults(func=run_train)
+    train.set_defaults(func=run_train, handles_processes=True)
 
     evaluate = commands.add_parser("eval", help="re-ID accuracy in-domain and cross-domain")
     evaluate.add_argument("--workdir", type=Path, help="a trained victim's workdir")
@@ -109,24 +109,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    return on_process_0(_eval, args, "victim-eval")
-
-
-def on_process_0(
-    command: Callable[[argparse.Namespace], int], args: argparse.Namespace, name: str
-) -> int:
-    """Run a command that needs no other process on process 0 of a multi-process launch (the
-    others wait and exit with its status); in one process, simply run it."""
-    from invfeat.train import distributed
-
-    try:
-        distributed.initialize_from_env()
-    except ValueError as err:
-        return fail(str(err))
-    return distributed.on_primary(lambda: command(args), name)
-
-
-def _eval(args: argparse.Namespace) -> int:
     from invfeat import victim as V
     from invfeat.report import write_json
 

@@ -169,3 +169,15 @@ def test_victim_train_killed_and_resumed(tmp_path):
     assert (status0, status1) == (0, 0), err0[-3000:] + err1[-3000:]
     assert _metric_steps(killed) == list(range(3, 31, 3))
     assert (killed / V.VARIABLES_FILE).read_bytes() == (whole / V.VARIABLES_FILE).read_bytes()
+
+
+def test_one_process_commands_run_once(tmp_path):
+    """Any command that does not work across processes itself runs on process 0 alone: two
+    processes launched with `shufflebits keygen` draw one key, not two racing for the file."""
+    key_file = tmp_path / "static.key"
+    (status0, out0, err0), (status1, out1, err1) = _launch(
+        ["shufflebits", "keygen", "--out", str(key_file)], tmp_path
+    )
+    assert (status0, status1) == (0, 0), err0[-3000:] + err1[-3000:]
+    assert str(key_file) in out0 and out1 == ""
+    assert isinstance(shufflebits.load_key(key_file), shufflebits.Key)
