@@ -91,7 +91,7 @@ class StudyConfig:
     # attribute attack runs once per encoding (cheap) and the report gives each; the
     # reconstructions, which cost far more, read the first. `popcount` sees what no bit
     # permutation hides; at demo scale it leaks attributes (46.4 % against 45.3 % from bits,
-    # chance 41.6 %) but not identities (GAN rank-1 0.27 %, chance 0.135 %).
+    # chance 41.6 %) but not identities (GAN rank-1 0.27 %, chance 0.089 %).
     ciphertext_encodings: tuple[str, ...] = ("bits", "popcount")
     grid_images: int = 8  # query images shown in the report's reconstruction grid
     api_batch_size: int = 256
