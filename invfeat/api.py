@@ -74,6 +74,10 @@ class FeatureAPI:
     ):
         if key is not None and not isinstance(key, shufflebits.Key | shufflebits.Secret):
             raise TypeError(f"key must be a shufflebits Key or Secret, got {type(key).__name__}")
+        if isinstance(key, shufflebits.Key) and key.bits != 32:
+            raise ValueError(
+                f"the API serves float32 features: a static key must be 32-bit, got {key.bits}-bit"
+            )
         if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
             raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
         if batch_size < 1:

@@ -339,7 +339,7 @@ def load_key(path: str | os.PathLike) -> Key | Secret:
         raise KeyFileError(f"{path}: corrupt key file (not valid JSON)")
     if not isinstance(data, dict) or data.get("format") != FILE_FORMAT:
         raise KeyFileError(f"{path}: not a {FILE_FORMAT} key file")
-    if data.get("version") != FILE_VERSION:
+    if type(data.get("version")) is not int or data["version"] != FILE_VERSION:  # not `true`
         raise KeyFileError(
             f"{path}: unsupported key file version {data.get('version')!r} "
             f"(this code reads version {FILE_VERSION})"
@@ -349,7 +349,7 @@ def load_key(path: str | os.PathLike) -> Key | Secret:
         bits, arr = data.get("bits"), data.get("index_array")
         if bits not in WIDTHS or not isinstance(arr, list) or len(arr) != bits:
             raise KeyFileError(f"{path}: bad key width (bits must be one of {WIDTHS})")
-        if not all(isinstance(v, int) for v in arr) or sorted(arr) != list(range(bits)):
+        if not all(type(v) is int for v in arr) or sorted(arr) != list(range(bits)):
             raise KeyFileError(f"{path}: key is not a permutation of 0..{bits - 1}")
         return Key(np.array(arr))
     if kind == "secret":
@@ -452,8 +452,13 @@ def fresh_nonces(shape: int | tuple[int, ...]) -> np.ndarray:
 
 def _float_dtype(x: Any) -> np.dtype:
     dtype = getattr(x, "dtype", None)
-    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"ShuffleBits encrypts float arrays, got {type(x).__name__} {dtype}")
+    if dtype is None:
+        raise TypeError(
+            f"ShuffleBits takes one float array, got {type(x).__name__}: pass an array, or "
+            "jax.tree.map over a pytree (such as the output of with_encryption)"
+        )
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"ShuffleBits encrypts float arrays, got a {dtype} array")
     dtype = np.dtype(dtype)
     if dtype.itemsize == 8 and not jax.config.jax_enable_x64:
         raise TypeError("float64 ShuffleBits needs 64-bit JAX: jax.config.update('jax_enable_x64')")
@@ -502,11 +507,16 @@ def _apply(x: Any, key: Key | Secret, nonce: Any, inverse: bool) -> jax.Array:
     if isinstance(key, Secret):
         if nonce is None:
             raise ValueError("one-time mode needs nonce=..., e.g. fresh_nonces(x.shape[:-1])")
+        if x.ndim < 1:
+            raise ValueError(
+                "one-time mode permutes the bits of vectors: x must have at least one axis "
+                "(one nonce per vector along the last), got a scalar"
+            )
         given = getattr(nonce, "dtype", None)  # before jnp.asarray, which may truncate uint64
         nonce = jnp.asarray(nonce)
         dtype = np.dtype(nonce.dtype if given is None else given)
         expected = tuple(x.shape[:-1]) + (NONCE_WORDS,)
-        if x.ndim < 1 or dtype != np.uint32 or tuple(nonce.shape) != expected:
+        if dtype != np.uint32 or tuple(nonce.shape) != expected:
             raise ValueError(
                 f"nonce must be uint32 of shape x.shape[:-1] + (3,) = {expected}, "
                 f"got {dtype} {tuple(nonce.shape)}"
