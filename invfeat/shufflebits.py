@@ -15,6 +15,10 @@ Two modes.
   vector) favours the lower index: a negligible bias. Nonces have shape `x.shape[:-1] + (3,)`,
   dtype uint32; get them from `fresh_nonces(shape)` (os.urandom; 96 random bits, so a repeat is
   unlikely before ~2^48 vectors) or from a counter that never repeats under one secret.
+  Random nonces need no state: draw new ones for every call, in every process and after every
+  restart. Nothing here draws them for you or can see a repeat: equal nonces give equal
+  permutations, whether passed twice, broadcast over a batch, or left unmapped under `jax.vmap`
+  (each vectorised row then gets the same one); map them along with the vectors.
 
 Both modes apply a permutation as masked rotations on the unsigned view: bit i moves by a left
 rotation g = (rank[i] - i) mod bits, so the output is the OR over g of rotl(x, g) & mask[g], with
@@ -562,7 +566,11 @@ class ShuffleBits(nn.Module):
 
 def with_encryption(apply_fn: Callable[..., Any], key: Key | Secret) -> Callable[..., Any]:
     """Wrap `apply_fn` so that its output is encrypted: every leaf must be a float array (pass
-    nonce= for Secrets, where the output must be one array: a nonce serves one permutation)."""
+    nonce= for Secrets, where the output must be one array: a nonce serves one permutation).
+
+    The wrapper takes the keyword `nonce` for itself (`apply_fn` cannot receive one) and draws
+    none: pass fresh nonces to every call (`fresh_nonces(output.shape[:-1])`).
+    """
 
     def apply_encrypted(*args: Any, nonce: Any = None, **kwargs: Any) -> Any:
         out = apply_fn(*args, **kwargs)
