@@ -72,7 +72,8 @@ import numpy as np
 WIDTHS = (16, 32, 64)
 NONCE_WORDS = 3
 FILE_FORMAT = "invfeat-shufflebits"
-FILE_VERSION = 1
+FILE_VERSION = 2  # 2 adds "check"; files of version 1 (no check) are still read
+_READ_VERSIONS = (1, 2)
 _UINT = {16: np.uint16, 32: np.uint32, 64: np.uint64}
 _MAX_FILE_BYTES = 1 << 16
 
@@ -293,7 +294,8 @@ def _write_private(path: Path, payload: dict, overwrite: bool) -> None:
         raise FileExistsError(f"{path}: already exists; refusing to overwrite a key file")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{path.parent}: no such folder for the key file {path.name}")
-    text = json.dumps({"format": FILE_FORMAT, "version": FILE_VERSION, **payload})
+    content = {"format": FILE_FORMAT, "version": FILE_VERSION, **payload}
+    text = json.dumps({**content, "check": _checksum(content)})
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o600)
@@ -317,6 +319,23 @@ def _write_private(path: Path, payload: dict, overwrite: bool) -> None:
         os.fsync(folder)
     finally:
         os.close(folder)
+
+
+def _checksum(content: dict) -> str:
+    """64 bits of SHA-256 over the file's other fields: a flipped digit or a swapped pair of
+    positions makes another valid key, which only this check can tell from the one written."""
+    fields = {k: v for k, v in content.items() if k != "check"}
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(canonical).hexdigest()[:16]
+
+
+def _verified(path: Path, data: dict, key: Key | Secret) -> Key | Secret:
+    """`key`, once a version-2 file's check matches its fields (version 1 had no check)."""
+    if data["version"] >= 2:
+        check = data.get("check")
+        if not isinstance(check, str) or not hmac.compare_digest(check, _checksum(data)):
+            raise KeyFileError(f"{path}: corrupt key file (its check does not match its contents)")
+    return key
 
 
 def load_key(path: str | os.PathLike) -> Key | Secret:
@@ -343,10 +362,10 @@ def load_key(path: str | os.PathLike) -> Key | Secret:
         raise KeyFileError(f"{path}: corrupt key file (not valid JSON)")
     if not isinstance(data, dict) or data.get("format") != FILE_FORMAT:
         raise KeyFileError(f"{path}: not a {FILE_FORMAT} key file")
-    if type(data.get("version")) is not int or data["version"] != FILE_VERSION:  # not `true`
+    if type(data.get("version")) is not int or data["version"] not in _READ_VERSIONS:  # not `true`
         raise KeyFileError(
             f"{path}: unsupported key file version {data.get('version')!r} "
-            f"(this code reads version {FILE_VERSION})"
+            f"(this code reads versions {', '.join(map(str, _READ_VERSIONS))})"
         )
     kind = data.get("kind")
     if kind == "key":
@@ -355,7 +374,7 @@ def load_key(path: str | os.PathLike) -> Key | Secret:
             raise KeyFileError(f"{path}: bad key width (bits must be one of {WIDTHS})")
         if not all(type(v) is int for v in arr) or sorted(arr) != list(range(bits)):
             raise KeyFileError(f"{path}: key is not a permutation of 0..{bits - 1}")
-        return Key(np.array(arr))
+        return _verified(path, data, Key(np.array(arr)))
     if kind == "secret":
         value = data.get("secret")
         try:
@@ -364,7 +383,7 @@ def load_key(path: str | os.PathLike) -> Key | Secret:
             raw = b""
         if len(raw) != 32:
             raise KeyFileError(f"{path}: corrupt secret (expected 64 hex digits)")
-        return Secret(raw)
+        return _verified(path, data, Secret(raw))
     raise KeyFileError(f"{path}: unknown key kind {kind!r}")
 
 

@@ -344,3 +344,38 @@ def test_one_time_equals_numpy_per_vector_permutation(dtype):
     y = sb.encrypt(u.view(dtype), secret, nonces)
     assert np.array_equal(bits_of(y), expected)
     assert np.array_equal(bits_of(sb.decrypt(y, secret, nonces)), u)
+
+
+def _flip_hex_digit(text: str) -> str:
+    return text[:-1] + ("0" if text[-1] != "0" else "1")
+
+
+@pytest.mark.parametrize("kind", ["key", "secret"])
+def test_a_key_file_altered_into_another_valid_key_is_refused(tmp_path, kind):
+    """One flipped hex digit of a secret, or two swapped positions of a key, is still a valid
+    key: only the file's check tells it from the one written (it loaded silently before)."""
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    (sb.Key.generate() if kind == "key" else sb.Secret.generate()).save(good)
+    data = json.loads(good.read_text())
+    assert data["version"] == 2 and len(data["check"]) == 16
+    if kind == "key":
+        order = data["index_array"]
+        order[0], order[1] = order[1], order[0]
+    else:
+        data["secret"] = _flip_hex_digit(data["secret"])
+    _write(bad, json.dumps(data))
+    with pytest.raises(sb.KeyFileError, match="check does not match") as err:
+        sb.load_key(bad)
+    assert str(bad) in str(err.value)
+    del data["check"]
+    with pytest.raises(sb.KeyFileError, match="check does not match"):
+        sb.load_key(_write(bad, json.dumps(data)))
+
+
+def test_version_1_key_files_without_a_check_still_load(tmp_path):
+    secret = sb.Secret.generate()
+    secret.save(tmp_path / "new.json")
+    data = json.loads((tmp_path / "new.json").read_text())
+    del data["check"]
+    data["version"] = 1
+    assert sb.load_key(_write(tmp_path / "old.json", json.dumps(data))) == secret
