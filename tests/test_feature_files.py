@@ -2,6 +2,7 @@
 
 import os
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -106,6 +107,13 @@ def _raw(tmp_path, name="bad.npz", **arrays):
                 accumulated_feature_array=np.zeros((2, 3), np.float32),
             ),
             "pickled",
+        ),
+        (
+            dict(
+                accumulated_image_file_paths=np.array(["a", "b"]),
+                accumulated_feature_array=np.zeros((2, 3), ml_dtypes.bfloat16),  # saved as |V2
+            ),
+            "untyped 2-byte values .* as numpy saves bfloat16",
         ),
     ],
 )

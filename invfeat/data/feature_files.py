@@ -75,6 +75,12 @@ def validate(ff: FeatureFile, where: str | os.PathLike, dataset_paths=None) -> N
     paths, feats = ff.paths, ff.features
     if paths.ndim != 1 or paths.dtype.kind != "U":
         raise FeatureFileError(f"{where}: {PATHS_KEY} must be a 1-D string array")
+    if feats.dtype.kind == "V":  # what np.savez makes of bfloat16: raw bytes, the type lost
+        raise FeatureFileError(
+            f"{where}: {FEATURES_KEY} holds untyped {feats.dtype.itemsize}-byte values "
+            f"({feats.dtype.str}, as numpy saves bfloat16); store features as float16, float32 "
+            "or float64"
+        )
     if feats.ndim != 2 or feats.dtype.kind != "f":
         raise FeatureFileError(
             f"{where}: {FEATURES_KEY} must be a 2-D float array, got {feats.dtype} {feats.shape}"
