@@ -43,6 +43,8 @@ RECONSTRUCTION_METRICS = ("cosine_distance", "rank1", "mAP", "psnr", "ssim")
 # How an attacker may read a ciphertext float (`invfeat.attacks.ciphertext`), for the report's note.
 CIPHERTEXT_READINGS = {
     "bits": "its 32 bits",
+    "columns": "its 32 bits, with the vector's bit positions sorted by how many of its floats "
+    "have a one there, which undoes most of a per-vector permutation",
     "bytes": "its 4 bytes",
     "popcount": "its count of one-bits, which no permutation of its bits changes, so no key hides it",
     "signed-log": "its value, squashed by sign(x) log(1 + |x|)",

@@ -19,7 +19,7 @@ from invfeat.victim import load_victim
 
 STAGES = (
     "data", "victim", "victim_eval", "features", "legitimate", "attributes_plain",
-    "attributes_cipher_bits", "attributes_cipher_popcount", "surrogate", "autoencoder_plain", "gan_plain", "autoencoder_cipher",
+    "attributes_cipher_columns", "attributes_cipher_popcount", "surrogate", "autoencoder_plain", "gan_plain", "autoencoder_cipher",
     "gan_cipher",
 )  # fmt: skip
 
@@ -44,10 +44,10 @@ def test_tiny_study_writes_a_complete_report(tiny_run):
             assert np.isfinite([block[method][m] for m in report.RECONSTRUCTION_METRICS]).all()
     names = set(results["attributes"]) - {"mean"}
     assert {"gender", "up_colour", "down_colour"} <= names
-    assert list(results["encrypted"]["attributes"]) == ["bits", "popcount"]
+    assert list(results["encrypted"]["attributes"]) == ["columns", "popcount"]
     for block in results["encrypted"]["attributes"].values():
         assert set(block) - {"mean"} == names
-    assert results["encrypted"]["reconstruction_encoding"] == "bits"
+    assert results["encrypted"]["reconstruction_encoding"] == "columns"
     # The key holder's re-ID after decryption equals the plaintext figures exactly.
     assert results["legitimate"]["bit_exact"] is True
     assert results["legitimate"]["rank1"] == results["victim"]["rank1"]

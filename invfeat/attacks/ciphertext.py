@@ -10,6 +10,11 @@ for any bit pattern), and is a pure jnp function that composes inside jit:
 - `popcount`: the number of one-bits of every float, divided by 32: [B, D]. It is what any
   permutation of a float's bits leaves unchanged, so one-time keys (a fresh permutation per
   vector) cannot hide it; a small input that a head need not learn to sum from 32 D bits.
+- `columns`: the bits of every float as for `bits`, with each vector's 32 bit positions put in
+  a canonical order: sorted by how many of the vector's D floats have a one there (stable).
+  One-time ShuffleBits draws one permutation per vector and applies it to all D floats alike,
+  so it only reorders these 32 columns; sorting them by count undoes most of that reordering
+  (exactly, when the counts differ), and exponent bits land in stable places: [B, 32 D].
 - `signed-log`: the value itself with NaN -> 0 and +-inf -> +-float32 max, squashed by
   sign(x) log(1 + |x|): [B, D] in about [-88.8, 88.8].
 
@@ -60,6 +65,16 @@ def popcount_encoding(features_BD: jax.Array) -> jax.Array:
     return jax.lax.population_count(_as_uint32(features_BD)).astype(jnp.float32) / 32.0
 
 
+def columns_encoding(features_BD: jax.Array) -> jax.Array:
+    words_BD = _as_uint32(features_BD)
+    shifts = jnp.arange(31, -1, -1, dtype=jnp.uint32)
+    bits_BDK = (words_BD[..., None] >> shifts) & jnp.uint32(1)
+    counts_BK = bits_BDK.sum(axis=-2)
+    order_BK = jnp.argsort(counts_BK, axis=-1, stable=True)
+    canonical_BDK = jnp.take_along_axis(bits_BDK, order_BK[..., None, :], axis=-1)
+    return canonical_BDK.reshape(*words_BD.shape[:-1], -1).astype(jnp.float32)
+
+
 def signed_log_encoding(features_BD: jax.Array) -> jax.Array:
     x = jax.lax.bitcast_convert_type(_as_uint32(features_BD), jnp.float32)
     big = jnp.finfo(jnp.float32).max
@@ -71,6 +86,7 @@ ENCODINGS: dict[str, tuple[Callable[[jax.Array], jax.Array], int]] = {
     "bits": (bits_encoding, 32),
     "bytes": (bytes_encoding, 4),
     "popcount": (popcount_encoding, 1),
+    "columns": (columns_encoding, 32),
     "signed-log": (signed_log_encoding, 1),
 }
 
