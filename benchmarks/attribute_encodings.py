@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.configs import get_study
+from experiments.configs import STUDIES, get_study
 from invfeat import shufflebits
 from invfeat.attacks.attributes import run_attribute_attack
 from invfeat.attacks.ciphertext import ENCODINGS
@@ -60,9 +60,13 @@ def split_arrays(run: Path, data_dir: Path, config, kind: str) -> dict[str, tupl
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--study", default="demo")
+    parser.add_argument("--study", default="demo", choices=sorted(STUDIES))
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
-    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="the study's --data-dir (default: $INVFEAT_DATA_DIR or ./data)",
+    )
     parser.add_argument("--encodings", nargs="+", default=["bits", "popcount"])
     parser.add_argument("--epochs", nargs="+", type=int, default=[15])
     parser.add_argument("--plaintext", action="store_true", help="also the plaintext head")
@@ -81,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or min(args.epochs) < 1:
         parser.error(f"--encodings from {list(ENCODINGS)}, --epochs >= 1 (got {unknown or ''})")
     config = get_study(args.study)
+    data_dir = args.data_dir or builders.default_data_dir()
     run = args.runs_dir / args.study
     if not (run / "report.json").exists():
         parser.error(f"{run} holds no finished study (no report.json): run it first")
@@ -88,13 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = [("cipher", e) for e in args.encodings]
     rows += [("static", e) for e in args.encodings] if args.static_key else []
     rows += [("plain", None)] if args.plaintext else []
-    arrays = {
-        kind: split_arrays(run, args.data_dir, config, kind)
-        for kind in {kind for kind, _ in rows} - {"static"}
-    }
+    kinds = ({kind for kind, _ in rows} - {"static"}) | ({"plain"} if args.static_key else set())
+    try:
+        arrays = {kind: split_arrays(run, data_dir, config, kind) for kind in kinds}
+    except (OSError, ValueError) as err:  # data not built there, a feature file missing: named
+        parser.error(f"{err} (--data-dir: the folder the study ran on)")
     if args.static_key:
         key = shufflebits.Key.generate(32)
-        plain = arrays.get("plain") or split_arrays(run, args.data_dir, config, "plain")
+        plain = arrays["plain"]
         arrays["static"] = {
             split: (np.asarray(shufflebits.encrypt(features, key)), attributes)
             for split, (features, attributes) in plain.items()

@@ -7,6 +7,7 @@ masks routed by the looping algorithm, on the host (numpy) or per vector (jax.nu
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import jax
@@ -96,3 +97,12 @@ def delta_swaps(u: jax.Array, shifts: tuple[int, ...], masks: list[Any]) -> jax.
         t = ((u >> kind(d)) ^ u) & m
         u = u ^ t ^ (t << kind(d))
     return u
+
+
+if __name__ == "__main__":
+    print(
+        "benes.py is a module of the ShuffleBits benchmark, not a script: run "
+        "`python benchmarks/shufflebits.py --formulations` to time it",
+        file=sys.stderr,
+    )
+    sys.exit(2)

@@ -60,6 +60,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, nargs="+", default=[0, 1, 2, 4])
     args = parser.parse_args()
+    for option in ("images", "batches", "batch_size"):
+        if getattr(args, option) < 1:
+            parser.error(f"--{option.replace('_', '-')} must be >= 1: got {getattr(args, option)}")
+    if min(args.threads) < 0:
+        parser.error(f"--threads must be >= 0 (0: the calling thread): got {args.threads}")
     print(device_info.describe(), flush=True)
     cv2.setNumThreads(1)
     tfds.disable_progress_bar()

@@ -1,4 +1,7 @@
-"""The line every benchmark prints first: where it ran (backend, JAX version, devices, card)."""
+"""The line every benchmark prints first: where it ran (backend, JAX version, devices, card).
+
+`python benchmarks/device_info.py` prints it.
+"""
 
 from __future__ import annotations
 
@@ -19,3 +22,7 @@ def describe() -> str:
         f"{len(devices)} x {', '.join(kinds)}{memory} {devices}; "
         f"host {platform.machine()} {os.cpu_count()} cores"
     )
+
+
+if __name__ == "__main__":
+    print(describe())

@@ -210,6 +210,8 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=20000, help="floats for the string method")
     parser.add_argument("--formulations", action="store_true", help="add alternative kernels")
     args = parser.parse_args()
+    if args.sample < 1:
+        parser.error(f"--sample must be >= 1: got {args.sample}")
     print(device_info.describe(), flush=True)
 
     rows_n = args.mib * (1 << 20) // 4 // args.width

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from invfeat import shufflebits as sb
-from invfeat.models.reid import get_config, init_variables, make_features_fn
+from invfeat.models.reid import CONFIGS, get_config, init_variables, make_features_fn
 
 _NOT_KERNELS = {"parameter", "constant", "get-tuple-element", "tuple", "bitcast"}
 # name = shape op(...); a tuple shape "(f32[..]{..}, u8[0]{0})" (cuDNN convolutions on GPU,
@@ -58,7 +58,9 @@ def kernels(hlo_text: str) -> list[tuple[str, str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="resnet50", help="victim config (invfeat.models.reid)")
+    parser.add_argument(
+        "--config", default="resnet50", choices=sorted(CONFIGS), help="a re-ID model config"
+    )
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--height", type=int, default=256)
     parser.add_argument("--width", type=int, default=128)
@@ -66,6 +68,9 @@ def main() -> None:
     parser.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"))
     parser.add_argument("--hlo-dir", type=Path, help="write the optimized HLO texts here")
     args = parser.parse_args()
+    for option in ("batch", "height", "width", "repeats"):
+        if getattr(args, option) < 1:
+            parser.error(f"--{option} must be >= 1: got {getattr(args, option)}")
     print(device_info.describe(), flush=True)
 
     model = get_config(args.config).build(dtype=jnp.dtype(args.dtype))

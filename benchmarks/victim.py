@@ -176,6 +176,11 @@ def main() -> None:
         parser.error(f"--configs / --input: {e}")
     if size is not None and (len(size) != 2 or min(size) < 1):
         parser.error(f"--input must be HxW (e.g. 64x32): got {args.input!r}")
+    for option in ("infer_batch", "num_classes", "repeats", "matmul_size"):
+        if getattr(args, option) < 1:
+            parser.error(f"--{option.replace('_', '-')} must be >= 1: got {getattr(args, option)}")
+    if args.warmup < 0:
+        parser.error(f"--warmup must be >= 0: got {args.warmup}")
     if args.train_batch < 4 or args.train_batch % 4:
         parser.error(
             f"--train-batch must be a multiple of 4 (identities x 4 images for the triplet "

@@ -25,7 +25,8 @@ import jax
 import numpy as np
 
 from invfeat.data.pipeline import ArraySource
-from invfeat.victim import get_victim_config, train_on_source
+from invfeat.train.precision import PRECISIONS
+from invfeat.victim import CONFIGS, get_victim_config, train_on_source
 
 
 def random_source(identities: int, per_identity: int, size_HW: tuple[int, int]) -> ArraySource:
@@ -80,6 +81,18 @@ def main() -> None:
         parser.error(
             f"--epochs must be >= 2 (the first epoch, the compile, is not timed): got {args.epochs}"
         )
+    if args.steps_per_epoch < 1:
+        parser.error(f"--steps-per-epoch must be >= 1: got {args.steps_per_epoch}")
+    unknown = sorted(set(args.precisions.split(",")) - set(PRECISIONS))
+    if unknown:
+        parser.error(f"--precisions: unknown {unknown}; choose from {list(PRECISIONS)}")
+    for name in args.configs.split(","):
+        if name not in CONFIGS:
+            parser.error(f"--configs: unknown victim config {name!r}; choose from {list(CONFIGS)}")
+        if args.identities < CONFIGS[name].p:
+            parser.error(
+                f"--identities {args.identities}: {name} batches {CONFIGS[name].p} identities"
+            )
     print(device_info.describe(), flush=True)
     print("| config | precision | input | batch | steps/s | images/s | whole run s |")
     print("|" + "---|" * 7)
