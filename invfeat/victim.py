@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import shlex
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -272,10 +273,7 @@ def load_victim(workdir: str | Path) -> Victim:
     summary_path, variables_path = workdir / SUMMARY_FILE, workdir / VARIABLES_FILE
     for path in (summary_path, variables_path):
         if not path.is_file():
-            raise FileNotFoundError(
-                f"{path}: no trained victim here (train one with `python -m experiments victim "
-                f"train --workdir {workdir}`)"
-            )
+            raise FileNotFoundError(f"{path}: no trained victim here ({_how_to_train(workdir)})")
     record, config = _read_summary(summary_path)
     model = inference_model(config)
     try:
@@ -290,6 +288,24 @@ def load_victim(workdir: str | Path) -> Victim:
     if got != want:
         raise VictimFileError(f"{variables_path}: variables do not match model {config.model!r}")
     return Victim(config, model, variables, record.get("summary", {}))
+
+
+def _how_to_train(workdir: Path) -> str:
+    """The command that finishes the run started in `workdir`, or that starts one there."""
+    command = ["python", "-m", "experiments", "victim", "train", "--workdir", str(workdir)]
+    try:
+        started = VictimConfig.from_dict(
+            {k: v for k, v in json.loads((workdir / CONFIG_FILE).read_text()).items()
+             if k != "architecture"}
+        )  # fmt: skip
+    except (OSError, ValueError, TypeError, AttributeError):  # no run there, or not ours
+        return f"train one with `{shlex.join(command)}`"
+    command += ["--resume", "--config", started.name, "--dataset", started.dataset]
+    named = CONFIGS.get(started.name)
+    for field in ("epochs", "seed"):
+        if named is None or getattr(named, field) != getattr(started, field):
+            command += [f"--{field}", str(getattr(started, field))]
+    return f"its training has not finished: resume it with `{shlex.join(command)}`"
 
 
 def _read_summary(path: Path) -> tuple[dict[str, Any], VictimConfig]:

@@ -101,9 +101,12 @@ def open_split(
     data_dir: str | os.PathLike | None = None,
     **builder_kwargs: Any,
 ) -> Sequence[dict[str, Any]]:
-    """Random-access source of a built split (`tfds.data_source`); records as numpy/bytes."""
+    """Random-access source of a built split (`tfds.data_source`); records as numpy/bytes.
+    FileNotFoundError naming the folder when nothing of `name` was built under `data_dir`."""
     builder_class(name)  # clear error for unknown names
     data_dir = pathlib.Path(data_dir) if data_dir is not None else default_data_dir()
+    if not (data_dir / name).is_dir():  # before TFDS, which logs a warning and raises KeyError
+        raise FileNotFoundError(f"{data_dir / name}: no such folder, {name} is not built there")
     return tfds.data_source(
         name,
         split=split,
