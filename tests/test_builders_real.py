@@ -118,8 +118,8 @@ def test_cli_build_prints_images_and_identities(tmp_path, capsys):
     fake_trees.duke_tree(tmp_path / "manual")
     argv = ["data", "build", "--dataset", "dukemtmc_reid", "--data-dir", str(tmp_path / "data")]
     args = parser.parse_args(argv)
-    assert args.func(args) == 2  # no --manual-dir: prints the instructions
-    assert "DukeMTMC-reID" in capsys.readouterr().out
+    assert args.func(args) == 2  # no --manual-dir: an error line, then the instructions
+    assert "DukeMTMC-reID" in capsys.readouterr().err
     args = parser.parse_args([*argv, "--manual-dir", str(tmp_path / "manual")])
     assert args.func(args) == 0
     lines = capsys.readouterr().out.splitlines()
