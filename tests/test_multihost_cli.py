@@ -7,14 +7,13 @@ import dataclasses
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import multihost_launch
 import numpy as np
 import pytest
 from multihost_cli_main import TINY_WORLD
@@ -28,47 +27,12 @@ MAIN = Path(__file__).with_name("multihost_cli_main.py")
 TIMEOUT_S = 240
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start(argv: list[str], cwd: Path) -> list[subprocess.Popen]:
-    port = _free_port()
-    procs = []
-    for pid in range(2):
-        env = {
-            **os.environ,
-            "JAX_PLATFORMS": "cpu",
-            "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-            "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
-            "JAX_NUM_PROCESSES": "2",
-            "JAX_PROCESS_ID": str(pid),
-        }
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, str(MAIN), *argv],
-                cwd=cwd,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                start_new_session=True,
-            )
-        )
-    return procs
+    return multihost_launch.start(MAIN, argv, cwd=cwd)
 
 
 def _finish(procs: list[subprocess.Popen]) -> list[tuple[int, str, str]]:
-    """(exit status, stdout, stderr) of each process; both are killed on a timeout."""
-    try:
-        outputs = [proc.communicate(timeout=TIMEOUT_S) for proc in procs]
-    finally:
-        for proc in procs:
-            proc.kill()
-            proc.wait()
-    return [(proc.returncode, *out) for proc, out in zip(procs, outputs, strict=True)]
+    return multihost_launch.finish(procs, TIMEOUT_S)
 
 
 def _launch(argv: list[str], cwd: Path) -> list[tuple[int, str, str]]:

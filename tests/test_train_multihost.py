@@ -1,12 +1,9 @@
 """Two processes on 127.0.0.1 (two CPU devices each, gloo collectives) train like one process."""
 
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
+import multihost_launch
 import numpy as np
 import optax
 import train_toy as toy
@@ -15,12 +12,6 @@ from invfeat.train import mesh, state
 
 NUM_STEPS = 4
 WORKER = Path(__file__).with_name("multihost_worker.py")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _one_process_params() -> dict[str, np.ndarray]:
@@ -35,35 +26,9 @@ def _one_process_params() -> dict[str, np.ndarray]:
 
 
 def test_two_processes_match_one(tmp_path):
-    port = _free_port()
-    procs = []
-    for pid in range(2):
-        env = {
-            **os.environ,
-            "JAX_PLATFORMS": "cpu",
-            "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-            "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
-            "JAX_NUM_PROCESSES": "2",
-            "JAX_PROCESS_ID": str(pid),
-        }
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, str(WORKER), str(tmp_path), str(NUM_STEPS)],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        )
-    outputs = []
-    try:
-        for proc in procs:
-            outputs.append(proc.communicate(timeout=120)[0])
-    finally:
-        for proc in procs:
-            proc.kill()
-    for pid, (proc, out) in enumerate(zip(procs, outputs, strict=True)):
-        assert proc.returncode == 0, f"process {pid} failed:\n{out[-3000:]}"
+    procs = multihost_launch.start(WORKER, [str(tmp_path), str(NUM_STEPS)])
+    for pid, (status, out, err) in enumerate(multihost_launch.finish(procs, timeout_s=120)):
+        assert status == 0, f"process {pid} failed:\n{(out + err)[-3000:]}"
     expected = _one_process_params()
     results = [dict(np.load(tmp_path / f"params_{pid}.npz")) for pid in range(2)]
     assert set(results[0]) == set(expected)
