@@ -112,7 +112,11 @@ def test_victim_train_killed_and_resumed(tmp_path):
     (status0, out0, err0), (status1, out1, err1) = _launch([*train, str(whole)], tmp_path)
     assert (status0, status1) == (0, 0), err0[-3000:] + err1[-3000:]
     assert out0.count("saved the victim") == 1 and '"devices": "4 x cpu"' in out0
-    assert [line for line in out1.splitlines() if not line.startswith("[Gloo]")] == []
+    # Process 1 prints nothing of ours; gloo's own "connected to N peer ranks" lines, written
+    # from several threads, can arrive split into pieces.
+    assert [
+        line for line in out1.splitlines() if "Gloo" not in line and "peer ranks" not in line
+    ] == []
     assert "step/s" in err0 and "epoch 10 step 30/30" in err0  # progress and log: process 0
     assert "step/s" not in err1 and "epoch" not in err1 and "building" not in err1
     assert _metric_steps(whole) == list(range(3, 31, 3))
