@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 from experiments import fail, int_at_least
@@ -68,6 +69,8 @@ def default_workdir(config: str, dataset: str) -> Path:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    import jax
+
     from invfeat import victim as V
     from invfeat.train import distributed
 
@@ -75,7 +78,8 @@ def run_train(args: argparse.Namespace) -> int:
         distributed.initialize_from_env()
     except ValueError as err:
         return fail(str(err))
-    say = print if distributed.is_primary() else lambda *_: None
+    is_primary = distributed.is_primary()
+    say = print if is_primary else lambda *_: None
     overrides: dict = {"dataset": args.dataset}
     if not args.dataset.startswith("synth_"):
         overrides["data_settings"] = None
@@ -88,6 +92,9 @@ def run_train(args: argparse.Namespace) -> int:
     except ValueError as err:
         return fail(str(err))
     workdir = args.workdir or default_workdir(args.config, args.dataset)
+    if not config.model.startswith("cpu-") and jax.default_backend() == "cpu" and is_primary:
+        print(f"warning: {config.name} ({config.model}) is sized for a GPU; on this CPU a step "
+              "takes tens of seconds", file=sys.stderr)  # fmt: skip
     say(f"training victim {config.name} ({config.model}, {config.input_size}) on "
         f"{config.dataset} in {workdir}")  # fmt: skip
     try:

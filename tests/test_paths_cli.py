@@ -61,3 +61,14 @@ def test_a_dataset_never_built_there_is_named_without_tfds_noise(tmp_path, caplo
         open_dataset_split("dukemtmc_reid", "train", data_dir=tmp_path)
     assert "data build --dataset dukemtmc_reid" in str(info.value)
     assert str(info.value).endswith("dukemtmc_reid is not built there")
+
+
+@pytest.mark.parametrize("config,warned", [("resnet50", True), ("tiny", False)])
+def test_a_gpu_sized_victim_on_cpu_is_warned_about(tmp_path, monkeypatch, capsys, config, warned):
+    def train(config, workdir, *, resume, data_dir):
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(V, "train_victim", train)
+    assert main(["victim", "train", "--config", config, "--workdir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert ("is sized for a GPU" in err) == warned, err
