@@ -424,24 +424,31 @@ def _perceptual(config: StudyConfig, victim: Victim | FileVictim, surrogate: Any
 
 
 def check_inputs(config: StudyConfig) -> None:
-    """Every file a study reads from outside exists (FileNotFoundError naming it) and the weights
-    files load, before any run directory is written: they are otherwise first read hours in,
-    when the reconstructions are scored or the GAN starts."""
-    needed = []
+    """Every file a study reads from outside exists and the weights files load, before any run
+    directory is written: they are otherwise first read hours in, when the reconstructions are
+    scored or the GAN starts. Every input missing is named in one error (ValueError for an
+    option not given, else FileNotFoundError), so a new user learns them all at once."""
+    options, needed = [], []
     if isinstance(config.victim, FileVictim):
-        needed += [config.victim.split_file(split) for split in SPLITS]
+        try:
+            needed += [config.victim.split_file(split) for split in SPLITS]
+        except ValueError as err:  # no features folder given
+            options.append(str(err))
         needed += [Path(config.victim.weights)] if config.victim.weights else []
     for attack in (config.autoencoder, config.gan):
         if attack.feature > 0 and attack.perceptual == "resnet50-imagenet":
             if attack.perceptual_weights is None:
-                raise ValueError(
-                    f"{config.name}: the {attack.kind}'s resnet50-imagenet perceptual network "
-                    "needs its Keras weights file (--perceptual-weights FILE.h5)"
+                options.append(
+                    f"the {attack.kind}'s resnet50-imagenet perceptual network needs its Keras "
+                    "weights file (--perceptual-weights FILE.h5)"
                 )
-            needed.append(Path(attack.perceptual_weights))
-    missing = [str(path) for path in needed if not path.exists()]
-    if missing:
-        raise FileNotFoundError(f"{config.name}: no such file or folder: {', '.join(missing)}")
+            else:
+                needed.append(Path(attack.perceptual_weights))
+    missing = [str(path) for path in dict.fromkeys(needed) if not path.exists()]
+    problems = options + ([f"no such file or folder: {', '.join(missing)}"] if missing else [])
+    if problems:
+        error = ValueError if options else FileNotFoundError
+        raise error(f"{config.name}: {'; '.join(problems)}")
     if isinstance(config.victim, FileVictim):
         victim_api(config.victim)
     for attack in (config.autoencoder, config.gan):

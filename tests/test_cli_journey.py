@@ -171,6 +171,20 @@ def test_extract_to_an_existing_file_that_is_not_a_folder(tmp_path, capsys):
     assert str(out) in _error(capsys)
 
 
+def test_a_paper_study_names_every_missing_input_at_once(tmp_path, capsys):
+    """Run with nothing given, a paper study said one missing input per attempt."""
+    argv = ["run", "paper-market-bot", "--runs-dir", str(tmp_path / "runs"), "--quiet"]
+    assert main(argv) == 2
+    err = _error(capsys)
+    assert "--victim-features DIR" in err and "--perceptual-weights FILE.h5" in err
+    assert err.count("error:") == 1 and not (tmp_path / "runs").exists()
+    missing = tmp_path / "nowhere.h5"
+    assert main([*argv, "--victim-features", str(tmp_path / "nothing"),
+                 "--perceptual-weights", str(missing)]) == 2  # fmt: skip
+    err = _error(capsys)
+    assert str(tmp_path / "nothing" / "train.npz") in err and str(missing) in err
+
+
 def test_a_missing_optional_package_is_an_error_line(tmp_path, monkeypatch, capsys):
     """The paper's GAN reads Keras weights with h5py (the `keras` extra): without it, the
     study stops before it starts, saying what to install."""
