@@ -29,9 +29,9 @@ from invfeat import shufflebits
 from invfeat.attacks.attributes import run_attribute_attack
 from invfeat.attacks.ciphertext import ENCODINGS
 from invfeat.data import builders
+from invfeat.data.datasets import open_dataset_split
 from invfeat.data.feature_files import read_features
 from invfeat.data.pipeline import read_labels
-from invfeat.features import open_dataset_split
 
 SPLITS = ("train", "query", "gallery")
 

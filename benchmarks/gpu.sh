@@ -65,7 +65,7 @@ step() {  # step TITLE SECONDS COMMAND...: run COMMAND under `timeout SECONDS`, 
 }
 
 selftest='import sys, device_info
-from invfeat.shufflebits_selftest import run_checks
+from invfeat.selftest import run_checks
 print(device_info.describe())
 results = list(run_checks())
 for name, ok, detail in results: print("ok  " if ok else "FAIL", name, detail)

@@ -1,6 +1,6 @@
 """Victim training through the engine: images/s of the whole loop, not just the step.
 
-`benchmarks/victim.py` times the bare train step; this times `invfeat.victim.train_on_source`
+`benchmarks/victim.py` times the bare train step; this times `invfeat.victims.train_on_source`
 as the recipe runs it: PK sampling, augmentation and batching in grain, sharding, the jitted
 step, metrics one step late, per-epoch checkpoints. The data is random images in memory (no
 dataset needed), so the figure is the engine's ceiling. Prints a table; never asserted.
@@ -26,7 +26,7 @@ import numpy as np
 
 from invfeat.data.pipeline import ArraySource
 from invfeat.train.precision import PRECISIONS
-from invfeat.victim import CONFIGS, get_victim_config, train_on_source
+from invfeat.victims import CONFIGS, get_victim_config, train_on_source
 
 
 def random_source(identities: int, per_identity: int, size_HW: tuple[int, int]) -> ArraySource:

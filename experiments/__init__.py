@@ -8,6 +8,7 @@ command runs when it is launched as several processes (`on_process_0`).
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Callable
 
@@ -17,8 +18,33 @@ INTERRUPTED_EXIT = 130  # stopped by Ctrl-C (what a shell reports); finished wor
 
 def fail(error: object) -> int:
     """Print `error: ...` on stderr; return the exit status of a user's mistake."""
-    print(f"error: {error}", file=sys.stderr)
+    print(f"error: {describe(error)}", file=sys.stderr)
     return USAGE_EXIT
+
+
+def describe(error: object) -> str:
+    """The message of `error`, with the command that mends it where the library names a state
+    the command line can change (a dataset not built, a victim not trained)."""
+    from invfeat.data.datasets import DatasetNotBuiltError
+    from invfeat.victims.base import VictimNotTrainedError
+
+    if isinstance(error, DatasetNotBuiltError):
+        manual = "" if error.dataset.startswith("synth_") else " --manual-dir /path/to/unpacked"
+        build = shlex.join(
+            ["python", "-m", "experiments", "data", "build", "--dataset", error.dataset,
+             "--data-dir", str(error.data_dir)]
+        )  # fmt: skip
+        return (
+            f"dataset {error.dataset!r} split {error.split!r} is not built in {error.data_dir} "
+            f"(build it with `{build}{manual}`): {error.reason}"
+        )
+    if isinstance(error, VictimNotTrainedError):
+        from experiments.victim import how_to_train
+
+        return (
+            f"{error.path}: no trained victim here ({how_to_train(error.workdir, error.started)})"
+        )
+    return str(error)
 
 
 def int_at_least(minimum: int) -> Callable[[str], int]:
@@ -46,6 +72,6 @@ def on_process_0(command: Callable[[argparse.Namespace], int], args: argparse.Na
             return command(args)
         distributed.initialize_from_env()
     except ValueError as err:  # a malformed JAX_* variable, named
-        return fail(str(err))
+        return fail(err)
     name = f"{command.__module__}.{command.__qualname__}"
     return distributed.on_primary(lambda: int(command(args) or 0), name)

@@ -16,9 +16,9 @@ from invfeat.attacks.configs import (
     autoencoder_config,
     gan_config,
 )
-from invfeat.file_victim import FileVictim
-from invfeat.study import StudyConfig
-from invfeat.victim import get_victim_config
+from invfeat.study.config import StudyConfig
+from invfeat.victims.config import get_victim_config
+from invfeat.victims.from_files import FileVictim
 
 # The CPU demo: attacks sized for thousands of images per minute on 2 cores: narrower decoder
 # and discriminator than published, batch 32, and Adam at 1e-3 instead of the published 5e-5

@@ -62,8 +62,7 @@ def run_extract(args: argparse.Namespace) -> int:
     from invfeat import shufflebits as sb
     from invfeat.data import builders
     from invfeat.data.feature_files import FeatureFileError
-    from invfeat.features import extract_features, feature_paths
-    from invfeat.victim import load_victim, settings_for
+    from invfeat.victims import extract_features, feature_paths, load_victim, settings_for
 
     if (args.encrypt is None) != (args.key is None):
         return fail("--encrypt and --key go together")
@@ -87,7 +86,7 @@ def run_extract(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
         )
     except (OSError, ValueError, TypeError, FeatureFileError, sb.KeyFileError) as err:
-        return fail(str(err))
+        return fail(err)
     kind = f"{args.encrypt}-key ciphertext" if args.encrypt else "plaintext"
     for split, path in paths.items():
         print(f"{split}: {path} ({kind})")

@@ -13,7 +13,7 @@ import numpy as np
 from experiments import fail
 from invfeat import shufflebits as sb
 from invfeat.data.feature_files import FeatureFileError, read_features, write_features
-from invfeat.shufflebits_selftest import run_checks
+from invfeat.selftest import run_checks
 
 _ERRORS = (sb.KeyFileError, FeatureFileError, FileExistsError, ValueError, TypeError, OSError)
 

@@ -13,9 +13,10 @@ import jax
 
 from experiments import INTERRUPTED_EXIT, fail
 from experiments.configs import STUDIES, get_study
-from invfeat.file_victim import FileVictim, pending_message
-from invfeat.study import StudyConfig, StudyPending, run_study
+from invfeat.study.config import StudyConfig
+from invfeat.study.run import StudyInputsError, StudyPending, run_study
 from invfeat.train import distributed
+from invfeat.victims.from_files import FileVictim, PendingFeatures
 
 PENDING_EXIT = 3  # the study waits for features computed outside (the message says which)
 
@@ -116,6 +117,8 @@ def _run(name: str, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return INTERRUPTED_EXIT
+    except StudyInputsError as err:
+        return fail(inputs_message(err))
     except (OSError, ValueError, ImportError) as err:  # bad input, a missing extra: named
         return fail(err)
     print(f"report: {report}")
@@ -131,3 +134,34 @@ def _list(args: argparse.Namespace) -> int:
         if config.requires:
             print(f"{'':<{width}}  needs: {'; '.join(config.requires)}")
     return 0
+
+
+def pending_message(pending: list[PendingFeatures], command: str) -> str:
+    """What the user runs to finish a study that waits for external features."""
+    lines = [
+        "The victim has no loadable weights here, so its features of the reconstructions",
+        "must come from its own extractor (e.g. FastReID's), as in the published evaluation:",
+        "",
+    ]
+    for p in pending:
+        lines.append(f"  images:   {p.folder}/  ->  features: {p.expected}")
+    lines += [
+        "",
+        "Write each features file in FastReID's .npz layout (accumulated_image_file_paths,",
+        "accumulated_feature_array; paths ending in the image names), then run again:",
+        f"  {command}",
+    ]
+    return "\n".join(lines)
+
+
+OPTIONS = {
+    "features_dir": "--victim-features DIR",
+    "perceptual_weights": "--perceptual-weights FILE.h5",
+}
+
+
+def inputs_message(error: StudyInputsError) -> str:
+    """The inputs a study lacks, each with the option that gives it."""
+    problems = [f"{m.what} ({OPTIONS.get(m.field, m.field)})" for m in error.missing]
+    problems += [f"no such file or folder: {', '.join(error.absent)}"] if error.absent else []
+    return f"{error.name}: {'; '.join(problems)}"

@@ -24,8 +24,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from experiments import fail, int_at_least
 
@@ -71,13 +73,13 @@ def default_workdir(config: str, dataset: str) -> Path:
 def run_train(args: argparse.Namespace) -> int:
     import jax
 
-    from invfeat import victim as V
+    from invfeat import victims as V
     from invfeat.train import distributed
 
     try:  # several processes (JAX_COORDINATOR_ADDRESS...) train one victim together
         distributed.initialize_from_env()
     except ValueError as err:
-        return fail(str(err))
+        return fail(err)
     is_primary = distributed.is_primary()
     say = print if is_primary else lambda *_: None
     overrides: dict = {"dataset": args.dataset}
@@ -90,7 +92,7 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         config = V.get_victim_config(args.config, **overrides)
     except ValueError as err:
-        return fail(str(err))
+        return fail(err)
     workdir = args.workdir or default_workdir(args.config, args.dataset)
     if not config.model.startswith("cpu-") and jax.default_backend() == "cpu" and is_primary:
         print(f"warning: {config.name} ({config.model}) is sized for a GPU; on this CPU a step "
@@ -100,7 +102,7 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         victim = V.train_victim(config, workdir, resume=args.resume, data_dir=args.data_dir)
     except (FileNotFoundError, FileExistsError, ValueError, FloatingPointError) as err:
-        return fail(str(err))
+        return fail(err)
     say(f"saved the victim to {workdir / V.VARIABLES_FILE} ({json.dumps(victim.summary)})")
     if args.no_eval:
         return 0
@@ -116,14 +118,14 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from invfeat import victim as V
-    from invfeat.report import write_json
+    from invfeat import victims as V
+    from invfeat.files import write_json
 
     workdir = args.workdir or default_workdir(args.config, "synth_msmt")
     try:
         victim = V.load_victim(workdir)
     except (FileNotFoundError, ValueError) as err:
-        return fail(str(err))
+        return fail(err)
     own = victim.config.dataset
     datasets = args.dataset or [own, *(d for d in CROSS_DOMAIN if d != own)]
     results = {}
@@ -134,7 +136,7 @@ def run_eval(args: argparse.Namespace) -> int:
                 victim, dataset, data_dir=args.data_dir, data_settings=settings
             )
         except (FileNotFoundError, ValueError) as err:
-            return fail(str(err))
+            return fail(err)
     record = {
         "victim": dataclasses.asdict(victim.config),
         "in_domain": own,
@@ -162,8 +164,24 @@ def format_table(results: dict[str, dict[str, float]], own: str | None = None) -
     return "\n".join(lines)
 
 
+def how_to_train(workdir: Path, started: Any) -> str:
+    """The command that finishes the run started in `workdir` (config `started`), or that
+    starts one there."""
+    from invfeat.victims.config import CONFIGS
+
+    command = ["python", "-m", "experiments", "victim", "train", "--workdir", str(workdir)]
+    if started is None:
+        return f"train one with `{shlex.join(command)}`"
+    command += ["--resume", "--config", started.name, "--dataset", started.dataset]
+    named = CONFIGS.get(started.name)
+    for field in ("epochs", "seed"):
+        if named is None or getattr(named, field) != getattr(started, field):
+            command += [f"--{field}", str(getattr(started, field))]
+    return f"its training has not finished: resume it with `{shlex.join(command)}`"
+
+
 def run_configs(args: argparse.Namespace) -> int:
-    from invfeat.victim import CONFIGS
+    from invfeat.victims.config import CONFIGS
 
     for name, config in CONFIGS.items():
         h, w = config.input_size

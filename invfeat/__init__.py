@@ -27,22 +27,38 @@ def lazy_submodules(
     return __getattr__, __dir__
 
 
+def lazy_exports(
+    package: str, submodules: tuple[str, ...], exports: dict[str, tuple[str, ...]]
+) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
+    """(__getattr__, __dir__) for `package`: its `submodules`, and the names each submodule of
+    `exports` offers at the package level, all imported on first use."""
+    owner = {name: module for module, names in exports.items() for name in names}
+    load_submodule, _ = lazy_submodules(package, submodules)
+
+    def __getattr__(name: str) -> object:
+        if name in owner:
+            return getattr(importlib.import_module(f"{package}.{owner[name]}"), name)
+        return load_submodule(name)
+
+    def __dir__() -> list[str]:
+        return sorted({*submodules, *owner})
+
+    return __getattr__, __dir__
+
+
 SUBMODULES = (
     "api",
     "attacks",
     "data",
-    "features",
-    "file_victim",
     "files",
     "losses",
     "metrics",
     "models",
-    "report",
+    "selftest",
     "shufflebits",
-    "stages",
     "study",
     "train",
-    "victim",
+    "victims",
 )
 __all__ = ["__version__", "lazy_submodules", *SUBMODULES]
 __getattr__, __dir__ = lazy_submodules(__name__, SUBMODULES)

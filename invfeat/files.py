@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+import numpy as np
 
 
 def write_atomic(path: Path, write: Callable[[BinaryIO], object], mode: int | None = None) -> None:
@@ -46,3 +49,20 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], object], mode: int | No
         os.fsync(folder)
     finally:
         os.close(folder)
+
+
+def json_default(value: Any) -> Any:
+    """`json.dumps(default=...)` for numpy scalars and arrays and paths."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def write_json(data: Mapping[str, Any], path: Path) -> None:
+    """`data` as indented JSON, written atomically."""
+    text = json.dumps(data, indent=2, sort_keys=False, default=json_default)
+    write_atomic(path, lambda f: f.write((text + "\n").encode()))

@@ -10,7 +10,7 @@ import dataclasses
 import sys
 
 from experiments.__main__ import main
-from invfeat import victim
+from invfeat import victims as victim
 
 TINY_WORLD = {"num_train_identities": 24, "num_test_identities": 12}
 

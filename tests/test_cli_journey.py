@@ -154,7 +154,7 @@ def test_extract_to_an_existing_file_that_is_not_a_folder(tmp_path, capsys):
     import jax
     import numpy as np
 
-    from invfeat.victim import Victim, get_victim_config, inference_model, save_victim
+    from invfeat.victims import TrainedVictim, get_victim_config, inference_model, save_victim
 
     settings = {"num_train_identities": 2, "num_test_identities": 2, "train_per_identity": 2}
     config = get_victim_config("tiny", dataset="synth_market", data_settings=settings)
@@ -162,7 +162,7 @@ def test_extract_to_an_existing_file_that_is_not_a_folder(tmp_path, capsys):
     variables = model.init(
         jax.random.key(0, impl="rbg"), np.zeros((1, *config.input_size, 3), np.float32), False
     )
-    save_victim(tmp_path / "victim", Victim(config, model, variables, {}))
+    save_victim(tmp_path / "victim", TrainedVictim(config, model, variables, {}))
     out = tmp_path / "taken"
     out.write_text("a file, not a folder")
     argv = ["features", "extract", "--dataset", "synth_market", "--victim", str(tmp_path / "victim"),

@@ -9,14 +9,10 @@ import pytest
 from invfeat import shufflebits
 from invfeat.data.builders import build
 from invfeat.data.builders.synth import builder_config
+from invfeat.data.datasets import dataset_splits, open_dataset_split
 from invfeat.data.feature_files import read_features
-from invfeat.features import (
-    dataset_splits,
-    extract_features,
-    feature_paths,
-    open_dataset_split,
-)
-from invfeat.victim import Victim, get_victim_config, inference_model, save_victim
+from invfeat.victims import TrainedVictim, get_victim_config, inference_model, save_victim
+from invfeat.victims.extraction import extract_features, feature_paths
 
 SETTINGS = {
     "num_train_identities": 3,
@@ -41,7 +37,7 @@ def victim():
     variables = model.init(
         jax.random.key(0, impl="rbg"), np.zeros((1, *CONFIG.input_size, 3), np.float32), False
     )
-    return Victim(CONFIG, model, variables, {})
+    return TrainedVictim(CONFIG, model, variables, {})
 
 
 def _extract(victim, data_dir, out, key=None):

@@ -184,7 +184,7 @@ def test_bad_inputs_raise_clear_errors(tiny):
 @pytest.fixture(scope="module")
 def saved_victim(tmp_path_factory):
     """A cpu-tiny victim with zero variables, saved (no init program compiled)."""
-    from invfeat import victim as V
+    from invfeat import victims as V
 
     config = V.get_victim_config("tiny")
     model = V.inference_model(config)
@@ -193,7 +193,7 @@ def saved_victim(tmp_path_factory):
     )
     variables = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
     workdir = tmp_path_factory.mktemp("victim")
-    V.save_victim(workdir, V.Victim(config, model, variables, {"steps": 0}))
+    V.save_victim(workdir, V.TrainedVictim(config, model, variables, {"steps": 0}))
     return workdir
 
 
@@ -227,7 +227,7 @@ def _corrupt_summary(record):
 def test_bad_victim_files_are_refused_naming_the_file(saved_victim, tmp_path, case, file, message):
     import flax.serialization
 
-    from invfeat import victim as V
+    from invfeat import victims as V
 
     for name in (V.SUMMARY_FILE, V.VARIABLES_FILE):
         (tmp_path / name).write_bytes((saved_victim / name).read_bytes())
@@ -245,7 +245,7 @@ def test_bad_victim_files_are_refused_naming_the_file(saved_victim, tmp_path, ca
 
 
 def test_victim_files_carry_their_format_and_load_back(saved_victim):
-    from invfeat import victim as V
+    from invfeat import victims as V
 
     assert json.loads((saved_victim / V.SUMMARY_FILE).read_text())["format"] == V.FORMAT_VERSION
     loaded = V.load_victim(saved_victim)

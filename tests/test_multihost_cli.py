@@ -19,9 +19,9 @@ import pytest
 from multihost_cli_main import TINY_WORLD
 
 from invfeat import shufflebits
-from invfeat import victim as V
+from invfeat import victims as V
 from invfeat.data.feature_files import read_features
-from invfeat.features import extract_features
+from invfeat.victims.extraction import extract_features
 
 MAIN = Path(__file__).with_name("multihost_cli_main.py")
 TIMEOUT_S = 240
@@ -39,12 +39,12 @@ def _launch(argv: list[str], cwd: Path) -> list[tuple[int, str, str]]:
     return _finish(_start(argv, cwd))
 
 
-def _tiny_victim(workdir: Path) -> V.Victim:
+def _tiny_victim(workdir: Path) -> V.TrainedVictim:
     """A saved, untrained tiny victim (initial weights): enough to serve features."""
     config = dataclasses.replace(V.CONFIGS["tiny"], data_settings=TINY_WORLD)
     model = V.inference_model(config)
     variables = model.init(jax.random.key(0), jnp.zeros((1, *config.input_size, 3)), train=False)
-    victim = V.Victim(config, model, jax.device_get(variables), {})
+    victim = V.TrainedVictim(config, model, jax.device_get(variables), {})
     V.save_victim(workdir, victim)
     return victim
 

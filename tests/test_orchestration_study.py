@@ -8,12 +8,15 @@ import numpy as np
 import pytest
 
 from experiments.configs import get_study
-from invfeat import report, shufflebits
+from invfeat import shufflebits
+from invfeat.data.datasets import SPLITS, open_dataset_split, prepare_dataset
 from invfeat.data.feature_files import FeatureFile, write_features
 from invfeat.data.pipeline import read_labels
-from invfeat.features import open_dataset_split, prepare_dataset
-from invfeat.file_victim import FileVictim
-from invfeat.study import SPLITS, StudyConfig, _attack_domain, run_study
+from invfeat.study import report
+from invfeat.study.config import StudyConfig
+from invfeat.study.domain import serve_attack_domain
+from invfeat.study.run import run_study
+from invfeat.victims.from_files import FileVictim
 
 TINY = get_study("tiny")
 SETTINGS = TINY.attack_data_settings
@@ -57,7 +60,7 @@ def test_served_features_of_the_current_records_are_read_back(data_dir, tmp_path
     secret = shufflebits.Secret.generate()
     _serve_files(tmp_path, data_dir, secret)
     config = _file_victim_config()
-    domain = _attack_domain(config, config.victim, secret, tmp_path, data_dir)
+    domain = serve_attack_domain(config, config.victim, secret, tmp_path, data_dir)
     assert domain.plain["query"].shape == (len(_names(data_dir, "query")), 4)
 
 
@@ -66,7 +69,7 @@ def test_served_features_of_other_records_are_refused(data_dir, tmp_path):
     _serve_files(tmp_path, data_dir, secret, rename="query")
     config = _file_victim_config()
     with pytest.raises(ValueError, match="plain_query.npz: served from other records"):
-        _attack_domain(config, config.victim, secret, tmp_path, data_dir)
+        serve_attack_domain(config, config.victim, secret, tmp_path, data_dir)
 
 
 def test_a_run_begun_on_data_of_other_sizes_is_refused(data_dir, tmp_path):
@@ -83,7 +86,7 @@ def test_a_run_begun_on_data_of_other_sizes_is_refused(data_dir, tmp_path):
 
 
 def test_chance_rank1_follows_the_evaluation_protocol():
-    from invfeat.victim import chance_rank1
+    from invfeat.victims import chance_rank1
 
     # Query 0 (id 1, cam 1): the cam-1 image of id 1 is excluded; 1 match among 3 kept.
     # Query 1 (id 2, cam 1): its only gallery image shares its camera: no true match, left out.
@@ -108,12 +111,12 @@ def test_chance_rank1_follows_the_evaluation_protocol():
 
 
 def test_ciphertext_whose_secret_is_gone_is_refused(tmp_path):
-    from invfeat.study import SECRET_FILE, _secret
+    from invfeat.study.domain import SECRET_FILE, one_time_secret
 
-    first = _secret(tmp_path / SECRET_FILE)
-    assert _secret(tmp_path / SECRET_FILE).words().tobytes() == first.words().tobytes()
+    first = one_time_secret(tmp_path / SECRET_FILE)
+    assert one_time_secret(tmp_path / SECRET_FILE).words().tobytes() == first.words().tobytes()
     (tmp_path / "cipher_train.npz").write_bytes(b"served under the first secret")
     (tmp_path / SECRET_FILE).unlink()
     with pytest.raises(FileNotFoundError, match="one-time secret of cipher_train.npz"):
-        _secret(tmp_path / SECRET_FILE)
+        one_time_secret(tmp_path / SECRET_FILE)
     assert not (tmp_path / SECRET_FILE).exists()

@@ -14,10 +14,11 @@ import shlex
 
 import pytest
 
+from experiments import describe
 from experiments.__main__ import main
-from invfeat import victim as V
+from invfeat import victims as V
 from invfeat.data import builders
-from invfeat.features import open_dataset_split
+from invfeat.data.datasets import DatasetNotBuiltError, open_dataset_split
 
 
 def test_eval_of_an_unfinished_run_gives_the_command_that_resumes_it(tmp_path, monkeypatch, capsys):
@@ -57,10 +58,12 @@ def test_a_dataset_never_built_there_is_named_without_tfds_noise(tmp_path, caplo
         f"{tmp_path / 'dukemtmc_reid'}: no such folder, dukemtmc_reid is not built there"
     )
     assert not caplog.records
-    with pytest.raises(FileNotFoundError) as info:
+    with pytest.raises(DatasetNotBuiltError) as info:
         open_dataset_split("dukemtmc_reid", "train", data_dir=tmp_path)
-    assert "data build --dataset dukemtmc_reid" in str(info.value)
-    assert str(info.value).endswith("dukemtmc_reid is not built there")
+    assert "python -m experiments" not in str(info.value)  # the library names no command
+    message = describe(info.value)
+    assert "data build --dataset dukemtmc_reid" in message
+    assert message.endswith("dukemtmc_reid is not built there")
 
 
 @pytest.mark.parametrize("config,warned", [("resnet50", True), ("tiny", False)])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from invfeat.data.feature_files import FeatureFileError
-from invfeat.file_victim import aligned_features
+from invfeat.victims.from_files import aligned_features
 
 RECORDS = ["query/0003_c1s6_015971_00.jpg", "query/0001_c1s1_001051_00.jpg"]
 

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from invfeat import report
+from invfeat.study import report
 
 
 def _attributes(bacc: float) -> dict:

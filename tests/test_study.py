@@ -12,10 +12,10 @@ import pytest
 from experiments.__main__ import main
 from experiments.configs import STUDIES, get_study
 from experiments.study import PENDING_EXIT, with_paths
-from invfeat import report
 from invfeat.data.feature_files import FeatureFile, read_features, write_features
-from invfeat.file_victim import FileVictim
-from invfeat.victim import load_victim
+from invfeat.study import report
+from invfeat.victims import load_victim
+from invfeat.victims.from_files import FileVictim
 
 STAGES = (
     "data", "victim", "victim_eval", "features", "legitimate", "attributes_plain",
@@ -86,7 +86,7 @@ def test_ciphertext_encodings_are_checked(encodings):
 
 
 def test_another_config_in_the_same_run_dir_is_refused(tiny_run):
-    from invfeat.study import run_study
+    from invfeat.study.run import run_study
 
     root, _ = tiny_run
     other = get_study("tiny").replace_nested(grid_images=2)
@@ -202,7 +202,7 @@ def test_paths_from_the_command_line_reach_the_config(tmp_path):
 
 
 def test_file_victim_weights_give_the_scoring_api(tiny_run, tmp_path):
-    from invfeat.file_victim import victim_api
+    from invfeat.victims.from_files import victim_api
 
     root, _ = tiny_run
     folder = root / "runs" / "tiny" / "victim"
@@ -236,7 +236,7 @@ def test_weights_files_are_read_before_the_run_starts(tmp_path, bad):
         config = dataclasses.replace(
             config, gan=dataclasses.replace(config.gan, perceptual="victim-surrogate")
         )
-    from invfeat.study import run_study
+    from invfeat.study.run import run_study
 
     with pytest.raises((OSError, ValueError), match=str(junk.name)):
         run_study(config, tmp_path / "run", data_dir=tmp_path / "data")

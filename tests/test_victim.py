@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from invfeat import victim as V
+from invfeat import victims as V
 from invfeat.data.builders import build
 from invfeat.data.builders.synth import builder_config
 from invfeat.models import reid
@@ -87,7 +87,7 @@ def test_training_moves_the_parameters(trained):
     _, victim = trained
     model = V.inference_model(TINY)
     init_rng = jax.random.split(jax.random.PRNGKey(TINY.seed))[0]  # as create_train_state
-    init = jax.jit(V._init_fn(model, TINY.input_size))(init_rng)
+    init = jax.jit(V.make_init_fn(model, TINY.input_size))(init_rng)
     moved = [
         not np.allclose(a, b)
         for a, b in zip(_leaves(init["params"]), _leaves(victim.variables["params"]), strict=True)

@@ -6,6 +6,7 @@ from invfeat import lazy_submodules
 SUBMODULES = (
     "attributes",
     "builders",
+    "datasets",
     "feature_files",
     "layouts",
     "pipeline",

@@ -1,19 +1,12 @@
 """A victim known by its feature files: FastReID's (or anyone's) features of the attack data.
 
-The paper attacks FastReID models (BoT, AGW, SBS, trained on MSMT17) through the feature files
-its extractor writes for Market-1501 and DukeMTMC-reID. A `FileVictim` names such a victim; the
-study reads `<features_dir>/{train,query,gallery}.npz` (FastReID layout; rows matched to the
-dataset's records by their trailing path components, so absolute paths from another machine
-align too) and encrypts them under one-time keys, bit for bit what the same model with
-ShuffleBits inside would emit.
-
-Scoring reconstructions needs the victim's features of new images. `weights` gives an API: a
-FastReID ResNet-50 `.pth` (the BoT layout `invfeat.models.fastreid` maps) or a folder written by
-`python -m experiments victim train`. Without it (AGW's non-local blocks and SBS's IBN layers
-have no linen counterpart here), the study writes each set of reconstructions as PNG files
-under `<run>/external/<stage>/` and stops with `PendingFeatures`: run the victim's extractor on
-that folder, save its output as `<run>/external/<stage>.npz`, and run the study again; it
-resumes there, as the published `evaluation.py` reads features of reconstructions made outside.
+The paper attacks FastReID models through the feature files their extractor writes. A
+`FileVictim` reads `<features_dir>/{train,query,gallery}.npz` (rows matched to the dataset's
+records by their trailing path components) and encrypts them under one-time keys, bit for bit
+what the same model with ShuffleBits inside would emit. Reconstructions are scored through
+`weights` (a FastReID ResNet-50 `.pth` or a trained victim's folder); without weights they are
+written as PNGs for the victim's own extractor (`external_features`), as the published
+`evaluation.py` reads features of reconstructions made outside.
 """
 
 from __future__ import annotations
@@ -21,18 +14,17 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
+import jax
 import numpy as np
 
+from invfeat import shufflebits
 from invfeat.api import FeatureAPI
-from invfeat.data.feature_files import (
-    FeatureFileError,
-    align_to_records,
-    read_features,
-)
-
-SPLITS = ("train", "query", "gallery")
+from invfeat.data.datasets import SPLITS
+from invfeat.data.feature_files import FeatureFileError, align_to_records, read_features
+from invfeat.victims.base import DatasetRef, MissingInputError, ServeFn, StageRunner
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,13 +43,61 @@ class FileVictim:
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_size", tuple(self.image_size))
 
+    embeds_images = False
+
+    @property
+    def datasets(self) -> tuple[DatasetRef, ...]:
+        return ()
+
     def split_file(self, split: str) -> Path:
         if self.features_dir is None:
-            raise ValueError(
+            raise MissingInputError(
                 f"victim {self.name!r} is read from feature files: give the folder holding "
-                f"{', '.join(s + '.npz' for s in SPLITS)} (--victim-features DIR)"
+                f"{', '.join(s + '.npz' for s in SPLITS)}",
+                "features_dir",
             )
         return Path(self.features_dir) / f"{split}.npz"
+
+    def required_inputs(self) -> tuple[list[str], list[Path]]:
+        options, needed = [], []
+        try:
+            needed += [self.split_file(split) for split in SPLITS]
+        except MissingInputError as err:
+            options.append(err)
+        needed += [Path(self.weights)] if self.weights else []
+        return options, needed
+
+    def load_inputs(self) -> None:
+        victim_api(self)
+
+    def obtain(self, stages: StageRunner, **opened: Any) -> FileVictim:
+        del stages, opened  # nothing to train: its features are read from files
+        return self
+
+    def server(self, secret: shufflebits.Secret, batch_size: int) -> ServeFn:
+        del batch_size
+        encrypt = jax.jit(lambda x, nonces: shufflebits.encrypt(x, secret, nonces))
+
+        def serve(split: str, images: Any, file_names: np.ndarray) -> tuple[np.ndarray, ...]:
+            plain = split_features(self, split, file_names)
+            nonces = shufflebits.fresh_nonces(len(plain))
+            return plain, np.asarray(encrypt(plain, nonces)), nonces
+
+        return serve
+
+    def scoring_api(self, batch_size: int) -> FeatureAPI | None:
+        return victim_api(self, batch_size)
+
+    def white_box(self) -> tuple[Any, Any]:
+        raise ValueError("perceptual 'white-box' needs a victim trained here, not files")
+
+    def evaluate(self, attack: DatasetRef, served_reid: Any, **opened: Any) -> dict[str, float]:
+        """Re-ID figures of the features read from its files."""
+        del attack, opened
+        return served_reid()
+
+    def report_block(self, evaluated: dict[str, Any]) -> dict[str, Any]:
+        return evaluated | {"source": self.name}
 
 
 def aligned_features(path: Path, record_paths: Sequence[str]) -> np.ndarray:
@@ -81,7 +121,7 @@ def victim_api(victim: FileVictim, batch_size: int = 256) -> FeatureAPI | None:
         return None
     weights = Path(victim.weights)
     if weights.is_dir():
-        from invfeat.victim import load_victim
+        from invfeat.victims.trained import load_victim
 
         return load_victim(weights).api(batch_size=batch_size)
     if weights.suffix == ".pth":
@@ -132,21 +172,3 @@ def external_features(
         raise PendingFeatures(folder, expected)
 
     return features
-
-
-def pending_message(pending: Sequence[PendingFeatures], command: str) -> str:
-    """What the user runs to finish a study that waits for external features."""
-    lines = [
-        "The victim has no loadable weights here, so its features of the reconstructions",
-        "must come from its own extractor (e.g. FastReID's), as in the published evaluation:",
-        "",
-    ]
-    for p in pending:
-        lines.append(f"  images:   {p.folder}/  ->  features: {p.expected}")
-    lines += [
-        "",
-        "Write each features file in FastReID's .npz layout (accumulated_image_file_paths,",
-        "accumulated_feature_array; paths ending in the image names), then run again:",
-        f"  {command}",
-    ]
-    return "\n".join(lines)

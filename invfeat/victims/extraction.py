@@ -1,15 +1,9 @@
-"""Features of a dataset's splits through the black-box API, and FastReID-layout feature files.
+"""Features of a dataset's splits through a victim's API, written as FastReID-layout files.
 
-`embed_split` streams one built split through any embedding function in fixed-size batches
-(decoded, resized, never all in memory) and returns the features with the records' identities,
-cameras and relative file names. `extract_features` does that for every split of a dataset
-(train, query, gallery, and val where the dataset has one) through a victim's API and writes
-one `.npz` per split with `invfeat.data.feature_files` (plain, or ShuffleBits ciphertext under
-a static key, or under one-time keys with the per-row nonces stored beside the features).
-
-File layout (`feature_paths`): `--out DIR` gives `DIR/<split>.npz`; `--out NAME.npz` gives
-`NAME_<split>.npz` beside it. Synthetic datasets are rendered on first use. Rows follow the dataset's record order; the paths are the
-records' dataset-relative file names (e.g. `query/0001_c1s1_010000_00.png`).
+`embed_split` streams one built split through an embedding function in fixed-size batches;
+`extract_features` writes one `.npz` per split (plaintext, or ShuffleBits ciphertext under a
+static key, or under one-time keys with the per-row nonces beside the features). Rows follow
+the dataset's record order; paths are the records' dataset-relative file names.
 """
 
 from __future__ import annotations
@@ -24,11 +18,21 @@ from tqdm import tqdm
 
 from invfeat import shufflebits
 from invfeat.api import FeatureAPI
+from invfeat.data.datasets import dataset_splits, open_dataset_split, prepare_dataset
 from invfeat.data.feature_files import FeatureFile, write_features
 from invfeat.data.pipeline import LoaderConfig, make_loader
 
 # images float32 [B, H, W, 3] in [0, 1] -> (features [B, D], nonces [B, 3] or None)
 EmbedFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
+
+
+class HasAPI(Protocol):
+    """What extraction needs of a victim (`TrainedVictim` is one)."""
+
+    @property
+    def image_size(self) -> tuple[int, int]: ...
+
+    def api(self, key: Any = None, batch_size: int = 256) -> FeatureAPI: ...
 
 
 class Embedded(NamedTuple):
@@ -39,89 +43,6 @@ class Embedded(NamedTuple):
     identity: np.ndarray  # [N] int32
     camera: np.ndarray  # [N] int32
     file_names: np.ndarray  # [N] str
-
-
-class HasAPI(Protocol):
-    """What extraction needs of a victim (`invfeat.victim.Victim` is one)."""
-
-    @property
-    def image_size(self) -> tuple[int, int]: ...
-
-    def api(self, key: Any = None, batch_size: int = 256) -> FeatureAPI: ...
-
-
-def open_dataset_split(
-    dataset: str,
-    split: str,
-    *,
-    data_dir: str | Path | None = None,
-    data_settings: Mapping[str, Any] | None = None,
-) -> Sequence[Mapping[str, Any]]:
-    """A built split as a random-access source; `data_settings` (SynthConfig fields) pick the
-    builder config of a synthetic dataset."""
-    from invfeat.data import builders
-
-    kwargs: dict[str, Any] = {}
-    if data_settings:
-        if not dataset.startswith("synth_"):
-            raise ValueError(f"data_settings apply to synthetic datasets only, not {dataset!r}")
-        from invfeat.data.builders.synth import builder_config
-
-        settings = dict(data_settings)
-        if "size" in settings:
-            settings["size"] = tuple(settings["size"])
-        kwargs["config"] = builder_config(**settings)
-    builders.builder_class(dataset)  # clear error for unknown names
-    where = Path(data_dir) if data_dir is not None else builders.default_data_dir()
-    try:
-        return builders.open_split(dataset, split, data_dir=data_dir, **kwargs)
-    except Exception as err:  # tfds raises several types for "not built" / "no such split"
-        manual = "" if dataset.startswith("synth_") else " --manual-dir /path/to/unpacked"
-        raise FileNotFoundError(
-            f"dataset {dataset!r} split {split!r} is not built in {where} (build it with "
-            f"`python -m experiments data build --dataset {dataset} --data-dir {where}{manual}`)"
-            f": {err}"
-        ) from err
-
-
-def prepare_dataset(
-    dataset: str,
-    *,
-    data_dir: str | Path | None = None,
-    data_settings: Mapping[str, Any] | None = None,
-) -> None:
-    """Render a synthetic dataset if it is not built yet (a no-op when built; real datasets
-    are left alone: `open_dataset_split` says how to build them)."""
-    if not dataset.startswith("synth_"):
-        return
-    from invfeat.data import builders
-    from invfeat.data.builders.synth import builder_config
-
-    settings = dict(data_settings or {})
-    if "size" in settings:
-        settings["size"] = tuple(settings["size"])
-    builders.build(dataset, data_dir=data_dir, config=builder_config(**settings))
-
-
-def dataset_splits(
-    dataset: str,
-    *,
-    data_dir: str | Path | None = None,
-    data_settings: Mapping[str, Any] | None = None,
-) -> tuple[str, ...]:
-    """The splits a built dataset has, in its builder's order (train, query, gallery, val...)."""
-    from invfeat.data import builders
-
-    found = []
-    for split in builders.builder_class(dataset).SPLITS:
-        try:
-            open_dataset_split(dataset, split, data_dir=data_dir, data_settings=data_settings)
-        except FileNotFoundError:
-            continue
-        found.append(split)
-    if not found:
-        raise FileNotFoundError(f"dataset {dataset!r} has no built split in {data_dir or 'data'}")
-    return tuple(found)
 
 
 def embed_split(

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from invfeat import report
+from invfeat.files import write_json
 
 
 class Stages:
@@ -39,7 +39,7 @@ class Stages:
             start = time.perf_counter()
             result = fn(self.dir(name))
             record = {"seconds": round(time.perf_counter() - start, 2), "result": result}
-            report.write_json(record, done)
+            write_json(record, done)
             self._say(f"[{name}] finished in {record['seconds']:.1f} s")
         self.timings[name] = record["seconds"]
         return record["result"]
@@ -58,7 +58,7 @@ class Stages:
             start = time.perf_counter()
             value = fn(stage_dir)
             seconds = round(time.perf_counter() - start, 2)
-            report.write_json({"seconds": seconds}, record_path)
+            write_json({"seconds": seconds}, record_path)
             self._say(f"[{name}] finished in {seconds:.1f} s")
         self.timings[name] = seconds
         return value

@@ -28,7 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from invfeat.files import write_atomic
+from invfeat.files import json_default, write_atomic, write_json
 
 REQUIRED_KEYS = (
     "victim",
@@ -57,21 +57,6 @@ def check_results(results: Mapping[str, Any]) -> None:
     missing = [key for key in REQUIRED_KEYS if key not in results]
     if missing:
         raise ValueError(f"results lack the block(s) {', '.join(missing)}")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} to report.json")
-
-
-def write_json(results: Mapping[str, Any], path: Path) -> None:
-    text = json.dumps(results, indent=2, sort_keys=False, default=_json_default)
-    write_atomic(path, lambda f: f.write((text + "\n").encode()))
 
 
 def attribute_rows(block: Mapping[str, Any]) -> list[tuple[str, float, float, float]]:
@@ -312,7 +297,7 @@ def render_markdown(results: Mapping[str, Any], figures: Mapping[str, str]) -> s
         "| stage | seconds |\n| --- | --- |\n"
         + "\n".join(f"| {stage} | {seconds:.1f} |" for stage, seconds in timings.items()),
         "## Configuration",
-        "```json\n" + json.dumps(results["config"], indent=2, default=_json_default) + "\n```",
+        "```json\n" + json.dumps(results["config"], indent=2, default=json_default) + "\n```",
     ]
     return "\n\n".join(sections) + "\n"
 
