@@ -14,12 +14,12 @@ import numpy as np
 
 
 def write_atomic(path: Path, write: Callable[[BinaryIO], object], mode: int | None = None) -> None:
-    """Calls `write` on a temporary file beside `path`, syncs it to disk, renames it over `path`
-    and syncs the folder, so the new file survives a crash of the machine too (the folder is
-    created if missing); on any error the temporary file is removed.
+    """Calls `write` on a temporary file beside `path`, then renames it over `path`.
 
-    Permissions: `mode` if given; else those of the file replaced; else a new file's (0666 less
-    the umask), so a restrictive umask or a file chmod-ed 600 is never widened.
+    The file and then its folder are synced, so the new file survives a crash of the machine too;
+    the folder is created if missing; on any error the temporary file is removed. Permissions:
+    `mode` if given; else those of the file replaced; else a new file's (0666 less the umask), so
+    a restrictive umask or a file chmod-ed 600 is never widened.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"

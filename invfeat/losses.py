@@ -63,10 +63,8 @@ def batch_hard_triplet(
 
 
 def balanced_class_weights(labels_N: jax.Array, num_classes: int) -> jax.Array:
-    """sklearn's "balanced" weights n / (k * count_c) over the k present classes; 0 if absent.
-
-    Labels -1 (unknown) are ignored.
-    """
+    """sklearn's "balanced" weights n / (k * count_c) over the k present classes, 0 if absent;
+    labels -1 (unknown) are ignored."""
     valid = labels_N >= 0
     counts = jnp.zeros(num_classes, jnp.float32).at[jnp.where(valid, labels_N, 0)].add(valid)
     present = jnp.sum(counts > 0)

@@ -1,12 +1,4 @@
-"""Pure metrics: re-ID retrieval (CMC, mAP), balanced accuracy and its baselines, PSNR, SSIM.
-
-Re-ID evaluation ranks the gallery by cosine distance for each query and, as FastReID and
-torchreid do, drops gallery entries with the query's identity *and* camera; queries left with
-no true match are excluded from every figure. It runs in JAX over blocks of queries (one
-compiled program per block shape, the last block padded), so memory stays at one
-block x gallery matrix: Market-1501 (3368 x 15913) needs a few hundred MB at block 1024.
-Similarities are full float32 on every backend (never TF32, a GPU's default for float32).
-"""
+"""Pure metrics: re-ID retrieval (CMC, mAP), balanced accuracy and its baselines, PSNR, SSIM."""
 
 from __future__ import annotations
 
@@ -52,7 +44,12 @@ def reid_per_query(
     gallery_cams: Any,
     block_size: int = 256,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(first-match rank [Q] (0 = rank-1), average precision [Q], has-a-valid-match [Q])."""
+    """(first-match rank [Q] (0 = rank-1), average precision [Q], has-a-valid-match [Q]).
+
+    The gallery is ranked by cosine distance (full float32 on every backend) and, as FastReID and
+    torchreid do, entries with the query's identity *and* camera are dropped. Queries go in
+    blocks of `block_size` (the last one padded), so memory holds one block x gallery matrix.
+    """
     q = np.asarray(query_features, np.float32)
     gallery_features = jnp.asarray(gallery_features)
     for name, arr in (("query_features", q), ("gallery_features", gallery_features)):
@@ -90,10 +87,8 @@ def reid_per_query(
 
 
 def reid_metrics(*args: Any, ranks: tuple[int, ...] = (1, 5, 10), **kwargs: Any) -> dict:
-    """{"rank1", "rank5", "rank10", "mAP", "num_queries"} over queries with a valid match.
-
-    Arguments as `reid_per_query`. Figures are fractions in [0, 1].
-    """
+    """{"rank1", "rank5", "rank10", "mAP", "num_queries"} (fractions in [0, 1]) over the queries
+    with a true match; arguments as `reid_per_query`."""
     first, ap, valid = reid_per_query(*args, **kwargs)
     if not valid.any():
         raise ValueError("no query has a true match in the gallery (other than same camera)")

@@ -1,4 +1,4 @@
-"""A fast self-check of ShuffleBits on this machine: `python -m experiments shufflebits selftest`."""
+"""Fast self-checks of ShuffleBits on this machine: `python -m experiments shufflebits selftest`."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def special_bits(exp: int, man: int) -> np.ndarray:
         sign | one,
         (1 << n) - 1,
     ]
-    return np.array(pats, dtype=sb._UINT[n])
+    return np.array(pats, dtype=sb.UINT_BY_WIDTH[n])
 
 
 def _require(ok: bool, what: object) -> None:
@@ -65,7 +65,7 @@ def _require(ok: bool, what: object) -> None:
 
 def _bits(x) -> np.ndarray:
     x = np.asarray(x)
-    return x.view(sb._UINT[x.dtype.itemsize * 8])
+    return x.view(sb.UINT_BY_WIDTH[x.dtype.itemsize * 8])
 
 
 def _published() -> str:

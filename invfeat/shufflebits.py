@@ -1,52 +1,28 @@
-"""ShuffleBits: encrypt float features by permuting the bits of every element, as jnp ops.
+"""ShuffleBits: encrypt float features by permuting the bits of every element, in jnp ops.
 
-Two modes.
+A static `Key` (the published scheme) is one secret permutation of the bit positions of a 16-, 32-
+or 64-bit float. One-time keys give every vector its own permutation: a 256-bit `Secret` keys
+ChaCha20 (RFC 8439) over the vector's 96-bit nonce, and output bit j (LSB 0) takes input bit
+`argsort(w)[j]` of the keystream words w (a stable sort: a tie, probability about bits^2 / 2^33
+per vector, favours the lower index). Both run as masked rotations inside one compiled XLA
+program (no callbacks). Gradients through them are zero: encrypt what a model emits, not what a
+loss still needs.
 
-* **Static key** (`Key`, the published scheme): one secret permutation of the bit positions of a
-  float type (16, 32 or 64 bits). `Key.from_index_array` / `Key.from_seed` take the published
-  convention: bit string `np.binary_repr(int_view, width)` (most significant bit first), output
-  string position i takes input string position `index_array[i]`, decryption by `np.argsort`;
-  `from_seed(s)` is `np.random.default_rng(s).shuffle(np.arange(bits))`.
-* **One-time pad** (`Secret` + per-vector nonces): a 256-bit secret keys ChaCha20 (RFC 8439
-  block function, computed here in uint32 jnp ops). For the vector with nonce `N` (three uint32
-  words, i.e. the 96-bit RFC nonce), blocks with counters 0, 1, ... give `bits` words `w`; the
-  permutation is `src = argsort(w)` (stable): output bit j (LSB = 0) takes input bit `src[j]`.
-  A tie between two of the 32-bit words (probability about bits^2 / 2^33, ~1.2e-7 per float32
-  vector) favours the lower index: a negligible bias. Nonces have shape `x.shape[:-1] + (3,)`,
-  dtype uint32; get them from `fresh_nonces(shape)` (os.urandom; 96 random bits, so a repeat is
-  unlikely before ~2^48 vectors) or from a counter that never repeats under one secret.
-  Random nonces need no state: draw new ones for every call, in every process and after every
-  restart. Nothing here draws them for you or can see a repeat: equal nonces give equal
-  permutations, whether passed twice, broadcast over a batch, or left unmapped under `jax.vmap`
-  (each vectorised row then gets the same one); map them along with the vectors.
+What it protects. The key (or secret and nonce) gives back the exact bits; nothing else about the
+model changes. A static key is one fixed bijection: equal floats give equal ciphertexts, and
+anyone who can query the encrypting API can learn on (image, ciphertext) pairs or recover the
+permutation from a few chosen outputs, so it hides features only from someone who sees stored
+vectors and cannot query. One-time keys leave no mapping to learn across vectors, but all
+elements of a vector share its permutation and every element keeps its Hamming weight. Equal
+nonces give equal permutations (passed twice, broadcast over a batch, or left unmapped under
+`jax.vmap`) and nothing here can see a repeat: draw fresh nonces for every call (`fresh_nonces`,
+96 random bits: a repeat is unlikely before ~2^48 vectors) or count them so that none repeats
+under one secret. Neither mode authenticates: tampering goes unnoticed.
 
-Both modes apply a permutation as masked rotations on the unsigned view: bit i moves by a left
-rotation g = (rank[i] - i) mod bits, so the output is the OR over g of rotl(x, g) & mask[g], with
-the rotations factored as rotl(rotl(x, stride * a) & m, b) for the power-of-two stride that needs
-the fewest of them. A static key's masks are constants computed once on the host, and only the
-rotations some bit takes are applied (about 20 and-ors and 10 rotations per float32 element for
-a random key). One-time keys compute their masks once per vector (ChaCha20, ranks, masks on
-[vectors, bits] arrays) and apply all 32 rotations: 45 ops per float32 element. Everything stays
-inside one compiled XLA program (no callbacks); called outside jit, `encrypt`/`decrypt` run
-exactly one program, bitcasts included: one pass over memory. A bit permutation has no useful
-derivative: gradients through `encrypt`/`decrypt` are zero (as through any cast to integers),
-so encrypt what a model emits, not what a loss still needs.
-
-What it protects and what not. The permutation is a bijection on bit patterns, so anyone with the
-key (or secret and nonce) recovers the exact original bits, and nothing else about the model
-changes. A static key is one fixed bijection: equal plaintext floats give equal ciphertexts, and
-an attacker who can query the encrypting API can learn on (image, ciphertext) pairs directly, or
-recover the permutation from a few chosen outputs; it hides features from someone who sees stored
-vectors only and cannot query. The one-time mode gives each vector a fresh pseudo-random
-permutation, so no stable mapping can be learned across vectors; still, within one vector all
-elements share a permutation, the Hamming weight of every element is preserved, and nonces must
-never repeat under one secret. Neither mode authenticates: tampering is not detected.
-
-Where the key lives. Encryption fused into a jitted program makes the key part of that program:
-a static key's masks, and a one-time secret closed over by `with_encryption` or the `ShuffleBits`
-layer, are constants of the compiled code, so HLO dumps (`XLA_FLAGS=--xla_dump_to`), a
-persistent compilation cache or an exported program hold them: guard those like the key file.
-Logs do not: a static key reaches JAX's cache only as itself (repr hidden, hashed by digest).
+Where the key lives. Fused into a jitted program, a static key's masks, or a secret closed over by
+`with_encryption` or the `ShuffleBits` layer, are constants of the compiled code: HLO dumps
+(`XLA_FLAGS=--xla_dump_to`), a persistent compilation cache or an exported program hold them, so
+guard those like the key file. JAX's logs see a static key only as its repr, which hides it.
 """
 
 from __future__ import annotations
@@ -74,7 +50,7 @@ NONCE_WORDS = 3
 FILE_FORMAT = "invfeat-shufflebits"
 FILE_VERSION = 2  # 2 adds "check"; files of version 1 (no check) are still read
 _READ_VERSIONS = (1, 2)
-_UINT = {16: np.uint16, 32: np.uint32, 64: np.uint64}
+UINT_BY_WIDTH = {16: np.uint16, 32: np.uint32, 64: np.uint64}  # float width -> unsigned view
 _MAX_FILE_BYTES = 1 << 16
 
 
@@ -83,6 +59,8 @@ class KeyFileError(ValueError):
 
 
 # ----------------------------------------------------------------------------- masked rotations
+# A permutation moves bit i by a left rotation g = (rank[i] - i) mod n, so it is the OR over g of
+# rotl(x, g) & mask[g]; the rotations are factored as rotl(rotl(x, stride * a) & m, b).
 
 
 def _rotl(v: Any, r: int) -> Any:
@@ -94,12 +72,13 @@ def _rotl(v: Any, r: int) -> Any:
     return (v << kind(r)) | (v >> kind(bits - r))
 
 
-def _rotation_masks(rank: Any, inverse: Any, kind: type, stride: int, xp: Any = jnp) -> Any:
-    """Masks [..., n] for `_rotate_groups`, encrypting or (inverse) decrypting, numpy or jnp.
+def rotation_masks(rank: Any, inverse: Any, kind: type, stride: int, xp: Any = jnp) -> Any:
+    """Masks [..., n] of `rotate_groups` sending input bit i to output bit rank[i] (or back).
 
     Bit i moves from position p_i to q_i ((i, rank[i]) to encrypt, (rank[i], i) to decrypt), a
     left rotation by g = (q_i - p_i) mod n = stride * a + b. Mask g holds the bits that take
-    rotation g, at their position after the first rotation (by stride * a): q_i - b.
+    rotation g, at their position after the first rotation (by stride * a): q_i - b. `kind` is
+    the unsigned type of n bits; `xp` is numpy for host constants, jnp for traced ranks.
     """
     n = rank.shape[-1]
     i = xp.arange(n, dtype=kind)
@@ -111,11 +90,11 @@ def _rotation_masks(rank: Any, inverse: Any, kind: type, stride: int, xp: Any = 
     return xp.sum(xp.where(group[..., None, :] == g, bit, kind(0)), axis=-1, dtype=kind)
 
 
-def _rotate_groups(u: jax.Array, masks: list[Any], stride: int) -> jax.Array:
+def rotate_groups(u: jax.Array, masks: list[Any], stride: int) -> jax.Array:
     """OR over rotations g = stride * a + b of rotl(u, g) & masks[g], as rotl(rotl(u, s a) & m, b).
 
     A mask of None is a rotation no bit takes: it costs nothing. With every mask present that is
-    n/stride - 1 + stride - 1 rotations, n and-or pairs and stride - 1 ors; no routing needed.
+    n/stride - 1 + stride - 1 rotations, n and-or pairs and stride - 1 ors.
     """
     n = len(masks)
     rotated: dict[int, jax.Array] = {}
@@ -134,7 +113,7 @@ def _rotate_groups(u: jax.Array, masks: list[Any], stride: int) -> jax.Array:
     return out
 
 
-def _fewest_rotations(taken: np.ndarray, n: int) -> int:
+def fewest_rotations(taken: np.ndarray, n: int) -> int:
     """The power-of-two stride that needs the fewest rotations for the rotation amounts `taken`."""
 
     def rotations(stride: int) -> int:
@@ -144,15 +123,11 @@ def _fewest_rotations(taken: np.ndarray, n: int) -> int:
 
 
 def _static_plan(rank: np.ndarray, inverse: bool) -> tuple[int, tuple[int, ...]]:
-    """(stride, masks) of one fixed permutation; only the rotations some bit takes are applied.
-
-    A random float32 key takes about 20 of the 32 rotations: about 20 and-ors and 10 rotations
-    per element.
-    """
+    """(stride, masks) of one fixed permutation; a mask of 0 is a rotation no bit takes."""
     n = rank.size
-    kind = _UINT[n]
-    stride = _fewest_rotations(np.flatnonzero(_rotation_masks(rank, inverse, kind, 1, np)), n)
-    return stride, tuple(int(m) for m in _rotation_masks(rank, inverse, kind, stride, np))
+    kind = UINT_BY_WIDTH[n]
+    stride = fewest_rotations(np.flatnonzero(rotation_masks(rank, inverse, kind, 1, np)), n)
+    return stride, tuple(int(m) for m in rotation_masks(rank, inverse, kind, stride, np))
 
 
 # ----------------------------------------------------------------------------- keys
@@ -185,7 +160,8 @@ class Key:
 
     @classmethod
     def from_index_array(cls, index_array: Any) -> Key:
-        """The published `index_array` convention (MSB-first string positions)."""
+        """The published convention: output position i of the bit string `np.binary_repr(int_view,
+        width)` (MSB first) takes input position `index_array[i]`."""
         return cls(index_array)
 
     @classmethod
@@ -209,6 +185,10 @@ class Key:
     def to_index_array(self) -> np.ndarray:
         """The key in the published convention (for interoperating with the original code)."""
         return self._index_array.copy()
+
+    def rotation_plan(self, inverse: bool = False) -> tuple[int, tuple[int, ...]]:
+        """(stride, masks) of the `rotate_groups` that encrypt (inverse: decrypt) with this key."""
+        return self._plans[inverse]
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
         """Write a versioned key file with mode 0600 (atomically)."""
@@ -330,7 +310,7 @@ def _checksum(content: dict) -> str:
 
 
 def _verified(path: Path, data: dict, key: Key | Secret) -> Key | Secret:
-    """`key`, once a version-2 file's check matches its fields (version 1 had no check)."""
+    """`key`, once a version-2 file's check matches its fields (version-1 files have none)."""
     if data["version"] >= 2:
         check = data.get("check")
         if not isinstance(check, str) or not hmac.compare_digest(check, _checksum(data)):
@@ -413,8 +393,8 @@ def _chacha20(key_words: Any, counter: Any, nonce_words: tuple) -> list[jax.Arra
             x[b] = _rotl(x[b] ^ x[c], 7)
         return tuple(x)
 
-    # Unrolled on accelerators (one fused kernel instead of a loop of small launches); rolled on
-    # CPU, where the unrolled form compiles ~7x slower and runs no faster.
+    # Unrolled on accelerators (one fused kernel, not a loop of small launches); rolled on CPU,
+    # where unrolling slows compilation and gains nothing (benchmarks/RESULTS.md).
     out = jax.lax.platform_dependent(
         init,
         cpu=lambda s: jax.lax.fori_loop(0, 10, double_round, s),
@@ -453,7 +433,8 @@ def _one_time_ranks(key_words: jax.Array, nonce: jax.Array, bits: int) -> jax.Ar
 
 
 def one_time_permutation(secret: Secret, nonce: Any, bits: int) -> jax.Array:
-    """Per-vector bit permutation src[..., bits] (output bit j takes input bit src[j])."""
+    """Per-vector permutation src[..., bits] (output bit j takes input bit src[j]): the stable
+    argsort of the first `bits` words of the nonce's ChaCha20 blocks 0, 1, ..."""
     rank = _one_time_ranks(jnp.asarray(secret._words), jnp.asarray(nonce, jnp.uint32), bits)
     return jnp.argsort(rank, axis=-1).astype(jnp.int32)
 
@@ -492,15 +473,15 @@ def _float_dtype(x: Any) -> np.dtype:
 
 @functools.partial(jax.jit, static_argnames=("key", "inverse"))
 def _static_kernel(x: jax.Array, key: Key, inverse: bool) -> jax.Array:
-    """The Key itself is the static argument (hashed by digest): what JAX may log of a static
-    argument, e.g. under `jax_explain_cache_misses`, is its repr, which hides the permutation.
+    """A static key's masked rotations, bitcasts included: an eager call is one pass over memory.
 
-    The bitcasts are inside the jit, so an eager call is one pass over memory, not three.
+    The Key itself is the static argument (hashed by digest): what JAX may log of a static
+    argument, e.g. under `jax_explain_cache_misses`, is its repr, which hides the permutation.
     """
-    stride, masks = key._plans[inverse]
-    u = jax.lax.bitcast_convert_type(x, _UINT[key.bits])
+    stride, masks = key.rotation_plan(inverse)
+    u = jax.lax.bitcast_convert_type(x, UINT_BY_WIDTH[key.bits])
     kind = u.dtype.type
-    out = _rotate_groups(u, [kind(m) if m else None for m in masks], stride)
+    out = rotate_groups(u, [kind(m) if m else None for m in masks], stride)
     return jax.lax.bitcast_convert_type(out, x.dtype)
 
 
@@ -508,12 +489,12 @@ def _static_kernel(x: jax.Array, key: Key, inverse: bool) -> jax.Array:
 def _one_time_kernel(x: jax.Array, key_words: jax.Array, nonce: jax.Array, inverse: jax.Array):
     """Per-vector rotation masks from ChaCha20, then masked rotations (one program both ways)."""
     n = x.dtype.itemsize * 8
-    u = jax.lax.bitcast_convert_type(x, _UINT[n])
-    stride = _fewest_rotations(np.arange(n), n)  # every rotation may be taken
+    u = jax.lax.bitcast_convert_type(x, UINT_BY_WIDTH[n])
+    stride = fewest_rotations(np.arange(n), n)  # every rotation may be taken
     rank = _one_time_ranks(key_words, nonce, n)
     # computed once per vector: the barrier stops XLA from fusing (recomputing) it per element
-    masks = jax.lax.optimization_barrier(_rotation_masks(rank, inverse, u.dtype.type, stride))
-    out = _rotate_groups(u, [masks[..., g, None] for g in range(n)], stride)
+    masks = jax.lax.optimization_barrier(rotation_masks(rank, inverse, u.dtype.type, stride))
+    out = rotate_groups(u, [masks[..., g, None] for g in range(n)], stride)
     return jax.lax.bitcast_convert_type(out, x.dtype)
 
 
@@ -549,7 +530,7 @@ def _apply(x: Any, key: Key | Secret, nonce: Any, inverse: bool) -> jax.Array:
 
 
 def encrypt(x: Any, key: Key | Secret, nonce: Any = None) -> jax.Array:
-    """Permute the bits of every element of float array x (same shape and dtype)."""
+    """Permute the bits of every float in x (same shape, dtype); a Secret takes nonces [..., 3]."""
     return _apply(x, key, nonce, inverse=False)
 
 
@@ -566,7 +547,7 @@ def published_string_encrypt(values: np.ndarray, index_array: Any) -> np.ndarray
         int("".join(s[i] for i in index_array), 2)
         for s in (np.binary_repr(int(v), width) for v in np.asarray(values).ravel())
     ]
-    return np.array(out, dtype=_UINT[width]).reshape(np.shape(values))
+    return np.array(out, dtype=UINT_BY_WIDTH[width]).reshape(np.shape(values))
 
 
 # ----------------------------------------------------------------------------- Flax

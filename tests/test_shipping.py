@@ -212,7 +212,7 @@ def test_exported_program_in_a_fresh_process(cnn, key, tmp_path):
     if isinstance(key, sb.Secret):
         assert key.words().astype("<u4").tobytes() in blob
     else:
-        masks = [m for m in key._plans[0][1] if m]
+        masks = [m for m in key.rotation_plan()[1] if m]
         assert all(np.uint32(m).tobytes() in blob for m in masks)
 
 

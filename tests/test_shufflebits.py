@@ -59,12 +59,12 @@ def special_patterns(exp: int, man: int) -> np.ndarray:
 
 def as_floats(pats: np.ndarray, dtype) -> np.ndarray:
     n = np.dtype(dtype).itemsize * 8
-    return pats.astype(sb._UINT[n]).view(np.dtype(dtype))
+    return pats.astype(sb.UINT_BY_WIDTH[n]).view(np.dtype(dtype))
 
 
 def bits_of(x) -> np.ndarray:
     x = np.asarray(x)
-    return x.view(sb._UINT[x.dtype.itemsize * 8])
+    return x.view(sb.UINT_BY_WIDTH[x.dtype.itemsize * 8])
 
 
 # ----------------------------------------------------------------------------- published convention
@@ -327,7 +327,7 @@ def test_one_time_equals_numpy_per_vector_permutation(dtype):
     from cryptography.hazmat.primitives.ciphers import Cipher
 
     n = np.dtype(dtype).itemsize * 8
-    uint = sb._UINT[n]
+    uint = sb.UINT_BY_WIDTH[n]
     secret = sb.Secret.generate()
     nonces = sb.fresh_nonces(3)
     nonces[2] = [0, 0xFFFFFFFF, 7]

@@ -167,9 +167,9 @@ def test_masked_rotations_realise_any_permutation_at_every_stride(perm):
     u = (u & np.uint64((1 << n) - 1)).astype(kind)
     for stride in (1 << k for k in range(n.bit_length())):
         for inverse, expected in ((False, permute_bits(u, src[None])), (True, u)):
-            masks = sb._rotation_masks(rank, inverse, kind, stride, np)
+            masks = sb.rotation_masks(rank, inverse, kind, stride, np)
             given_u = permute_bits(u, src[None]).astype(kind) if inverse else u
-            out = sb._rotate_groups(given_u, [m if m else None for m in masks], stride)
+            out = sb.rotate_groups(given_u, [m if m else None for m in masks], stride)
             assert np.array_equal(out, expected.astype(kind)), (stride, inverse)
 
 
@@ -177,20 +177,20 @@ def test_static_plan_applies_only_the_rotations_taken():
     key = sb.Key.from_seed(0)
     src = 31 - key.to_index_array()[31 - np.arange(32)]
     taken = set((np.argsort(src) - np.arange(32)) % 32)
-    stride, masks = key._plans[0]
+    stride, masks = key.rotation_plan()
     assert sum(m != 0 for m in masks) == len(taken) < 32
-    assert stride == sb._fewest_rotations(np.array(sorted(taken)), 32)
+    assert stride == sb.fewest_rotations(np.array(sorted(taken)), 32)
     assert sum(m.bit_count() for m in masks) == 32  # each bit in exactly one rotation
-    assert sb._fewest_rotations(np.arange(32), 32) == 4  # all 32 taken: 7 + 3 rotations
-    assert sb._fewest_rotations(np.array([0]), 32) == 1  # the identity: no rotation at all
+    assert sb.fewest_rotations(np.arange(32), 32) == 4  # all 32 taken: 7 + 3 rotations
+    assert sb.fewest_rotations(np.array([0]), 32) == 1  # the identity: no rotation at all
 
 
 def test_masked_rotations_jnp_equals_numpy():
     rng = np.random.default_rng(0)
     rank = np.stack([rng.permutation(32) for _ in range(64)])
     for inverse in (False, True):
-        got = jax.jit(sb._rotation_masks, static_argnums=(2, 3))(rank, inverse, np.uint32, 4)
-        assert np.array_equal(np.asarray(got), sb._rotation_masks(rank, inverse, np.uint32, 4, np))
+        got = jax.jit(sb.rotation_masks, static_argnums=(2, 3))(rank, inverse, np.uint32, 4)
+        assert np.array_equal(np.asarray(got), sb.rotation_masks(rank, inverse, np.uint32, 4, np))
 
 
 def test_static_key_never_reaches_jax_logs(caplog):
@@ -208,7 +208,8 @@ def test_static_key_never_reaches_jax_logs(caplog):
     text = caplog.text
     assert "_static_kernel" in text and "permutation=<hidden>" in text
     for key in keys:
-        masks = [m for _, plan in key._plans for m in plan if m >= 1 << 16]
+        plans = (key.rotation_plan(inverse) for inverse in (False, True))
+        masks = [m for _, plan in plans for m in plan if m >= 1 << 16]
         assert not [m for m in masks if re.search(rf"\b{m}\b", text)]
         assert ", ".join(map(str, key.to_index_array()[:6])) not in text
 

@@ -1,14 +1,8 @@
 """Identity-level attribute tables of Market-1501_Attribute and DukeMTMC-attribute.
 
-The annotations ship with the package (`invfeat/data/attributes/*.mat`, with their READMEs,
-licence and citation files). Values in the .mat files are 1/2 (age 1..4); here every attribute
-is a class index from 0 whose meaning is `Attribute.labels[k]`, following the READMEs, and -1
-where the file has 0 (not annotated).
-Fields are read by name: their order differs between the train and test structs.
-
-`merge_colours=True` applies the paper's post-processing: the binary colour flags
-(`upblack`, `upwhite`, ...) become one class attribute `up_colour` / `down_colour`, and
-identities without exactly one flag in a group are dropped (counted in `AttributeTable.dropped`).
+The .mat annotations ship with the package (`invfeat/data/attributes/`). Their values 1/2 (age
+1..4) become class indices from 0 meaning `Attribute.labels[k]`, as the READMEs say; 0 (not
+annotated) becomes -1.
 """
 
 from __future__ import annotations
@@ -23,7 +17,7 @@ import numpy as np
 import scipy.io
 
 DATASETS = ("market1501", "dukemtmc_reid")
-SPLITS = ("train", "test")
+TABLE_SPLITS = ("train", "test")  # the tables' own splits, not the re-ID splits
 COLOUR_GROUPS = ("up", "down")
 UNKNOWN = -1
 
@@ -168,10 +162,15 @@ def load_attribute_table(
     mat_path: str | pathlib.Path | None = None,
     merge_colours: bool = False,
 ) -> AttributeTable:
-    """Reads one split of an attribute .mat file (the packaged copy unless `mat_path`)."""
+    """Reads one split of an attribute .mat file (the packaged copy unless `mat_path`).
+
+    `merge_colours=True` applies the paper's post-processing: the colour flags (`upblack`,
+    `upwhite`, ...) become one class attribute `up_colour` / `down_colour`, and identities
+    without exactly one flag in a group are dropped (counted in `AttributeTable.dropped`).
+    """
     _check_dataset(dataset)
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if split not in TABLE_SPLITS:
+        raise ValueError(f"split must be one of {TABLE_SPLITS}, got {split!r}")
     path = pathlib.Path(mat_path) if mat_path is not None else packaged_mat_path(dataset)
     identities, values = _read_mat(path, dataset, split)
     attributes = _SCHEMAS[dataset]
@@ -236,7 +235,10 @@ def _check_dataset(dataset: str) -> None:
 
 
 def _read_mat(path: pathlib.Path, dataset: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Identities [N] and 0-based values [N, A] (canonical column order) of one split."""
+    """Identities [N] and 0-based values [N, A] (canonical column order) of one split.
+
+    Fields are read by name: their order differs between the train and test structs.
+    """
     if not path.is_file():
         raise FileNotFoundError(f"attribute file not found: {path}")
     try:

@@ -1,13 +1,9 @@
 """Feature files in FastReID's .npz layout: read, validate, write atomically, align to records.
 
-A file holds `accumulated_image_file_paths` (str [N], dataset-relative paths) and
-`accumulated_feature_array` (float [N, D]). Encrypted files keep those two keys (FastReID readers
-still load them; the features are then ShuffleBits ciphertext) and add `invfeat_encryption`, a
-0-d JSON string `{"version": 1, "scheme": "static" | "one-time"}`, and for one-time encryption
-`invfeat_nonces` (uint32 [N, 3], one nonce per row, see invfeat.shufflebits). Any other arrays
-in a file (e.g. identities a writer added) are kept in `FeatureFile.extras` and written back
-unchanged, and paths stored as UTF-8 bytes are written back as bytes: encrypting or decrypting a
-file changes its features and nothing else.
+`accumulated_image_file_paths` (str [N]) and `accumulated_feature_array` (float [N, D]; FastReID
+readers load ciphertext too); encrypted files add `invfeat_encryption`, a 0-d JSON string
+`{"version": 1, "scheme": "static" | "one-time"}`, and one-time ones `invfeat_nonces` (uint32
+[N, 3]). Everything else is written back as read: encrypting a file changes only its features.
 """
 
 from __future__ import annotations

@@ -1,30 +1,8 @@
 """Parsers for the on-disk layouts of Market-1501, DukeMTMC-reID and MSMT17 (V1 and V2).
 
-A parser turns the folder a user unpacked into per-split lists of `ImageEntry` (path, identity,
-camera), without reading any pixels. Nothing is skipped silently:
-
-- a folder whose image count differs from the published one gives a `LayoutWarning` naming the
-  folder and both counts (a partial copy still builds);
-- files that do not follow the dataset's naming scheme (or MSMT17 list lines that are malformed
-  or point at missing files) are collected in `Layout.rejected` with the reason, and a
-  `LayoutWarning` lists them;
-- a split whose folder or list is missing, or holds no usable image, is left out of
-  `Layout.splits`, recorded in `Layout.missing` with the reason, and warned about (the builders
-  refuse to build without it);
-- Market-1501 junk images (identity -1) are dropped and counted in `Layout.junk` (as FastReID
-  does); distractors (identity 0) are kept with `ImageEntry.distractor = True`.
-
-`find_root` names what it tried, and says so when it finds the dataset's archive not unpacked.
-
-Facts used (from the datasets' papers and their standard protocol):
-Market-1501-v15.09.15: `bounding_box_train` 12936, `bounding_box_test` 19732, `query` 3368 images,
-names `PPPP_cCsS_FFFFFF_NN.jpg` (cameras 1-6). DukeMTMC-reID: 16522 / 17661 / 2228 images,
-names `PPPP_cC_fFFFFFFF.jpg` (cameras 1-8). MSMT17_V2: `list_train.txt` 30248, `list_val.txt`
-2373 (both under `mask_train_v2/`), `list_query.txt` 11659, `list_gallery.txt` 82161 (under
-`mask_test_v2/`); each line is `PPPP/PPPP_NNN_CC_....jpg PID`, camera CC (1-15) is the third
-`_` field. MSMT17_V1 has the same lists over `train/` and `test/` (V2 blurs the faces).
-MSMT17 test identities are numbered from 0 again: they are other people than the train
-identities with the same numbers.
+A parser turns an unpacked dataset folder into per-split lists of `ImageEntry` without reading
+any pixels, and skips nothing silently: image counts other than the published ones, misnamed
+files and missing splits are warned about (`LayoutWarning`) and recorded in the `Layout`.
 """
 
 from __future__ import annotations
@@ -63,7 +41,7 @@ class Layout:
     root: pathlib.Path
     splits: dict[str, list[ImageEntry]]
     rejected: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (file, reason)
-    junk: int = 0  # Market-1501 identity -1 images dropped
+    junk: int = 0  # Market-1501 identity -1 images dropped (as FastReID does)
     missing: dict[str, str] = dataclasses.field(default_factory=dict)  # split -> why it is absent
 
     def num_identities(self, split: str) -> int:
@@ -77,6 +55,7 @@ class _FolderSpec:
     expected: int
 
 
+# Published image counts per folder or list (MSMT17: V2's, which V1 shares).
 _MARKET_FOLDERS = (
     _FolderSpec("bounding_box_train", "train", 12936),
     _FolderSpec("query", "query", 3368),
@@ -96,6 +75,8 @@ _MSMT_LISTS = (
 # (train/val images, query/gallery images): MSMT17_V2, then MSMT17_V1.
 _MSMT_IMAGE_DIRS = (("mask_train_v2", "mask_test_v2"), ("train", "test"))
 
+# Market-1501 `PPPP_cCsS_FFFFFF_NN.jpg` (cameras 1-6, identity -1 junk, 0 distractor),
+# DukeMTMC-reID `PPPP_cC_fFFFFFFF.jpg` (cameras 1-8), MSMT17 `PPPP_NNN_CC_....jpg` (cameras 1-15).
 _MARKET_NAME = re.compile(r"^(-1|\d{4})_c(\d)s(\d)_(\d{6})_(\d{2})\.jpg$")
 _DUKE_NAME = re.compile(r"^(\d{4})_c(\d)_f(\d{7})\.jpg$")
 _MSMT_NAME = re.compile(r"^(\d{4})_(\d+)_(\d{2})_[^/]*\.jpg$")
@@ -164,7 +145,11 @@ def parse_dukemtmc_reid(root: str | pathlib.Path) -> Layout:
 
 
 def parse_msmt17(root: str | pathlib.Path) -> Layout:
-    """MSMT17: list_{train,val,query,gallery}.txt over mask_{train,test}_v2 (V2) or train/test."""
+    """MSMT17: list_{train,val,query,gallery}.txt over mask_{train,test}_v2 (V2) or train/test.
+
+    Lines read `PPPP/name.jpg PID`. Test identities are numbered from 0 again: they are other
+    people than the train identities with the same numbers.
+    """
     root = pathlib.Path(root)
     layout = Layout("msmt17", root, {})
     train_dir, test_dir = _msmt_image_dirs(root)

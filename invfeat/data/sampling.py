@@ -1,15 +1,7 @@
 """Orders in which a loader visits the records of a split, epoch by epoch.
 
-An order is a pure function of (seed, epoch): every process computes the same global sequence
-without communicating, and a loader position maps to a record index in O(1) after the epoch's
-order is computed once. `record_at(order, position)` gives the record at a global position.
-
-- `SequentialOrder`: 0..n-1 every epoch (evaluation).
-- `ShuffledOrder`: a fresh permutation per epoch.
-- `PKOrder`: identity-balanced batches for triplet training: each consecutive group of P*K
-  positions holds P distinct identities with K images each (drawn without replacement when an
-  identity has at least K images, else with replacement); every identity appears once per epoch
-  (the last incomplete group of identities is left for later epochs).
+An order is a pure function of (seed, epoch), so every process computes the same global sequence
+without communicating.
 """
 
 from __future__ import annotations
@@ -29,6 +21,8 @@ class Order(Protocol):
 
 
 class SequentialOrder:
+    """0..n-1 every epoch (evaluation)."""
+
     def __init__(self, num_records: int):
         if num_records <= 0:
             raise ValueError(f"cannot load an empty split (num_records={num_records})")
@@ -40,6 +34,8 @@ class SequentialOrder:
 
 
 class ShuffledOrder:
+    """A fresh permutation every epoch."""
+
     def __init__(self, num_records: int, seed: int):
         if num_records <= 0:
             raise ValueError(f"cannot load an empty split (num_records={num_records})")
@@ -53,7 +49,11 @@ class ShuffledOrder:
 
 
 class PKOrder:
-    """P identities x K images per group of P*K consecutive positions."""
+    """Identity-balanced batches for triplet training: P identities x K images per P*K positions.
+
+    An identity's K images are drawn without replacement when it has at least K, else with
+    replacement. An epoch holds each identity once, except n mod P of them left out at random.
+    """
 
     def __init__(self, identities: np.ndarray, p: int, k: int, seed: int):
         identities = np.asarray(identities).reshape(-1)

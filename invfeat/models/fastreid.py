@@ -1,26 +1,8 @@
 """Load a FastReID ResNet checkpoint (.pth; BoT / AGW / SBS baselines) into `ReIDModel` variables.
 
-FastReID's `Baseline` state dict names (facts of its public layout): `backbone.conv1.weight`,
-`backbone.bn1.{weight,bias,running_mean,running_var}`, `backbone.layer{1-4}.{i}.conv{1,2,3}.weight`,
-`...bn{1,2,3}.*`, `...downsample.0.weight` (1x1 conv) and `...downsample.1.*` (its BN),
-`heads.pool_layer.p` (GeM with learnable p), `heads.bottleneck.0.*` (the BNNeck),
-`heads.weight` (classifier, older versions `heads.classifier.weight`), and the buffers
-`pixel_mean` / `pixel_std` (0-255 scale). Convolutions go OIHW -> HWIO, the classifier [C, D] ->
-[D, C], BatchNorm weight / bias / running_mean / running_var -> scale / bias / mean / var.
-FastReID's stem max-pool is `MaxPool2d(3, 2, ceil_mode=True)` without padding (since v1.0;
-torchvision pads by 1), which no tensor records: loading defaults to stem_pool="ceil", and
-stem_pool="pad" serves checkpoints of the older layout.
-
-Checkpoints as users have them load: `{"model": state_dict, "optimizer": ..., ...}` or a bare
-state dict, keys prefixed `module.` (saved from DataParallel), the older head names
-`heads.bnneck.*` (the BNNeck) and `heads.classifier.weight`, half or bfloat16 tensors (read as
-float32), any depth (ResNet-18/34/50/101/152 by their blocks).
-
-Out of scope, refused with a clear error: IBN-a backbones (`bn1.IN`), non-local blocks
-(`backbone.NL_*`), squeeze-excitation (`.se.`), grouped convolutions (ResNeXt), other backbones
-(no `backbone.conv1.weight`), and an embedding conv before the neck. torch is imported only when
-a .pth file is read (`pip install invfeat[torch]`); the file is read with `weights_only=True`,
-so a whole pickled `nn.Module` is refused (save its `state_dict()`).
+Tensors are matched by the names of FastReID's `Baseline` state dict, any ResNet depth; what
+invfeat's ResNet cannot hold (IBN-a, non-local, SE, ResNeXt, other backbones) is refused by name.
+torch is imported only when a .pth file is read (`pip install invfeat[torch]`).
 """
 
 from __future__ import annotations
@@ -51,7 +33,11 @@ class FastReIDCheckpointError(ValueError):
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Tensors of a FastReID .pth file as numpy arrays (unwraps {"model": state_dict})."""
+    """Tensors of a FastReID .pth file as numpy arrays, floats as float32.
+
+    Takes `{"model": state_dict, ...}` or a bare state dict. The file is read with
+    `weights_only=True`, so a whole pickled `nn.Module` is refused (save its `state_dict()`).
+    """
     try:
         import torch
     except ImportError as err:
@@ -139,7 +125,8 @@ def infer_model(
     Depth, block type, width, class count and pixel statistics come from the tensors; pooling
     is "gem" when `heads.pool_layer.p` exists, else `pooling` (FastReID's avgpool and fixed-p
     gempool have no tensors: say which, default "avg"); last stride is not in the weights
-    (every FastReID re-ID baseline uses 1), nor is the stem's max-pool (FastReID's "ceil").
+    (every FastReID re-ID baseline uses 1), nor is the stem's max-pool: FastReID's is "ceil"
+    (`MaxPool2d(3, 2, ceil_mode=True)`, from v1.0), "pad" serves checkpoints of earlier versions.
     """
     state = canonical_names(state)
     check_supported(state)
@@ -198,7 +185,12 @@ def _torch_key(path: tuple[str, ...], state: Mapping[str, Any]) -> tuple[str, st
 
 
 def state_dict_to_variables(state: Mapping[str, Any], model: ReIDModel) -> dict[str, Any]:
-    """Map a FastReID state dict (name -> numpy array) onto `model`'s variables, checked."""
+    """Map a FastReID state dict (name -> numpy array) onto `model`'s variables, checked.
+
+    Convolutions go OIHW -> HWIO, the classifier [C, D] -> [D, C], BatchNorm weight / bias /
+    running_mean / running_var -> scale / bias / mean / var; `pixel_mean` / `pixel_std` (0-255)
+    are read by `infer_model`.
+    """
     state = canonical_names(state)
     check_supported(state)
     shapes = jax.eval_shape(

@@ -1,11 +1,8 @@
 """Read Keras 2 HDF5 weight files (`model.save_weights` / `model.save`) into flax variables by name.
 
-A Keras layer `L` maps to the flax submodule named `L`: Conv2D/Dense `kernel:0` and `bias:0` go to
-params kernel/bias (Keras and flax share the HWIO / IO layouts); BatchNormalization `gamma:0`,
-`beta:0` go to params scale/bias and `moving_mean:0`, `moving_variance:0` to batch_stats mean/var.
-Layers the network does not use (e.g. the `probs`/`predictions` classifier of an "include_top"
-file) are ignored; a file of another network is refused with `KerasWeightsError`, naming the
-layers it lacks and the layers it has.
+A Keras layer `L` fills the flax submodule named `L` (`WEIGHT_MAP`; Keras and flax share the HWIO
+/ IO layouts). Layers the network does not use are ignored; a file of another network is refused
+with `KerasWeightsError`, naming the layers it lacks and the layers it has.
 """
 
 import os

@@ -1,11 +1,8 @@
 """Registry of re-ID dataset builders: build one by name, open a built split as a data source.
 
-Real datasets (`real.py`): market1501, dukemtmc_reid, msmt17 (manual download).
-Synthetic worlds (`synth.py`, the embedded default): synth_market, synth_duke, synth_msmt.
-Every concrete `ReidBuilder` subclass registers itself on import (see `common.py`); this module
-imports the builder modules below, so `REGISTRY` is complete once it is imported.
-
-Built datasets live under the data dir: `--data-dir`, else $INVFEAT_DATA_DIR, else ./data.
+Real datasets (`real.py`, manual download): market1501, dukemtmc_reid, msmt17; synthetic worlds
+(`synth.py`, the embedded default): synth_market, synth_duke, synth_msmt. Built datasets live
+under `--data-dir`, else $INVFEAT_DATA_DIR, else ./data.
 """
 
 from __future__ import annotations
@@ -29,8 +26,8 @@ from invfeat.data.builders.common import (
     reid_features,
 )
 
-# Builder modules owned by other parts of the project; each registers its builders on import.
-# A module that does not exist (yet) is skipped; one that exists but fails to import raises.
+# Each registers its builders on import, so `REGISTRY` is complete once this module is imported;
+# a module that does not exist is skipped, one that fails to import raises.
 _OPTIONAL_MODULES = ("invfeat.data.builders.synth",)
 for _module in _OPTIONAL_MODULES:
     try:
@@ -102,7 +99,9 @@ def open_split(
     **builder_kwargs: Any,
 ) -> Sequence[dict[str, Any]]:
     """Random-access source of a built split (`tfds.data_source`); records as numpy/bytes.
-    FileNotFoundError naming the folder when nothing of `name` was built under `data_dir`."""
+
+    FileNotFoundError naming the folder when nothing of `name` is built under `data_dir`.
+    """
     builder_class(name)  # clear error for unknown names
     data_dir = pathlib.Path(data_dir) if data_dir is not None else default_data_dir()
     if not (data_dir / name).is_dir():  # before TFDS, which logs a warning and raises KeyError

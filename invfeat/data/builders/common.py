@@ -1,35 +1,7 @@
 """The canonical re-ID record, its TFDS feature spec, and a base builder that needs no TensorFlow.
 
-Every re-ID dataset (real or synthetic) is written as `array_record` files with one record per
-image and these features (`reid_features(num_attributes)`):
-
-    image       encoded PNG or JPEG bytes (decode with `decode_image`, OpenCV, RGB uint8)
-    identity    int64 person id of the dataset (0 = distractor in Market-1501)
-    camera      int64 camera index as in the file name (1-based for the real sets)
-    attributes  int64 [A] class index from 0, -1 unknown (A = 0 for MSMT17)
-    file_name   str, path relative to the dataset root, e.g. "bounding_box_train/0002_c1s1_000451_03.jpg"
-
-`tfds.features.Image` needs TensorFlow, so images are stored as a bytes `Tensor` instead.
-
-To add a dataset, subclass `ReidBuilder` and implement `_split_records`:
-
-    class SynthMarket(ReidBuilder):
-        name = "synth_market"                      # registry and TFDS name
-        VERSION = tfds.core.Version("1.0.0")
-        RELEASE_NOTES = {"1.0.0": "First release."}
-        SPLITS = ("train", "query", "gallery")
-        ATTRIBUTES = attribute_schema("market1501") # tuple[Attribute, ...]; () for none
-        DESCRIPTION = "..."
-        CITATION = ""
-
-        def _split_records(self, dl_manager) -> dict[str, Iterable[ReidRecord]]:
-            return {split: self._render(split) for split in self.SPLITS}   # lazy generators
-
-Concrete subclasses register themselves in `REGISTRY` (name -> class) when their module is
-imported; `invfeat.data.builders` imports every builder module. Build with
-`SynthMarket(data_dir=...).download_and_prepare()` or `invfeat.data.builders.build(name)`;
-records are written in generation order (no TFDS shuffling), so `record index -> file` is stable.
-`manual_dir` (real datasets) arrives as `dl_manager.manual_dir`. BUILDER_CONFIGS work as in TFDS.
+Every re-ID dataset, real or synthetic, is written as `array_record` files of `ReidRecord`s in
+generation order (no TFDS shuffling), so `record index -> file` is stable.
 """
 
 from __future__ import annotations
@@ -47,6 +19,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from invfeat.data.attributes import Attribute
+from invfeat.data.datasets import SPLITS
 
 FEATURE_KEYS = ("image", "identity", "camera", "attributes", "file_name")
 REGISTRY: dict[str, type[ReidBuilder]] = {}
@@ -65,11 +38,11 @@ logging.getLogger("absl").addFilter(_not_custom_config_notice)
 class ReidRecord:
     """One image of a re-ID dataset, as written to disk."""
 
-    image: bytes  # encoded PNG/JPEG
-    identity: int
-    camera: int
-    attributes: np.ndarray  # [A] int64, -1 unknown
-    file_name: str  # relative path, unique within the dataset
+    image: bytes  # encoded PNG/JPEG (`decode_image` gives RGB uint8)
+    identity: int  # the dataset's person id (0: a Market-1501 distractor)
+    camera: int  # as in the file name (1-based for the real sets)
+    attributes: np.ndarray  # [A] int64 class index from 0, -1 unknown (A = 0 for MSMT17)
+    file_name: str  # relative to the dataset root, unique within the dataset
 
     def as_example(self) -> dict[str, Any]:
         return {
@@ -82,7 +55,7 @@ class ReidRecord:
 
 
 def reid_features(num_attributes: int) -> tfds.features.FeaturesDict:
-    """The canonical feature spec (works without TensorFlow)."""
+    """The canonical feature spec; images are a bytes `Tensor` (`features.Image` needs TF)."""
     return tfds.features.FeaturesDict(
         {
             "image": tfds.features.Tensor(shape=(), dtype=np.object_),
@@ -129,9 +102,14 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
 
 
 class ReidBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-    """Base of all re-ID builders: canonical features, array_record, no TensorFlow."""
+    """Base of all re-ID builders: canonical features, array_record, no TensorFlow.
 
-    SPLITS: ClassVar[tuple[str, ...]] = ("train", "query", "gallery")
+    A dataset subclasses it, sets `name`, VERSION, RELEASE_NOTES, SPLITS, ATTRIBUTES, DESCRIPTION
+    and CITATION, and implements `_split_records`; concrete subclasses register in `REGISTRY`
+    when their module is imported. Real datasets get the user's folder as `dl_manager.manual_dir`.
+    """
+
+    SPLITS: ClassVar[tuple[str, ...]] = SPLITS
     ATTRIBUTES: ClassVar[tuple[Attribute, ...]] = ()
     DESCRIPTION: ClassVar[str] = ""
     CITATION: ClassVar[str] = ""

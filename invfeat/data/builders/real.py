@@ -1,17 +1,8 @@
 """TFDS builders of the real re-ID datasets, read from where the user unpacked them.
 
-Splits: train, query, gallery (and val for MSMT17). Records follow `common.reid_features`.
-Attributes are joined by identity from the packaged tables (train images <- the "train" table,
-query/gallery <- "test"), in the raw column order of `attributes.attribute_schema(dataset)`;
-identities without annotations (Market-1501 distractors, identity 0) get all -1; the DukeMTMC
-test table covers all 1110 gallery identities, its 408 distractors included. Other identities
-that a table does not cover (none, in the published datasets) are warned about and listed in
-the dataset's metadata (`identities_without_attributes`). MSMT17 has no attribute annotations:
-its attribute vector has length 0. Market-1501 junk images (identity -1) are not written.
-Files that cannot be parsed or decoded (empty, truncated, not an image) are left out with a
-warning naming them, and listed in the metadata (`rejected_files`). A folder without a split
-the study needs (all but MSMT17's val) is refused before anything is written: TFDS would keep
-the incomplete dataset, and later builds would reuse it.
+Attributes are joined by identity from the packaged tables, in their raw column order; MSMT17
+has none (length 0). Files that cannot be parsed or decoded are left out with a warning naming
+them, and listed in the dataset's metadata (`rejected_files`).
 """
 
 from __future__ import annotations
@@ -26,6 +17,7 @@ import tensorflow_datasets as tfds
 
 from invfeat.data.attributes import AttributeTable, attribute_schema, load_attribute_table
 from invfeat.data.builders.common import ReidBuilder, ReidRecord, decode_image
+from invfeat.data.datasets import SPLITS
 from invfeat.data.layouts import ImageEntry, LayoutWarning, parse
 
 _ATTRIBUTE_SPLIT = {"train": "train", "val": "train", "query": "test", "gallery": "test"}
@@ -56,6 +48,7 @@ class _RealReidBuilder(ReidBuilder, skip_registration=True):
                 f"{layout.root}: no {self.name} image found ({len(layout.rejected)} files left "
                 f"out{': ' + examples if examples else ''}); is this the {self.name} folder?"
             )
+        # refused before anything is written: TFDS would keep the incomplete dataset for reuse
         absent = [s for s in self.SPLITS if s not in layout.splits and s not in _OPTIONAL_SPLITS]
         if absent:
             why = "; ".join(f"{s}: {layout.missing.get(s, 'no images')}" for s in absent)
@@ -97,7 +90,12 @@ class _RealReidBuilder(ReidBuilder, skip_registration=True):
         self.info.metadata["rejected_files"] += [[f, "cannot decode"] for f in unreadable]
 
     def _check_coverage(self, split: str, entries: list[ImageEntry], table: AttributeTable) -> None:
-        """Warn about identities (not distractors) that have no row in the attribute table."""
+        """Warn about identities (not distractors) that have no row in the attribute table.
+
+        Their attributes are all -1, as those of Market-1501's distractors (identity 0); in the
+        published datasets no other identity lacks a row (DukeMTMC's test table covers its 408
+        distractors too).
+        """
         uncovered = sorted(
             {e.identity for e in entries if not e.distractor} - set(table.identities.tolist())
         )
@@ -121,7 +119,7 @@ class Market1501(_RealReidBuilder):
     name = "market1501"
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "Market-1501-v15.09.15, raw attributes."}
-    SPLITS = ("train", "query", "gallery")
+    SPLITS = SPLITS
     ATTRIBUTES = attribute_schema("market1501")
     ATTRIBUTE_DATASET = "market1501"
     DESCRIPTION = "Market-1501 person re-ID crops, 6 cameras; identity 0 = distractor."
@@ -145,7 +143,7 @@ class DukemtmcReid(_RealReidBuilder):
     name = "dukemtmc_reid"
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "DukeMTMC-reID, raw attributes."}
-    SPLITS = ("train", "query", "gallery")
+    SPLITS = SPLITS
     ATTRIBUTES = attribute_schema("dukemtmc_reid")
     ATTRIBUTE_DATASET = "dukemtmc_reid"
     DESCRIPTION = "DukeMTMC-reID person re-ID crops, 8 cameras (CC BY-NC-SA 4.0)."
@@ -168,7 +166,7 @@ class Msmt17(_RealReidBuilder):
     name = "msmt17"
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "MSMT17_V2 lists."}
-    SPLITS = ("train", "val", "query", "gallery")
+    SPLITS = (*SPLITS[:1], "val", *SPLITS[1:])  # val after train, as MSMT17 lists them
     ATTRIBUTES = ()
     DESCRIPTION = (
         "MSMT17 (V2 or V1) person re-ID crops, 15 cameras. Test identities are numbered from 0"

@@ -1,10 +1,8 @@
 """TFDS builders of the synthetic re-ID world: synth_market, synth_duke, synth_msmt.
 
-Images are rendered at build time (nothing is downloaded) and stored as PNG bytes. One builder
-config per image size ("128x64", the default, "256x128", "384x128"); other image counts or seeds
-through `builder_config(...)`, e.g.
-
-    build("synth_market", config=builder_config(train_per_identity=8, num_test_identities=100))
+Images are rendered at build time and stored as PNG. One config per image size ("128x64", the
+default, "256x128", "384x128"); `builder_config(...)` gives others, e.g.
+`build("synth_market", config=builder_config(train_per_identity=8))`.
 """
 
 from __future__ import annotations
@@ -16,7 +14,8 @@ from typing import Any, ClassVar
 import tensorflow_datasets as tfds
 
 from invfeat.data.builders.common import ReidBuilder, ReidRecord, encode_image
-from invfeat.data.synth.protocol import SIZES, SPLITS, SynthConfig, render_split
+from invfeat.data.datasets import SPLITS
+from invfeat.data.synth.protocol import SIZES, SynthConfig, render_split
 from invfeat.data.synth.world import domain
 
 

@@ -1,9 +1,8 @@
 """What a synthetic pedestrian looks like: attributes in one canonical form, plus identity traits.
 
-Market-1501 and DukeMTMC-reID annotate different attribute sets. Both map to one `Appearance`
-(what the renderer draws), so identities from either table, or recombined from both, render alike.
-`Traits` are what the tables do not say (body proportions, skin tone, textures, small accessories):
-drawn once per identity from its seed, they keep identities with equal attributes apart.
+Both tables' attribute sets map to one `Appearance` (what the renderer draws). `Traits` are what
+the tables do not say (body, skin, textures, accessories), drawn per identity: they keep
+identities with equal attributes apart.
 """
 
 from __future__ import annotations

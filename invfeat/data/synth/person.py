@@ -1,9 +1,7 @@
 """Draws one pedestrian with OpenCV primitives, seen from the front, the back or the side.
 
 Geometry is in person units: v runs from the top of the head (0) to the soles (1), u is horizontal
-in the same unit, 0 at the body's axis. `Pose` places the figure on the canvas and holds the
-per-image draws (view, walking phase). Upper and lower garments are drawn as masks and filled with
-their pattern (stripes of several colours, an identity's texture), so colours stay flat and readable.
+in the same unit, 0 at the body's axis.
 """
 
 from __future__ import annotations
@@ -139,7 +137,11 @@ def _pattern(shape, colours, texture: str, tex_rgb, period: int) -> np.ndarray:
 
 
 def _garment(c: _Canvas, draw, colours, tr: Traits, period: int, textured: bool) -> None:
-    """Draws a garment's shapes (`draw(target, colour)`) in its colour or its pattern."""
+    """Draws a garment's shapes (`draw(target, colour)`) in its colour or its pattern.
+
+    A pattern (stripes of several colours, the identity's texture) fills the shapes' mask, so
+    colours stay flat and readable.
+    """
     if len(colours) == 1 and not (textured and tr.texture in ("vstripes", "hstripes", "check")):
         draw(c.img, colours[0])
         return

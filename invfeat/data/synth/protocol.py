@@ -1,10 +1,7 @@
 """Splits of a synthetic domain like the real sets: train, query and gallery, with real file names.
 
-Every identity is seen by at least two cameras. A test identity gives `query_per_identity` query
-images, each from its own camera, and `gallery_per_identity` gallery images cycling through its
-cameras starting after the query cameras, so each query has a gallery match in another camera.
-Plans and images are deterministic functions of (seed, domain, person id, image number), so
-changing how many identities are used does not change the images of the others.
+Plans and images are functions of (seed, domain, person id, image number), so changing how many
+identities are used does not change the images of the others.
 """
 
 from __future__ import annotations
@@ -15,10 +12,10 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from invfeat.data.datasets import SPLITS
 from invfeat.data.synth.scene import render_image
 from invfeat.data.synth.world import Identity, cameras, domain, msmt_identities, table_identities
 
-SPLITS = ("train", "query", "gallery")
 SIZES = ((128, 64), (256, 128), (384, 128))
 _SPLIT_CODE = {"train": 1, "query": 2, "gallery": 3}
 _MSMT_TIMES = (
@@ -88,7 +85,12 @@ def identities(name: str, group: str, config: SynthConfig) -> tuple[Identity, ..
 
 
 def plan(name: str, split: str, config: SynthConfig) -> list[Shot]:
-    """The images of one split, in write order."""
+    """The images of one split, in write order.
+
+    Every identity is seen by at least two cameras. A test identity gives `query_per_identity`
+    query images, each from its own camera, and `gallery_per_identity` gallery images cycling
+    through its cameras after the query ones, so each query has a match in another camera.
+    """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     d = domain(name)

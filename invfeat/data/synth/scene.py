@@ -1,9 +1,6 @@
 """Cameras and scenes: background, framing, occlusion and sensor effects around one pedestrian.
 
-A `Camera` is fixed per (domain, camera index): its scene (walls, floor, fixtures), colour cast,
-brightness, blur, noise, preferred viewpoint. `render_image` draws one crop: the camera's scene at
-a random offset with clutter, the person with pose/scale/crop jitter, a possible occluder, then
-the sensor. The canvas is drawn at twice the output width (2:1) and resized, so edges are smooth.
+A `Camera` is fixed per (domain, camera index); `render_image` draws one crop through it.
 """
 
 from __future__ import annotations
@@ -186,7 +183,11 @@ def render_image(
     rng: np.random.Generator,
     size: tuple[int, int] = (128, 64),
 ) -> np.ndarray:
-    """One crop [H, W, 3] RGB uint8 of the person seen by `cam`; all draws come from `rng`."""
+    """One crop [H, W, 3] RGB uint8 of the person seen by `cam`; all draws come from `rng`.
+
+    The camera's scene with clutter, the person with pose, scale and crop jitter, maybe an
+    occluder, then the sensor. The canvas is twice the output width and resized, for smooth edges.
+    """
     out_h, out_w = size
     w = 2 * out_w
     h = 2 * w

@@ -1,10 +1,7 @@
 """The people of the synthetic domains: who they are, what they wear, which cameras see them.
 
-SynthMarket's identities are the 1501 annotated Market-1501 people (751 train, 750 test), SynthDuke's
-the 1812 DukeMTMC-reID ones (702, 1110): the attribute rows of the real tables, drawn with traits
-fixed by (seed, domain, person id). SynthMSMT's people are recombinations: body, upper clothes,
-lower clothes and carried items each taken from a different attack-side row, with their own
-traits; `msmt_identities` checks that none of them is an attack-side individual.
+synth_market's and synth_duke's people are the rows of the real attribute tables, with traits
+fixed by (seed, domain, person id); synth_msmt's are recombinations of those rows.
 """
 
 from __future__ import annotations
@@ -29,7 +26,7 @@ from invfeat.data.synth.scene import Camera, make_cameras
 
 
 @dataclasses.dataclass(frozen=True)
-class Domain:
+class SynthDomain:
     """A synthetic re-ID domain: where its people come from and how its cameras look."""
 
     name: str
@@ -45,10 +42,10 @@ class Domain:
         return attribute_schema(self.table)
 
 
-DOMAINS: dict[str, Domain] = {
-    "synth_market": Domain("synth_market", "market1501", "market", 6, "market"),
-    "synth_duke": Domain("synth_duke", "dukemtmc_reid", "duke", 8, "duke"),
-    "synth_msmt": Domain("synth_msmt", None, "msmt", 15, "msmt"),
+DOMAINS: dict[str, SynthDomain] = {
+    "synth_market": SynthDomain("synth_market", "market1501", "market", 6, "market"),
+    "synth_duke": SynthDomain("synth_duke", "dukemtmc_reid", "duke", 8, "duke"),
+    "synth_msmt": SynthDomain("synth_msmt", None, "msmt", 15, "msmt"),
 }
 ATTACK_DOMAINS = ("synth_market", "synth_duke")
 
@@ -67,7 +64,7 @@ class Identity:
         return self.appearance.key() + self.traits.key()
 
 
-def domain(name: str) -> Domain:
+def domain(name: str) -> SynthDomain:
     try:
         return DOMAINS[name]
     except KeyError:
@@ -116,7 +113,9 @@ _GROUPS = (
 def msmt_identities(num_train: int, num_test: int, seed: int) -> dict[str, tuple[Identity, ...]]:
     """SynthMSMT's people: attack-side rows recombined, never an attack-side individual.
 
-    Train and test are numbered from 0 each, as in MSMT17_V2 (they are different people).
+    Body, upper clothes, lower clothes and carried items each come from a different attack-side
+    row, with traits of their own. Train and test are numbered from 0 each, as in MSMT17_V2
+    (they are different people).
     """
     pool = _attack_side(seed)
     taken = {p.key() for p in pool}
