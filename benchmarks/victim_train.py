@@ -24,9 +24,10 @@ import device_info  # benchmarks/device_info.py, beside this script
 import jax
 import numpy as np
 
+from experiments.configs import VICTIMS, get_victim_config
 from invfeat.data.pipeline import ArraySource
 from invfeat.train.precision import PRECISIONS
-from invfeat.victims import CONFIGS, get_victim_config, train_on_source
+from invfeat.victims import train_on_source
 
 
 def random_source(identities: int, per_identity: int, size_HW: tuple[int, int]) -> ArraySource:
@@ -87,11 +88,11 @@ def main() -> None:
     if unknown:
         parser.error(f"--precisions: unknown {unknown}; choose from {list(PRECISIONS)}")
     for name in args.configs.split(","):
-        if name not in CONFIGS:
-            parser.error(f"--configs: unknown victim config {name!r}; choose from {list(CONFIGS)}")
-        if args.identities < CONFIGS[name].p:
+        if name not in VICTIMS:
+            parser.error(f"--configs: unknown victim config {name!r}; choose from {list(VICTIMS)}")
+        if args.identities < VICTIMS[name].p:
             parser.error(
-                f"--identities {args.identities}: {name} batches {CONFIGS[name].p} identities"
+                f"--identities {args.identities}: {name} batches {VICTIMS[name].p} identities"
             )
     print(device_info.describe(), flush=True)
     print("| config | precision | input | batch | steps/s | images/s | whole run s |")

@@ -13,6 +13,7 @@ import jax
 
 from experiments import INTERRUPTED_EXIT, fail
 from experiments.configs import STUDIES, get_study
+from experiments.configs.overrides import add_set_option, apply_overrides
 from invfeat.study.config import StudyConfig
 from invfeat.study.run import StudyInputsError, StudyPending, run_study
 from invfeat.train import distributed
@@ -66,6 +67,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "built here first with `data build` ($INVFEAT_DATA_DIR, else ./data)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    add_set_option(parser, "gan.learning_rate=1e-4 or victim.epochs=3")
 
 
 def with_paths(config: StudyConfig, args: argparse.Namespace) -> StudyConfig:
@@ -101,7 +103,7 @@ def _run(name: str, args: argparse.Namespace) -> int:
             "extract`, which run on process 0)"
         )
     try:
-        config = with_paths(get_study(name), args)
+        config = with_paths(apply_overrides(get_study(name), args.overrides), args)
         if "GPU" in config.requires and jax.default_backend() == "cpu":
             print(f"warning: {name} is sized for a GPU; on this CPU it takes days", file=sys.stderr)
         report = run_study(

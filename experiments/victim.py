@@ -1,12 +1,14 @@
 """`python -m experiments victim train|eval|configs`: the victim re-ID model.
 
     victim train [--dataset synth_msmt] [--config cpu] [--workdir DIR] [--resume] [--epochs N]
+                 [--set FIELD=VALUE ...]
     victim eval [--workdir DIR] [--dataset NAME ...]
     victim configs
 
 `train` trains the named config (`configs` lists them: tiny, cpu (default), resnet50) on the
 dataset's train split, with a progress bar, metrics in DIR/metrics.jsonl and checkpoints in
-DIR/checkpoints; `--resume` continues a killed run. `eval` reports rank-1/5/10 and mAP (and the
+DIR/checkpoints; `--resume` continues a killed run; `--set FIELD=VALUE` then replaces any field
+of the config (e.g. `--set p=8`). `eval` reports rank-1/5/10 and mAP (and the
 rank-1 of a random ranking under the same protocol, the chance level) on the
 victim's own test split (in-domain) and on synth_market and synth_duke (cross-domain), and
 writes DIR/eval.json. The workdir defaults to runs/victim/<config>-<dataset>. Datasets live under
@@ -27,9 +29,13 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from experiments import fail, int_at_least
+from experiments.configs.overrides import add_set_option, apply_overrides
+
+if TYPE_CHECKING:
+    from invfeat.victims.config import VictimConfig
 
 CROSS_DOMAIN = ("synth_market", "synth_duke")
 
@@ -49,6 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=int_at_least(0), help="override the config's seed")
     train.add_argument("--data-dir", type=Path, help="default: $INVFEAT_DATA_DIR or ./data")
     train.add_argument("--no-eval", action="store_true", help="skip the in-domain evaluation")
+    add_set_option(train, "learning_rate=1e-3 or milestones=[10,15]")
     train.set_defaults(func=run_train, handles_processes=True)
 
     evaluate = commands.add_parser("eval", help="re-ID accuracy in-domain and cross-domain")
@@ -70,6 +77,17 @@ def default_workdir(config: str, dataset: str) -> Path:
     return Path("runs") / "victim" / f"{config}-{dataset}"
 
 
+def named_config(name: str, dataset: str, epochs: int | None, seed: int | None) -> VictimConfig:
+    """The victim config `victim train --config NAME --dataset ...` resolves before `--set`."""
+    from experiments.configs import get_victim_config
+
+    changes: dict[str, Any] = {"dataset": dataset}
+    if not dataset.startswith("synth_"):
+        changes["data_settings"] = None
+    changes |= {k: v for k, v in (("epochs", epochs), ("seed", seed)) if v is not None}
+    return get_victim_config(name, **changes)
+
+
 def run_train(args: argparse.Namespace) -> int:
     import jax
 
@@ -82,15 +100,10 @@ def run_train(args: argparse.Namespace) -> int:
         return fail(err)
     is_primary = distributed.is_primary()
     say = print if is_primary else lambda *_: None
-    overrides: dict = {"dataset": args.dataset}
-    if not args.dataset.startswith("synth_"):
-        overrides["data_settings"] = None
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
-    if args.seed is not None:
-        overrides["seed"] = args.seed
     try:
-        config = V.get_victim_config(args.config, **overrides)
+        config = apply_overrides(
+            named_config(args.config, args.dataset, args.epochs, args.seed), args.overrides
+        )
     except ValueError as err:
         return fail(err)
     workdir = args.workdir or default_workdir(args.config, args.dataset)
@@ -167,23 +180,29 @@ def format_table(results: dict[str, dict[str, float]], own: str | None = None) -
 def how_to_train(workdir: Path, started: Any) -> str:
     """The command that finishes the run started in `workdir` (config `started`), or that
     starts one there."""
-    from invfeat.victims.config import CONFIGS
+    from experiments.configs import VICTIMS
 
     command = ["python", "-m", "experiments", "victim", "train", "--workdir", str(workdir)]
     if started is None:
         return f"train one with `{shlex.join(command)}`"
     command += ["--resume", "--config", started.name, "--dataset", started.dataset]
-    named = CONFIGS.get(started.name)
+    named = VICTIMS.get(started.name)
     for field in ("epochs", "seed"):
         if named is None or getattr(named, field) != getattr(started, field):
             command += [f"--{field}", str(getattr(started, field))]
+    if named is not None:  # what it changed beyond those options
+        made = named_config(started.name, started.dataset, started.epochs, started.seed)
+        for field in dataclasses.fields(started):
+            value = getattr(started, field.name)
+            if value != getattr(made, field.name):
+                command += ["--set", f"{field.name}={json.dumps(value)}"]
     return f"its training has not finished: resume it with `{shlex.join(command)}`"
 
 
 def run_configs(args: argparse.Namespace) -> int:
-    from invfeat.victims.config import CONFIGS
+    from experiments.configs import VICTIMS
 
-    for name, config in CONFIGS.items():
+    for name, config in VICTIMS.items():
         h, w = config.input_size
         print(
             f"{name:10s} model {config.model}, {h}x{w}, batch {config.p}x{config.k}, "

@@ -10,10 +10,10 @@ import dataclasses
 import sys
 
 from experiments.__main__ import main
-from invfeat import victims as victim
+from experiments.configs import VICTIMS
 
 TINY_WORLD = {"num_train_identities": 24, "num_test_identities": 12}
 
 if __name__ == "__main__":
-    victim.CONFIGS["tiny"] = dataclasses.replace(victim.CONFIGS["tiny"], data_settings=TINY_WORLD)
+    VICTIMS["tiny"] = dataclasses.replace(VICTIMS["tiny"], data_settings=TINY_WORLD)
     sys.exit(main(sys.argv[1:]))

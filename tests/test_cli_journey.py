@@ -154,7 +154,8 @@ def test_extract_to_an_existing_file_that_is_not_a_folder(tmp_path, capsys):
     import jax
     import numpy as np
 
-    from invfeat.victims import TrainedVictim, get_victim_config, inference_model, save_victim
+    from experiments.configs import get_victim_config
+    from invfeat.victims import TrainedVictim, inference_model, save_victim
 
     settings = {"num_train_identities": 2, "num_test_identities": 2, "train_per_identity": 2}
     config = get_victim_config("tiny", dataset="synth_market", data_settings=settings)

@@ -6,12 +6,13 @@ import jax
 import numpy as np
 import pytest
 
+from experiments.configs import get_victim_config
 from invfeat import shufflebits
 from invfeat.data.builders import build
 from invfeat.data.builders.synth import builder_config
 from invfeat.data.datasets import dataset_splits, open_dataset_split
 from invfeat.data.feature_files import read_features
-from invfeat.victims import TrainedVictim, get_victim_config, inference_model, save_victim
+from invfeat.victims import TrainedVictim, inference_model, save_victim
 from invfeat.victims.extraction import extract_features, feature_paths
 
 SETTINGS = {

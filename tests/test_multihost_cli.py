@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from multihost_cli_main import TINY_WORLD
 
+from experiments.configs import VICTIMS
 from invfeat import shufflebits
 from invfeat import victims as V
 from invfeat.data.feature_files import read_features
@@ -41,7 +42,7 @@ def _launch(argv: list[str], cwd: Path) -> list[tuple[int, str, str]]:
 
 def _tiny_victim(workdir: Path) -> V.TrainedVictim:
     """A saved, untrained tiny victim (initial weights): enough to serve features."""
-    config = dataclasses.replace(V.CONFIGS["tiny"], data_settings=TINY_WORLD)
+    config = dataclasses.replace(VICTIMS["tiny"], data_settings=TINY_WORLD)
     model = V.inference_model(config)
     variables = model.init(jax.random.key(0), jnp.zeros((1, *config.input_size, 3)), train=False)
     victim = V.TrainedVictim(config, model, jax.device_get(variables), {})

@@ -16,6 +16,7 @@ import pytest
 
 from experiments import describe
 from experiments.__main__ import main
+from experiments.configs import get_victim_config
 from invfeat import victims as V
 from invfeat.data import builders
 from invfeat.data.datasets import DatasetNotBuiltError, open_dataset_split
@@ -24,7 +25,7 @@ from invfeat.data.datasets import DatasetNotBuiltError, open_dataset_split
 def test_eval_of_an_unfinished_run_gives_the_command_that_resumes_it(tmp_path, monkeypatch, capsys):
     workdir = tmp_path / "my victim"  # a space: the command must quote it
     workdir.mkdir()
-    started = V.get_victim_config("tiny", epochs=1, seed=3)
+    started = get_victim_config("tiny", epochs=1, seed=3)
     (workdir / V.CONFIG_FILE).write_text(json.dumps(started.record()))
     assert main(["victim", "eval", "--workdir", str(workdir)]) == 2
     err = capsys.readouterr().err

@@ -1,12 +1,4 @@
-"""The victim: a FastReID-style re-ID model (ResNet, GAP/GeM pooling, BNNeck, bias-free classifier).
-
-`ReIDModel(images_BHWC, train=False)` takes float RGB in [0, 1] (integer pixels are refused),
-normalises inside (and, with `backbone_size`, resizes bilinearly to the size the backbone
-sees), and returns
-{"features": BN-neck output [B, D] (what the API serves), "global": pooled features before the
-neck [B, D], "logits": [B, C] (only when num_classes > 0)}. Parameters are float32; `dtype`
-sets the backbone's compute dtype (bfloat16 on GPU); pooling, neck and classifier run in float32.
-"""
+"""The victim, FastReID-style: ResNet, GAP/GeM pooling, BNNeck, bias-free classifier."""
 
 from __future__ import annotations
 
@@ -55,6 +47,15 @@ class BNNeck(nn.Module):
 
 
 class ReIDModel(nn.Module):
+    """Float RGB images [B, H, W, 3] in [0, 1] -> {"features", "global", "logits"}.
+
+    Normalises inside (and, with `backbone_size`, resizes bilinearly to what the backbone sees);
+    integer pixels are refused. "features" is the BN-neck output [B, D] (what the API serves),
+    "global" the pooled features before the neck [B, D], "logits" [B, C] (num_classes > 0 only).
+    Parameters are float32; `dtype` is the backbone's compute dtype (bfloat16 on GPU); pooling,
+    neck and classifier run in float32.
+    """
+
     stage_sizes: Sequence[int] = (2, 2, 2, 2)
     bottleneck: bool = False
     width: int = 64
@@ -148,15 +149,11 @@ class ReIDConfig:
 CONFIGS: dict[str, ReIDConfig] = {
     config.name: config
     for config in (
-        # Unit tests: compiles in a second or two.
+        # Unit tests: the smallest net.
         ReIDConfig("cpu-tiny", (1, 1, 1, 1), False, 8, (32, 16)),
-        # The CPU default (benchmarks/victim.py measures it). Its backbone sees the 64x32 input
-        # upsampled to 96x48: the last feature map grows from 4x2 to 6x3, which lifted in-domain
-        # rank-1 on synth_msmt from 71 % to 78-83 % (3 seeds; invfeat/victim.py), as much as
-        # rendering at 96x48 did, at the same measured step time on 2 CPU cores, while the
-        # images the API takes (and the attacks reconstruct) stay 64x32.
+        # The CPU default: 64x32 images, upsampled to 96x48 inside (a 6x3 last feature map).
         ReIDConfig("cpu-small", (1, 1, 1, 1), False, 16, (64, 32), backbone_size=(96, 48)),
-        # ResNet-18 depth at the CPU width: about half cpu-small's speed.
+        # ResNet-18 depth at the CPU width.
         ReIDConfig("cpu-medium", STAGE_SIZES[18], False, 16, (64, 32)),
         ReIDConfig("resnet18", STAGE_SIZES[18], False, 64, (256, 128)),
         ReIDConfig("resnet34", STAGE_SIZES[34], False, 64, (256, 128)),
@@ -176,8 +173,8 @@ def get_config(name: str) -> ReIDConfig:
 def init_variables(model: ReIDModel, rng: jax.Array, image_size: tuple[int, int]) -> Any:
     """Variables ({"params", "batch_stats"}) for images of size (height, width), one jit.
 
-    On CPU an "rbg" key (`jax.random.key(seed, impl="rbg")`) compiles several times faster
-    than the default threefry key, whose per-tensor samplers dominate the compile.
+    On CPU pass an "rbg" key (`jax.random.key(seed, impl="rbg")`): the per-tensor samplers of
+    the default threefry key dominate the compile.
     """
     dummy = jnp.zeros((1, *image_size, 3), jnp.float32)
     return jax.jit(model.init, static_argnames="train")(rng, dummy, train=False)

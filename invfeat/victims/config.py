@@ -1,4 +1,4 @@
-"""What defines a victim training run (`VictimConfig`) and its named presets."""
+"""What defines a victim training run (`VictimConfig`), and the dataset settings it implies."""
 
 from __future__ import annotations
 
@@ -97,38 +97,6 @@ class VictimConfig:
         return cls(**data)
 
 
-CONFIGS: dict[str, VictimConfig] = {
-    c.name: c
-    for c in (
-        # Unit tests: a few steps of the smallest net on a hand-sized dataset.
-        VictimConfig(
-            name="tiny", model="cpu-tiny", p=4, k=2, epochs=2, steps_per_epoch=3,
-            warmup_epochs=0.0, milestones=(), learning_rate=1e-3, crop_padding=2,
-        ),
-        # The CPU default: 2500 steps of batch 64 at 64x32 on synth_msmt with 8 images per
-        # person (the default world has 4; more views generalise better): about 4 minutes on
-        # 2 idle cores. Adam at 2e-3 (3.5e-4 learns far too slowly from scratch at this size);
-        # no random erasing (it cost 9 points of rank-1 at this short schedule). cpu-small's
-        # backbone sees the input upsampled to 96x48, at the same step time. Seeds 0/1/2:
-        # synth_msmt rank-1 82.8/79.6/78.0 (mAP 76.0/74.1/72.9), synth_market 74.8/67.6/68.4,
-        # synth_duke 52.5/48.3/51.2 (seed 0 without the upsampling: 71.4, mAP 64.7, 63.7, 42.0).
-        # Not better: 4000 people x 4 views (71.6 at 64x32), cosine decay from 3e-3 (77.2),
-        # 2000 steps (77.4), GeM pooling (82.0/82.4/77.8, cross-domain no better).
-        VictimConfig(
-            name="cpu", epochs=20, learning_rate=2e-3, warmup_epochs=1.0, milestones=(14.0, 18.0),
-            data_settings={"train_per_identity": 8},
-        ),
-        # FastReID BoT (Base-bagtricks) on GPUs: ResNet-50 at 256x128, batch 64 = 16 x 4,
-        # Adam 3.5e-4, warm-up 10 epochs, x0.1 at epochs 40 and 90, 120 epochs, erasing 0.5.
-        VictimConfig(
-            name="resnet50", model="resnet50", epochs=120, warmup_epochs=10.0,
-            milestones=(40.0, 90.0), crop_padding=10, in_memory=False, eval_every_epochs=10,
-            random_erasing=0.5, data_settings={"size": (256, 128)},
-        ),
-    )
-}  # fmt: skip
-
-
 def settings_for(config: VictimConfig, dataset: str) -> dict[str, Any] | None:
     """Builder settings to open `dataset` with: the config's own for its training dataset;
     for other synthetic datasets only its image size (their default counts otherwise)."""
@@ -138,10 +106,3 @@ def settings_for(config: VictimConfig, dataset: str) -> dict[str, Any] | None:
         return config.data_settings
     size = (config.data_settings or {}).get("size")
     return {"size": size} if size else None
-
-
-def get_victim_config(name: str, **overrides: Any) -> VictimConfig:
-    """The named config, with fields replaced by `overrides` (e.g. epochs=3)."""
-    if name not in CONFIGS:
-        raise ValueError(f"unknown victim config {name!r}; choose from {sorted(CONFIGS)}")
-    return dataclasses.replace(CONFIGS[name], **overrides)

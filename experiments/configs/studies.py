@@ -1,4 +1,4 @@
-"""The named study configurations of `python -m experiments run NAME` (and `list`).
+"""The named studies of `python -m experiments demo`, `run NAME` (and `list`).
 
 `demo` is the CPU study on the embedded synthetic world; `tiny` is the same pipeline at toy sizes
 (the end-to-end test); the `paper-<dataset>-<victim>` entries are the paper's setting: FastReID
@@ -10,6 +10,7 @@ victim's feature files and a GPU.
 
 from __future__ import annotations
 
+from experiments.configs.victims import get_victim_config
 from invfeat.attacks.configs import (
     AttributeAttackConfig,
     SurrogateConfig,
@@ -17,16 +18,9 @@ from invfeat.attacks.configs import (
     gan_config,
 )
 from invfeat.study.config import StudyConfig
-from invfeat.victims.config import get_victim_config
 from invfeat.victims.from_files import FileVictim
 
-# The CPU demo: attacks sized for thousands of images per minute on 2 cores: narrower decoder
-# and discriminator than published, batch 32, and Adam at 1e-3 instead of the published 5e-5
-# because the demo trains for about 1/100 of the published steps. Measured on 2 idle cores
-# (synth_market, 64x32), rank-1 of the reconstructions: with the victim before its internal
-# upsampling, autoencoder 5.5 % / 2.9 % / 2.8 % at 1000 / 600 / 400 steps, GAN 25.7 % / 22.1 %
-# / 15.2 % at 1000 / 500 / 300; with today's victim, 1.1 % at 400 and 16.1 % at 350 steps,
-# which keeps the demo near 12 minutes (the limit is 15).
+# The demo's decoders: narrower and faster-learning than published, for about 1/100 of its steps.
 _DEMO_DECODER = dict(
     learning_rate=1e-3,
     batch_size=32,
