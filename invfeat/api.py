@@ -2,16 +2,17 @@
 
 `FeatureAPI` wraps a pure `features_fn(variables, images_BHWC) -> [B, D]` (e.g.
 `invfeat.models.reid.make_features_fn(model)`) into one compiled program that runs on fixed-size
-batches sharded over a one-axis ("data",) mesh of this process's devices: the last batch is
-padded, so a call of any length never recompiles. With a `shufflebits.Key` the program emits
-ciphertext under that static key; with a `shufflebits.Secret` (one-time mode) it draws a fresh
-nonce per vector on the host (os.urandom) and encrypts each vector under its own permutation;
-encryption runs inside the same jit as the network, so plaintext features never leave the device.
+batches sharded over a one-axis ("data",) mesh of this process's devices
+(`invfeat.train.predict.BlockPredictor`): the last batch is padded, so a call of any length never
+recompiles. With a `shufflebits.Key` the program emits ciphertext under that static key; with a
+`shufflebits.Secret` (one-time mode) it draws a fresh nonce per vector on the host (os.urandom)
+and encrypts each vector under its own permutation; encryption runs inside the same jit as the
+network, so plaintext features never leave the device.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -22,6 +23,7 @@ from jax.sharding import PartitionSpec as P
 
 from invfeat import shufflebits
 from invfeat.models.reid import ReIDModel, make_features_fn
+from invfeat.train.predict import BlockPredictor
 
 FeaturesFn = Callable[[Any, jax.Array], jax.Array]
 
@@ -86,21 +88,24 @@ class FeatureAPI:
         if not devices:
             raise ValueError("devices is empty: the API needs at least one device")
         self.mesh = Mesh(np.array(devices), ("data",))
-        # A batch splits evenly over the mesh: round up to a multiple of the device count.
-        self.batch_size = -(-int(batch_size) // len(devices)) * len(devices)
         self.key = key
-        self._batch = NamedSharding(self.mesh, P("data"))
+        one_time = isinstance(key, shufflebits.Secret)
         replicated = NamedSharding(self.mesh, P())
         self.variables = jax.device_put(variables, replicated)
 
-        def serve_batch(variables: Any, images_BHWC: jax.Array, nonces_B3: Any) -> jax.Array:
+        def serve_batch(variables: Any, inputs: Any) -> jax.Array:
+            """Features of a batch of images, encrypted under the key (with its nonces)."""
+            images_BHWC, nonces_B3 = inputs if one_time else (inputs, None)
             features = features_fn(variables, images_BHWC).astype(jnp.float32)
             if key is None:
                 return features
             return shufflebits.encrypt(features, key, nonces_B3)
 
-        in_shardings = (replicated, self._batch, self._batch if self.one_time else None)
-        self._compiled = jax.jit(serve_batch, in_shardings=in_shardings, out_shardings=self._batch)
+        # A batch splits evenly over the mesh: its size is rounded up to the device count.
+        self._predict = BlockPredictor(
+            serve_batch, self.mesh, int(batch_size), variables_sharding=replicated
+        )
+        self.batch_size = self._predict.block_size
 
     @classmethod
     def from_model(cls, model: ReIDModel, variables: Any, **kwargs: Any) -> FeatureAPI:
@@ -110,44 +115,21 @@ class FeatureAPI:
     def one_time(self) -> bool:
         return isinstance(self.key, shufflebits.Secret)
 
-    def _batches(self, images: np.ndarray) -> Iterator[tuple[int, jax.Array, Any]]:
-        """(valid rows, padded device batch, nonces or None) for consecutive batches."""
-        size = self.batch_size
-        for start in range(0, len(images), size):
-            chunk = as_float_images(images[start : start + size])  # uint8 stays uint8 until here
-            valid = len(chunk)
-            if valid < size:
-                chunk = np.concatenate(
-                    [chunk, np.zeros((size - valid, *chunk.shape[1:]), chunk.dtype)]
-                )
-            nonces = None
-            if self.one_time:
-                nonces = jax.device_put(shufflebits.fresh_nonces(size), self._batch)
-            yield valid, jax.device_put(chunk, self._batch), nonces
-
     def serve(self, images: Any) -> Served:
         """Features of `images` (uint8 or float [0, 1], [N, H, W, 3]) and the nonces used."""
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"images must be [N, H, W, 3] RGB, got shape {images.shape}")
-        pending, outputs, nonce_list = [], [], []
-        for valid, batch, nonces in self._batches(images):
-            pending.append((valid, self._compiled(self.variables, batch, nonces), nonces))
-            if len(pending) > 1:  # keep one batch in flight while fetching the previous one
-                self._collect(pending.pop(0), outputs, nonce_list)
-        for item in pending:
-            self._collect(item, outputs, nonce_list)
-        if not outputs:
+        if not len(images):
             raise ValueError("images is empty: nothing to serve")
-        nonces_out = np.concatenate(nonce_list) if self.one_time else None
-        return Served(np.concatenate(outputs), nonces_out)
-
-    @staticmethod
-    def _collect(item: tuple, outputs: list, nonce_list: list) -> None:
-        valid, features, nonces = item
-        outputs.append(np.asarray(features)[:valid])
-        if nonces is not None:
-            nonce_list.append(np.asarray(nonces)[:valid])
+        # uint8 images stay uint8 until their batch is sent
+        if not self.one_time:
+            return Served(self._predict(self.variables, images, as_float_images), None)
+        nonces = shufflebits.fresh_nonces(len(images))
+        features = self._predict(
+            self.variables, (images, nonces), lambda block: (as_float_images(block[0]), block[1])
+        )
+        return Served(features, nonces)
 
     def __call__(self, images: Any) -> np.ndarray:
         """The served feature array (ciphertext under a key; one-time nonces are dropped)."""

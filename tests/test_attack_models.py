@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from fast_init import fast_init
 
+from invfeat.attacks.perceptual import threat_model_allowed
 from invfeat.models.attribute_head import AttributeHead, block_widths
 from invfeat.models.decoder import Decoder, upsampling_plan
 from invfeat.models.discriminator import Discriminator
@@ -167,14 +168,14 @@ def test_surrogate_features_and_activations():
     perceptual = make_perceptual("victim-surrogate", model=net, variables=variables, stages=2)
     activations = jax.eval_shape(perceptual.features, perceptual.variables, images)
     assert [a.shape for a in activations] == [s.shape for s in stages[:2]]
-    assert perceptual.threat_model_allowed
+    assert threat_model_allowed(perceptual)
 
 
 def test_white_box_is_labelled_outside_the_threat_model():
     perceptual = make_perceptual(
         "white-box", victim_features_fn=lambda v, x: x.mean((1, 2)) * v, victim_variables=2.0
     )
-    assert perceptual.threat_model_allowed is False
+    assert threat_model_allowed(perceptual) is False
     assert "threat model" in perceptual.description
     (out,) = perceptual.features(perceptual.variables, jnp.ones((2, 4, 4, 3)))
     np.testing.assert_allclose(out, 2.0)

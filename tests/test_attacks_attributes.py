@@ -2,8 +2,10 @@
 sits at chance on random ciphertext bit patterns, and resumes a killed run exactly."""
 
 import json
+import types
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -11,6 +13,7 @@ from invfeat.attacks import attributes as A
 from invfeat.attacks.arrays import ArrayBatches
 from invfeat.attacks.configs import AttributeAttackConfig
 from invfeat.train.mesh import make_mesh
+from invfeat.train.predict import BlockPredictor
 
 D = 16
 NAMES = ("gender", "age", "upblack", "upwhite", "upred")
@@ -117,17 +120,17 @@ def test_attack_on_random_ciphertext_sits_at_chance(tmp_path, data):
 def test_killed_attack_resumes_to_the_same_result(tmp_path, monkeypatch, plain, data, one_device):
     (x_train, y_train), (x_victim, y_victim) = data
     reference, _ = plain
-    real_fit = A.fit
+    real_fit = A.run_training
 
     def interrupt(step, state):
         if step == 15:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(A, "fit", lambda *a, **kw: real_fit(*a, **kw, hooks=[interrupt]))
+    monkeypatch.setattr(A, "run_training", lambda *a, **kw: real_fit(*a, **kw, hooks=[interrupt]))
     args = (x_train, y_train, x_victim, y_victim, NAMES, CONFIG, tmp_path)
     with pytest.raises(KeyboardInterrupt):
         A.run_attribute_attack(*args, mesh=one_device, progress=False)
-    monkeypatch.setattr(A, "fit", real_fit)
+    monkeypatch.setattr(A, "run_training", real_fit)
     resumed = A.run_attribute_attack(*args, mesh=one_device, progress=False)
     assert resumed.metrics == reference.metrics
     assert resumed.best_step == reference.best_step
@@ -173,3 +176,22 @@ def test_bad_attribute_values_are_named(data, tmp_path, one_device):
         A.run_attribute_attack(
             x, bad, x, y, NAMES, CONFIG, tmp_path, attribute_labels=labels, mesh=one_device
         )
+
+
+def test_attribute_evaluator_yields_the_mean_then_each_attribute(one_device):
+    """The evaluator `fit` runs on the victims each epoch, here with a head that always says 0."""
+    labels = np.array([[0, 1], [1, 0], [0, 2], [1, 1]], np.int32)
+    zeros = BlockPredictor(lambda v, f: jnp.zeros((f.shape[0], 2), jnp.int32), one_device, 4)
+    features = np.zeros((4, 3), np.float32)
+    evaluator = A.AttributeEvaluator(zeros, features, labels, ("gender", "colour"), (2, 3))
+    pairs = evaluator.run(types.SimpleNamespace(params={}, model_state={}))
+    names = [name for name, _ in pairs]
+    assert names == [
+        "mean_balanced_accuracy",
+        "gender_balanced_accuracy",
+        "colour_balanced_accuracy",
+    ]
+    scores = dict(pairs)
+    assert scores["gender_balanced_accuracy"] == 0.5
+    assert scores["colour_balanced_accuracy"] == pytest.approx(1 / 3)
+    assert scores["mean_balanced_accuracy"] == pytest.approx((0.5 + 1 / 3) / 2)

@@ -6,12 +6,12 @@ import jax
 import numpy as np
 import pytest
 
-from invfeat.attacks.arrays import BlockPredictor
 from invfeat.attacks.attributes import AttributePredictor
 from invfeat.attacks.evaluation import evaluate_feature_files, evaluate_reconstructions
 from invfeat.data.attributes import Attribute
 from invfeat.data.feature_files import FeatureFile, FeatureFileError, write_features
 from invfeat.train.mesh import make_mesh
+from invfeat.train.predict import BlockPredictor
 
 IDS, H, W, D = 6, 32, 16, 8
 PROJECTION = np.random.default_rng(7).normal(size=(H * W * 3, D)).astype(np.float32)
@@ -55,14 +55,14 @@ def evaluate(scene, reconstruct, features_in, **kwargs):
     return evaluate_reconstructions(
         reconstruct,
         features_in,
-        scene["query"],
-        api(scene["query"]),
-        scene["query_ids"],
-        scene["query_cams"],
-        api(scene["gallery"]),
-        scene["gallery_ids"],
-        scene["gallery_cams"],
-        api,
+        query_images=scene["query"],
+        query_features_plain=api(scene["query"]),
+        query_ids=scene["query_ids"],
+        query_cams=scene["query_cams"],
+        gallery_features_plain=api(scene["gallery"]),
+        gallery_ids=scene["gallery_ids"],
+        gallery_cams=scene["gallery_cams"],
+        plain_features_fn=api,
         **kwargs,
     )
 

@@ -17,6 +17,7 @@ from invfeat.attacks.configs import (
     autoencoder_config,
     gan_config,
 )
+from invfeat.attacks.perceptual import describe_perceptual, resolve_perceptual
 from invfeat.models.perceptual import white_box_perceptual
 from invfeat.train.mesh import make_mesh
 
@@ -79,16 +80,16 @@ def test_killed_autoencoder_resumes_to_the_same_decoder(
     tmp_path, monkeypatch, autoencoder, pairs, one_device
 ):
     images, features = pairs
-    real_fit = R.fit
+    real_fit = R.run_training
 
     def interrupt(step, state):
         if step == 50:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(R, "fit", lambda *a, **kw: real_fit(*a, **kw, hooks=[interrupt]))
+    monkeypatch.setattr(R, "run_training", lambda *a, **kw: real_fit(*a, **kw, hooks=[interrupt]))
     with pytest.raises(KeyboardInterrupt):
         R.run_reconstruction(images, features, AE, tmp_path, mesh=one_device, progress=False)
-    monkeypatch.setattr(R, "fit", real_fit)
+    monkeypatch.setattr(R, "run_training", real_fit)
     resumed = R.run_reconstruction(images, features, AE, tmp_path, mesh=one_device, progress=False)
     assert [r["step"] for r in records(tmp_path)] == [40, 80, 120, 160]
     jax.tree.map(
@@ -104,7 +105,7 @@ def test_killed_mid_epoch_loses_at_most_the_steps_since_the_last_save(
     """A kill (no save on the way out) at step 70 of 40-step epochs: the run goes on from the
     save at step 60, not from the epoch end at 40, and ends at the same decoder."""
     images, features = pairs
-    real_fit = R.fit
+    real_fit = R.run_training
     steps = []
 
     class Killed(Exception):
@@ -115,7 +116,7 @@ def test_killed_mid_epoch_loses_at_most_the_steps_since_the_last_save(
         if step == 70 and steps[0] == 1:  # the first run only
             raise Killed
 
-    monkeypatch.setattr(R, "fit", lambda *a, **kw: real_fit(*a, **kw, hooks=[kill_at_70]))
+    monkeypatch.setattr(R, "run_training", lambda *a, **kw: real_fit(*a, **kw, hooks=[kill_at_70]))
     run = dict(mesh=one_device, progress=False, save_every_steps=20)
     with pytest.raises(Killed):
         R.run_reconstruction(images, features, AE, tmp_path, **run)
@@ -182,16 +183,16 @@ def test_perceptual_networks_by_name(tmp_path, pairs, one_device):
     never = lambda: pytest.fail("no surrogate should be trained")
     white = white_box_perceptual(lambda v, x: jnp.mean(x, axis=(1, 2)) @ v, jnp.ones((3, 4)))
     config = gan_config(perceptual="white-box", **SMALL)
-    network, surrogate = R.resolve_perceptual(config, white, never)
+    network, surrogate = resolve_perceptual(config, white, never)
     assert network is white and surrogate is None
-    assert R.describe_perceptual(network)["threat_model_allowed"] is False
+    assert describe_perceptual(network)["threat_model_allowed"] is False
     with pytest.raises(ValueError, match="white_box_perceptual"):
-        R.resolve_perceptual(config, None, never)
+        resolve_perceptual(config, None, never)
     with pytest.raises(ValueError, match="perceptual_fn is a 'white-box'"):
-        R.resolve_perceptual(gan_config(**SMALL), white, never)
+        resolve_perceptual(gan_config(**SMALL), white, never)
     resnet = gan_config(perceptual="resnet50-imagenet", **SMALL)
     with pytest.raises(ValueError, match="perceptual_weights"):
-        R.resolve_perceptual(resnet, None, never)
+        resolve_perceptual(resnet, None, never)
     missing = dataclasses.replace(resnet, perceptual_weights=str(tmp_path / "none.h5"))
     with pytest.raises(FileNotFoundError, match="ResNet-50 weights not found"):
         R.run_reconstruction(images, features, missing, tmp_path, mesh=one_device)

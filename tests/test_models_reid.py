@@ -11,6 +11,7 @@ import numpy as np
 import optax
 import pytest
 
+from experiments.configs import get_victim_config
 from invfeat import losses
 from invfeat.models.reid import (
     CONFIGS,
@@ -186,7 +187,7 @@ def saved_victim(tmp_path_factory):
     """A cpu-tiny victim with zero variables, saved (no init program compiled)."""
     from invfeat import victims as V
 
-    config = V.get_victim_config("tiny")
+    config = get_victim_config("tiny")
     model = V.inference_model(config)
     shapes = jax.eval_shape(
         lambda: model.init(jax.random.key(0), jnp.zeros((1, *config.input_size, 3)), train=False)
@@ -249,7 +250,7 @@ def test_victim_files_carry_their_format_and_load_back(saved_victim):
 
     assert json.loads((saved_victim / V.SUMMARY_FILE).read_text())["format"] == V.FORMAT_VERSION
     loaded = V.load_victim(saved_victim)
-    assert loaded.config == V.get_victim_config("tiny") and loaded.summary == {"steps": 0}
+    assert loaded.config == get_victim_config("tiny") and loaded.summary == {"steps": 0}
 
 
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint", "truncated"])

@@ -17,13 +17,13 @@ from invfeat.data.pipeline import (
     LoaderConfig,
     augment_image,
     augment_params,
-    global_batch,
     load_split,
     make_loader,
     materialize,
     read_identities,
     read_labels,
 )
+from invfeat.train.mesh import shard_batch
 
 SIZE = (16, 8)
 
@@ -187,7 +187,7 @@ def test_global_batch_on_the_data_mesh(arrays):
     mesh = jax.make_mesh((jax.device_count(),), ("data",))
     config = LoaderConfig(batch_size=8, image_size=SIZE, include_file_names=True)
     batch = _take(make_loader(arrays, config), 1)[0]
-    out = global_batch(batch, mesh)
+    out = shard_batch(batch, mesh)
     assert "file_name" not in out and set(out) == set(batch) - {"file_name"}
     assert out["image"].shape == (8, *SIZE, 3)
     assert out["image"].sharding.spec == jax.sharding.PartitionSpec("data")

@@ -9,7 +9,7 @@ import optax
 import pytest
 import train_toy as toy
 
-from invfeat.train import evaluators, mesh, state
+from invfeat.train import mesh, state
 from invfeat.train.checkpoint import CheckpointConfig, Checkpointer
 from invfeat.train.loop import CHECKPOINT_DIR, METRICS_FILE, fit
 
@@ -175,19 +175,20 @@ class ScriptedScore:
         return [("score", self.scores.pop(0))]
 
 
-def test_evaluators_by_name_and_keep_best(m, tmp_path):
-    def eval_step(st, batch):
-        return {"loss": toy.make_loss_fn()(st.params, st.model_state, batch, st.rng)[0]}
+class MeanLoss:
+    """The toy loss averaged over two fixed batches, through one jitted evaluation step."""
 
-    val = evaluators.create(
-        "mean_metrics",
-        eval_step=eval_step,
-        mesh=m,
-        batches=lambda: [toy.global_batch(100 + i, 8) for i in range(2)],
-    )
-    assert "mean_metrics" in evaluators.available()
-    with pytest.raises(KeyError, match="unknown evaluator"):
-        evaluators.create("nope")
+    def __init__(self, m):
+        loss_fn = toy.make_loss_fn()
+        self._loss = jax.jit(lambda st, batch: loss_fn(st.params, st.model_state, batch, st.rng)[0])
+        self._batches = [mesh.shard_batch(toy.global_batch(100 + i, 8), m) for i in range(2)]
+
+    def run(self, st):
+        return [("loss", float(np.mean([self._loss(st, b) for b in self._batches])))]
+
+
+def test_evaluators_and_keep_best(m, tmp_path):
+    val = MeanLoss(m)
     result = fit(
         _fresh(m),
         STEP,

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 
+from experiments.configs import VICTIMS, get_victim_config
 from invfeat import victims as V
 from invfeat.data.builders import build
 from invfeat.data.builders.synth import builder_config
@@ -21,7 +22,7 @@ SETTINGS = {
     "train_per_identity": 2,
     "gallery_per_identity": 2,
 }
-TINY = V.get_victim_config("tiny", data_settings=SETTINGS)  # 2 epochs x 3 steps, batch 4 x 2
+TINY = get_victim_config("tiny", data_settings=SETTINGS)  # 2 epochs x 3 steps, batch 4 x 2
 
 
 class Stop(Exception):
@@ -105,7 +106,7 @@ def test_resume_after_a_kill_ends_with_the_same_parameters(trained, data_dir, tm
     resumed = V.train_victim(TINY, tmp_path, data_dir=data_dir, resume=True, progress=False)
     for a, b in zip(_leaves(resumed.variables), _leaves(uninterrupted.variables), strict=True):
         np.testing.assert_array_equal(a, b)
-    other = V.get_victim_config("tiny", data_settings=SETTINGS, learning_rate=0.5)
+    other = get_victim_config("tiny", data_settings=SETTINGS, learning_rate=0.5)
     with pytest.raises(ValueError, match="learning_rate"):
         V.train_victim(other, tmp_path, data_dir=data_dir, resume=True, progress=False)
 
@@ -121,9 +122,9 @@ def test_evaluation_reports_cmc_and_map(trained, data_dir):
 
 
 def test_config_json_round_trip_and_names():
-    for config in V.CONFIGS.values():
+    for config in VICTIMS.values():
         assert V.VictimConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
-    r50 = V.get_victim_config("resnet50")
+    r50 = get_victim_config("resnet50")
     assert (r50.model, r50.input_size, r50.batch_size, r50.epochs) == (
         "resnet50",
         (256, 128),
@@ -132,7 +133,7 @@ def test_config_json_round_trip_and_names():
     )
     assert r50.learning_rate == 3.5e-4 and r50.milestones == (40.0, 90.0)
     with pytest.raises(ValueError, match="unknown victim config"):
-        V.get_victim_config("nope")
+        get_victim_config("nope")
     with pytest.raises(ValueError, match="unknown VictimConfig fields"):
         V.VictimConfig.from_dict({"lr": 1})
 
@@ -140,7 +141,7 @@ def test_config_json_round_trip_and_names():
 def test_missing_victim_and_dataset_give_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no trained victim"):
         V.load_victim(tmp_path)
-    real = V.get_victim_config("tiny", dataset="market1501")
+    real = get_victim_config("tiny", dataset="market1501")
     with pytest.raises(FileNotFoundError, match="not built"):
         V.train_victim(real, tmp_path / "w", data_dir=tmp_path / "empty", progress=False)
 
@@ -183,5 +184,5 @@ def test_random_erasing_fills_one_rectangle_per_chosen_image():
         rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
         box = np.zeros_like(mask)
         box[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] = True
-        np.testing.assert_allclose(image[box], np.broadcast_to(V.IMAGENET_MEAN, image[box].shape))
+        np.testing.assert_allclose(image[box], np.broadcast_to(reid.IMAGENET_MEAN, image[box].shape))
     assert np.array_equal(V.random_erasing(images, jax.random.PRNGKey(1), 0.0), images)

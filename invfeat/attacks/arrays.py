@@ -4,38 +4,26 @@
   (`get_state()`/`set_state()` are checkpointed, so a resumed attack sees the same batches).
   The global order is a pure function of (seed, epoch) (`invfeat.data.sampling.ShuffledOrder`);
   each process takes its contiguous part of every global batch.
-- `BlockPredictor`: a pure `fn(variables, inputs)` jitted once and applied over fixed-size
-  blocks (the last one padded) sharded along the mesh: any number of rows, one compilation.
 - `attacker_features` / `feature_transform`: how the attacker's features travel. With an
   encoding they go to the device as their raw uint32 words and are encoded inside the jitted
   program (ciphertext bits stay exact, no float op ever sees a NaN payload); without one they
   must be finite float32.
 - `init_key`: the key the attacks initialise their networks with (rbg, cheap to compile).
-- `prepare_workdir`: writes the run's config.json, or checks it against a resumed run's; a
-  fresh run (resume=False) removes the workdir's old checkpoints.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from invfeat.attacks.ciphertext import encode_features
 from invfeat.data.sampling import ShuffledOrder
-from invfeat.files import write_atomic
-from invfeat.train.loop import CHECKPOINT_DIR
-from invfeat.train.mesh import batch_sharding, check_batch_size
-
-CONFIG_FILE = "config.json"
+from invfeat.train.mesh import check_batch_size
 
 
 class ArrayBatches:
@@ -91,39 +79,6 @@ class ArrayBatches:
         self._batches = int(state["batches"])
 
 
-class BlockPredictor:
-    """`fn(variables, inputs [B, ...]) -> outputs [B, ...]` over any number of rows."""
-
-    def __init__(
-        self,
-        fn: Callable[[Any, jax.Array], jax.Array],
-        mesh: Mesh,
-        block_size: int = 256,
-    ):
-        n = mesh.devices.size
-        self.block_size = -(-max(block_size, 1) // n) * n
-        self._sharding = batch_sharding(mesh)
-        self._fn = jax.jit(fn, in_shardings=(None, self._sharding), out_shardings=self._sharding)
-
-    def __call__(self, variables: Any, inputs: np.ndarray) -> np.ndarray:
-        inputs = np.asarray(inputs)
-        if len(inputs) == 0:
-            raise ValueError("nothing to predict: inputs has no rows")
-        size, outputs = self.block_size, []
-        for start in range(0, len(inputs), size):
-            block = inputs[start : start + size]
-            valid = len(block)
-            if valid < size:
-                block = np.concatenate(
-                    [block, np.zeros((size - valid, *block.shape[1:]), block.dtype)]
-                )
-            out = self._fn(variables, jax.device_put(block, self._sharding))
-            if not out.is_fully_addressable:
-                out = multihost_utils.process_allgather(out, tiled=True)
-            outputs.append(np.asarray(out)[:valid])
-        return np.concatenate(outputs)
-
-
 def attacker_features(features_ND: np.ndarray, encoding: str | None, name: str) -> np.ndarray:
     """The host array the attack programs read: uint32 words with an encoding, else float32."""
     features_ND = np.asarray(features_ND)
@@ -165,21 +120,3 @@ def init_key(rng: jax.Array) -> jax.Array:
     return jax.random.wrap_key_data(
         jnp.concatenate([data, data ^ jnp.uint32(0x9E3779B9)]), impl="rbg"
     )
-
-
-def prepare_workdir(workdir: Path, config: Mapping[str, Any], resume: bool) -> None:
-    """Write `config.json`; on resume, refuse a workdir whose checkpoints came from another config."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        shutil.rmtree(workdir / CHECKPOINT_DIR, ignore_errors=True)
-    path = workdir / CONFIG_FILE
-    data = json.loads(json.dumps(dict(config)))
-    if resume and path.exists():
-        previous = json.loads(path.read_text())
-        if previous != data:
-            changed = sorted(k for k in set(previous) | set(data) if previous.get(k) != data.get(k))
-            raise ValueError(
-                f"{workdir} holds a run with a different config (fields {changed}); use another "
-                "workdir, or resume=False to start afresh there"
-            )
-    write_atomic(path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))

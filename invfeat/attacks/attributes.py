@@ -33,24 +33,19 @@ import numpy as np
 from jax.sharding import Mesh
 
 from invfeat import metrics as M
-from invfeat.attacks.arrays import (
-    ArrayBatches,
-    BlockPredictor,
-    attacker_features,
-    feature_transform,
-    init_key,
-    prepare_workdir,
-)
+from invfeat.attacks.arrays import ArrayBatches, attacker_features, feature_transform, init_key
 from invfeat.attacks.ciphertext import encoded_dim
 from invfeat.attacks.configs import AttributeAttackConfig
 from invfeat.attacks.steps import attribute_class_weights, make_attribute_head_step
 from invfeat.data.attributes import Attribute, merge_colour_values
 from invfeat.models.attribute_head import AttributeHead
 from invfeat.train.checkpoint import CheckpointConfig, Checkpointer
-from invfeat.train.loop import CHECKPOINT_DIR, METRICS_FILE, fit
+from invfeat.train.loop import CHECKPOINT_DIR, METRICS_FILE
 from invfeat.train.mesh import make_mesh
 from invfeat.train.optim import OptimizerConfig, make_optimizer
-from invfeat.train.state import abstract_like, create_train_state
+from invfeat.train.predict import BlockPredictor
+from invfeat.train.run import claim_workdir, run_training
+from invfeat.train.state import abstract_like
 
 _balanced_accuracy = jax.jit(M.balanced_accuracy, static_argnums=2)
 _majority = jax.jit(M.majority_balanced_accuracy, static_argnums=1)
@@ -121,7 +116,7 @@ class AttributeResult:
         return self.predict.prepare_labels(attributes_NA)
 
 
-def attribute_schema(
+def attack_schema(
     names: Sequence[str | Attribute],
     labels: Sequence[Sequence[str]] | None,
     *value_arrays: np.ndarray,
@@ -276,10 +271,21 @@ def _program(
     )
 
 
-class _VictimEvaluator:
-    """Mean (and per-attribute) balanced accuracy of the head on the victims' split."""
+class AttributeEvaluator:
+    """Evaluator for `fit`: the head's mean and per-attribute balanced accuracy on the victims.
 
-    def __init__(self, predictor, features, labels, names, num_classes):
+    `predictor(variables, features) -> class ids [N, A]` reads the victims' attacker features;
+    `labels` [N, A] are in the head's columns `names` (-1 unknown).
+    """
+
+    def __init__(
+        self,
+        predictor: BlockPredictor,
+        features: np.ndarray,
+        labels: np.ndarray,
+        names: Sequence[str],
+        num_classes: Sequence[int],
+    ):
         self._predictor, self._features, self._labels = predictor, features, labels
         self._names, self._num_classes = names, num_classes
 
@@ -317,7 +323,7 @@ def run_attribute_attack(
     """
     mesh = make_mesh() if mesh is None else mesh
     workdir = Path(workdir)
-    schema = attribute_schema(
+    schema = attack_schema(
         attribute_names,
         attribute_labels,
         np.asarray(train_attributes),
@@ -340,7 +346,7 @@ def run_attribute_attack(
     num_classes = tuple(a.num_classes for a in columns)
     y_victim = _scored_labels(y_train, y_victim, names)
     record = {"attack": "attributes", **config.to_dict(), "attributes": list(names)}
-    prepare_workdir(workdir, record, resume)
+    claim_workdir(workdir, record, resume=resume, old_runs="clear")
 
     steps_per_epoch = config.steps_per_epoch or max(1, len(x_train) // config.batch_size)
     total = config.epochs * steps_per_epoch
@@ -348,27 +354,28 @@ def run_attribute_attack(
     program = _program(
         num_classes, x_train.shape[1], total, tuple(map(tuple, weights_AC.tolist())), config, mesh
     )
-    state = create_train_state(program.init_fn, program.tx, mesh, seed=config.seed)
     predictor = program.predictor
-    evaluator = _VictimEvaluator(predictor, x_victim, y_victim, names, num_classes)
+    evaluator = AttributeEvaluator(predictor, x_victim, y_victim, names, num_classes)
     checkpoint = CheckpointConfig(
         keep_last=1, best_metric=BEST_METRIC if config.keep_best else None, best_mode="max"
     )
     batches = ArrayBatches(
         {"features": x_train, "attributes": y_train}, config.batch_size, mesh=mesh, seed=config.seed
     )
-    result = fit(
-        state,
+    result = run_training(
+        program.init_fn,
+        program.tx,
         program.step,
         batches,
         mesh=mesh,
+        seed=config.seed,
         num_steps=total,
         steps_per_epoch=steps_per_epoch,
         workdir=workdir,
-        evaluators={EVALUATOR: evaluator},
         checkpoint=checkpoint,
-        resume=resume,
         meta=record,
+        resume=resume,
+        evaluators={EVALUATOR: evaluator},
         progress=progress,
     )
     state, best_step = result.state, result.step

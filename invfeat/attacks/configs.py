@@ -18,9 +18,10 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from invfeat.attacks.ciphertext import ENCODINGS
-from invfeat.models.perceptual import DEFAULT_PERCEPTUAL, PERCEPTUAL_BUILDERS
+from invfeat.models.perceptual import PERCEPTUAL_BUILDERS
 
 T = TypeVar("T")
+DEFAULT_PERCEPTUAL = "victim-surrogate"  # the threat model's own: a surrogate of the API
 KINDS = ("autoencoder", "gan")
 PRESETS = {  # the README's settings
     "autoencoder": {"pixel": 1.0, "feature": 0.0, "discriminator": 0.0},

@@ -99,6 +99,7 @@ def _attribute_block(
 def evaluate_reconstructions(
     reconstruct: Callable[[np.ndarray], np.ndarray],
     query_features_in: np.ndarray,
+    *,
     query_images: np.ndarray,
     query_features_plain: np.ndarray,
     query_ids: np.ndarray,
@@ -107,7 +108,6 @@ def evaluate_reconstructions(
     gallery_ids: np.ndarray,
     gallery_cams: np.ndarray,
     plain_features_fn: Callable[[np.ndarray], np.ndarray],
-    *,
     attribute_predict: AttributeResult
     | AttributePredictor
     | Callable[[np.ndarray], np.ndarray]
@@ -118,7 +118,9 @@ def evaluate_reconstructions(
 ) -> ReconstructionEvaluation:
     """Reconstruct the queries from `query_features_in` and score the reconstructions.
 
-    `plain_features_fn(images [N, H, W, 3] float in [0, 1]) -> plaintext features` is the
+    The real query (`query_images`, their plaintext features, identities and cameras) and
+    gallery (plaintext features, identities, cameras) are what the reconstructions are scored
+    against. `plain_features_fn(images [N, H, W, 3] float in [0, 1]) -> plaintext features` is the
     evaluator's API (the legitimate owner's: plaintext, or decrypted). `attribute_predict` is
     a head that reads plaintext features: the plaintext attack's `AttributeResult` or its
     `.predict` (their `prepare_labels` maps the raw `query_attributes` to the head's columns),

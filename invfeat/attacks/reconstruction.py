@@ -18,8 +18,8 @@ Perceptual networks (`config.perceptual`), used when `config.feature > 0`:
   what the surrogate was trained on (`perceptual["description"]`).
 - `resnet50-imagenet`: needs `config.perceptual_weights` (a Keras ResNet-50 .h5 file).
 - `white-box`: gradients through the victim itself; pass `perceptual_fn=white_box_perceptual(
-  victim features_fn, victim variables)`. Outside the threat model: every result carries
-  `threat_model_allowed=False`.
+  victim features_fn, victim variables)`. Outside the threat model
+  (`invfeat.attacks.perceptual`): every result carries `threat_model_allowed=False`.
 
 Ciphertext: set `config.encoding`; the decoder and the discriminator's condition then read the
 encoded features, so losses stay finite whatever the bit patterns.
@@ -39,16 +39,16 @@ import numpy as np
 from jax.sharding import Mesh
 
 from invfeat.api import as_float_images
-from invfeat.attacks.arrays import (
-    ArrayBatches,
-    BlockPredictor,
-    attacker_features,
-    feature_transform,
-    init_key,
-    prepare_workdir,
-)
+from invfeat.attacks.arrays import ArrayBatches, attacker_features, feature_transform, init_key
 from invfeat.attacks.ciphertext import encoded_dim
 from invfeat.attacks.configs import CONDITIONS, ReconstructionConfig, SurrogateConfig
+from invfeat.attacks.perceptual import (
+    describe_perceptual,
+    perceptual_key,
+    resolve_perceptual,
+    threat_model_allowed,
+    with_perceptual,
+)
 from invfeat.attacks.steps import LossWeights, Reconstruction, make_gan_step, make_surrogate_step
 from invfeat.models.decoder import Decoder
 from invfeat.models.discriminator import Discriminator
@@ -56,14 +56,14 @@ from invfeat.models.perceptual import (
     FeaturesFn,
     PerceptualNetwork,
     SurrogateNet,
-    resnet50_perceptual,
     surrogate_perceptual,
 )
 from invfeat.train.checkpoint import CheckpointConfig
-from invfeat.train.loop import METRICS_FILE, fit
+from invfeat.train.loop import METRICS_FILE
 from invfeat.train.mesh import make_mesh
 from invfeat.train.optim import OptimizerConfig, make_optimizer
-from invfeat.train.state import TrainState, create_train_state, split_variables
+from invfeat.train.predict import BlockPredictor
+from invfeat.train.run import claim_workdir, run_training
 
 SURROGATE_DIR = "surrogate"
 CHECKPOINTS = CheckpointConfig(keep_last=1)
@@ -148,26 +148,26 @@ def train_surrogate(
     features = attacker_features(api_features, config.encoding, "api_features")
     _check_pairs(images, features)
     record = {"attack": "surrogate", **config.to_dict()}
-    prepare_workdir(workdir, record, resume)
+    claim_workdir(workdir, record, resume=resume, old_runs="clear")
 
     program = _surrogate_program(config, images.shape[1:], features.shape[1], mesh)
-    state = create_train_state(program.init_fn, program.txs, mesh, seed=config.seed)
-
     steps_per_epoch = config.steps_per_epoch or max(1, len(images) // config.batch_size)
     batches = ArrayBatches(
         {"image": images, "features": features}, config.batch_size, mesh=mesh, seed=config.seed
     )
-    result = fit(
-        state,
+    result = run_training(
+        program.init_fn,
+        program.txs,
         program.step,
         batches,
         mesh=mesh,
+        seed=config.seed,
         num_steps=config.epochs * steps_per_epoch,
         steps_per_epoch=steps_per_epoch,
         workdir=workdir,
         checkpoint=CHECKPOINTS,
-        resume=resume,
         meta=record,
+        resume=resume,
         progress=progress,
     )
     variables = {"params": result.state.params, **result.state.model_state}
@@ -180,47 +180,6 @@ def train_surrogate(
         f"({config.resolved_loss} loss)",
     )
     return SurrogateResult(network, config, workdir / METRICS_FILE, _last_epoch(result.history))
-
-
-def describe_perceptual(network: PerceptualNetwork) -> dict[str, Any]:
-    """The JSON label of a perceptual network for reports."""
-    return {
-        "name": network.name,
-        "threat_model_allowed": network.threat_model_allowed,
-        "description": network.description,
-    }
-
-
-def resolve_perceptual(
-    config: ReconstructionConfig,
-    perceptual_fn: PerceptualNetwork | SurrogateResult | None,
-    train_surrogate_fn: Callable[[], SurrogateResult],
-) -> tuple[PerceptualNetwork, SurrogateResult | None]:
-    """The perceptual network `config.perceptual` names (given, trained, or loaded)."""
-    if isinstance(perceptual_fn, SurrogateResult):
-        perceptual_fn = perceptual_fn.perceptual
-    if perceptual_fn is not None:
-        if perceptual_fn.name != config.perceptual:
-            raise ValueError(
-                f"config.perceptual is {config.perceptual!r} but perceptual_fn is a "
-                f"{perceptual_fn.name!r} network"
-            )
-        return perceptual_fn, None
-    if config.perceptual == "victim-surrogate":
-        surrogate = train_surrogate_fn()
-        return surrogate.perceptual, surrogate
-    if config.perceptual == "resnet50-imagenet":
-        if config.perceptual_weights is None:
-            raise ValueError(
-                "perceptual 'resnet50-imagenet' needs config.perceptual_weights: the path of "
-                "Keras' resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 (nothing is "
-                "downloaded); or use perceptual='victim-surrogate'"
-            )
-        return resnet50_perceptual(config.perceptual_weights, config.perceptual_layer), None
-    raise ValueError(
-        "perceptual 'white-box' needs perceptual_fn=invfeat.models.perceptual."
-        "white_box_perceptual(victim features_fn, victim variables)"
-    )
 
 
 def build_reconstruction(
@@ -300,34 +259,6 @@ def _surrogate_network(net: SurrogateNet, stages: int) -> PerceptualNetwork:
     return surrogate_perceptual(net, None, stages)
 
 
-def _perceptual_key(perceptual: PerceptualNetwork | None) -> tuple | None:
-    """Hashable identity of a perceptual network: its function and its variables' shapes."""
-    if perceptual is None:
-        return None
-    leaves, tree = jax.tree.flatten(perceptual.variables)
-    shapes = tuple(
-        (tuple(np.shape(x)), str(np.asarray(x).dtype if np.isscalar(x) else x.dtype))
-        for x in leaves
-    )
-    return (perceptual.features, tree, shapes)
-
-
-def _with_perceptual(state: TrainState, variables: Any) -> TrainState:
-    """Put the perceptual network's variables (frozen) into a state made with placeholders.
-
-    The state's buffers are donated to each step, so the caller's arrays are copied, never
-    aliased: the same perceptual network serves several attacks.
-    """
-    params, rest = split_variables(variables)
-    place = lambda new, old: jax.device_put(np.array(new, old.dtype), old.sharding)
-    params = jax.tree.map(place, params, state.params["perceptual"])
-    rest = jax.tree.map(place, rest, state.model_state["perceptual"])
-    return state.replace(
-        params={**state.params, "perceptual": params},
-        model_state={**state.model_state, "perceptual": rest},
-    )
-
-
 @functools.lru_cache(maxsize=8)
 def _reconstruction_program(
     config: ReconstructionConfig,
@@ -393,7 +324,7 @@ def run_reconstruction(
     features = attacker_features(train_features, config.encoding, "train_features")
     _check_pairs(images, features)
     record = {"attack": "reconstruction", **config.to_dict()}
-    prepare_workdir(workdir, record, resume)
+    claim_workdir(workdir, record, resume=resume, old_runs="clear")
 
     perceptual, surrogate = None, None
     if config.feature > 0:
@@ -414,27 +345,27 @@ def run_reconstruction(
         record["perceptual"] = describe_perceptual(perceptual)
 
     program = _reconstruction_program(
-        config, images.shape[1:3], features.shape[1], mesh, _perceptual_key(perceptual)
+        config, images.shape[1:3], features.shape[1], mesh, perceptual_key(perceptual)
     )
-    state = create_train_state(program.init_fn, program.txs, mesh, seed=config.seed)
-    if perceptual is not None:
-        state = _with_perceptual(state, perceptual.variables)
-
+    place_perceptual = lambda state: with_perceptual(state, perceptual.variables)
     batches = ArrayBatches(
         {"image": images, "features": features}, config.batch_size, mesh=mesh, seed=config.seed
     )
-    result = fit(
-        state,
+    result = run_training(
+        program.init_fn,
+        program.txs,
         program.step,
         batches,
         mesh=mesh,
+        seed=config.seed,
         num_steps=config.total_steps,
         steps_per_epoch=config.steps_per_epoch,
         workdir=workdir,
         checkpoint=dataclasses.replace(CHECKPOINTS, every_steps=save_every_steps),
-        resume=resume,
         meta=record,
+        resume=resume,
         progress=progress,
+        prepare_state=None if perceptual is None else place_perceptual,
     )
     final = result.state
     variables = {"params": final.params["decoder"], **final.model_state["decoder"]}
@@ -451,7 +382,7 @@ def run_reconstruction(
         log=workdir / METRICS_FILE,
         metrics=_last_epoch(result.history),
         perceptual=label,
-        threat_model_allowed=perceptual is None or perceptual.threat_model_allowed,
+        threat_model_allowed=perceptual is None or threat_model_allowed(perceptual),
         stop_reason=result.stop_reason,
         surrogate_log=surrogate.log if surrogate is not None else None,
     )

@@ -1,9 +1,10 @@
-"""grain loaders over re-ID splits: order, decode, resize, augment, batch, shard, lay out globally.
+"""grain loaders over re-ID splits: order, decode, resize, augment, batch, shard per process.
 
 A loader yields this process's batches as dicts of numpy arrays (the project's batch layout):
 "image" [B,H,W,3] float32 RGB in [0,1], "identity"/"camera"/"index" [B] int32, "attributes"
 [B,A] int32 (-1 unknown), "valid" [B] bool (False on padding, only when drop_remainder=False),
-and "file_name" [B] bytes if asked for. B = batch_size // process_count.
+and "file_name" [B] bytes if asked for. B = batch_size // process_count. The engine lays them
+out as one global batch on the mesh (`invfeat.train.mesh.shard_batch`).
 
 How it stays deterministic and resumable: the global sequence of records is a pure function
 of (seed, epoch) (`sampling.py`), identical on every process; global batch b holds positions
@@ -232,21 +233,6 @@ def materialize(
         rows.append({k: v[0] for k, v in batch.items() if k != "valid"})
     arrays = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
     return ArraySource({"image": np.stack(images), **arrays})
-
-
-def global_batch(
-    batch: Mapping[str, np.ndarray], mesh: jax.sharding.Mesh, axis: str = "data"
-) -> dict[str, jax.Array]:
-    """Lays this process's batch out as one global batch sharded along `axis` of `mesh`.
-
-    Host-only keys (strings such as "file_name") are left out.
-    """
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axis))
-    return {
-        key: jax.make_array_from_process_local_data(sharding, value)
-        for key, value in batch.items()
-        if np.asarray(value).dtype.kind not in "OSU"
-    }
 
 
 def _get_many(source: Sequence[Mapping[str, Any]], indices: list[int]) -> Sequence[Any]:

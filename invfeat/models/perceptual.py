@@ -1,13 +1,13 @@
 """Perceptual networks for the feature-reconstruction loss, chosen by name.
 
-- `victim-surrogate` (default): a small ResNet-like net the attacker trains to imitate the
-  black-box API on its own images (regression on (image, API(image)) pairs); its stage outputs
-  are the perceptual features. Allowed by the threat model: it only queries the API.
+- `victim-surrogate`: a small ResNet-like net trained to imitate the black-box API on images
+  (regression on (image, API(image)) pairs); its stage outputs are the perceptual features.
 - `resnet50-imagenet`: the published choice, an intermediate block (default `conv2_block3_out`)
   of an ImageNet ResNet-50 with Keras' layer names and "caffe" preprocessing, weights read from a
   Keras .h5 file the user provides (e.g. resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5).
-- `white-box`: the victim's own features, i.e. gradients through the victim. An upper bound the
-  threat model does NOT allow (`threat_model_allowed=False`); reports must say so.
+- `white-box`: the victim's own features, i.e. gradients through the victim.
+
+Which of them an attacker may use is the attacks' decision (`invfeat.attacks.perceptual`).
 
 Every network is a pure `features(variables, images_BHWC) -> tuple of activations`; the
 variables travel separately (in the attack's state) so jitted steps never embed them as constants.
@@ -44,7 +44,6 @@ class PerceptualNetwork:
     name: str
     features: FeaturesFn
     variables: Any
-    threat_model_allowed: bool
     description: str
 
 
@@ -89,7 +88,6 @@ def surrogate_perceptual(model: SurrogateNet, variables: Any, stages: int = 2) -
         "victim-surrogate",
         features,
         variables,
-        threat_model_allowed=True,
         description=f"surrogate of the black-box API, first {stages} stages",
     )
 
@@ -182,7 +180,6 @@ def resnet50_perceptual(
         "resnet50-imagenet",
         lambda variables, images_BHWC: (model.apply(variables, images_BHWC),),
         jax.tree.map(jnp.asarray, variables),
-        threat_model_allowed=True,
         description=f"ImageNet ResNet-50 (Keras weights) at {output_layer}",
     )
 
@@ -190,12 +187,11 @@ def resnet50_perceptual(
 def white_box_perceptual(
     victim_features_fn: Callable[[Any, jax.Array], jax.Array], victim_variables: Any
 ) -> PerceptualNetwork:
-    """The victim's own features as perceptual features: NOT allowed by the threat model."""
+    """The victim's own features as perceptual features (gradients through the victim)."""
     return PerceptualNetwork(
         "white-box",
         lambda variables, images_BHWC: (victim_features_fn(variables, images_BHWC),),
         victim_variables,
-        threat_model_allowed=False,
         description="white-box victim gradients (upper bound; outside the threat model)",
     )
 
@@ -205,7 +201,6 @@ PERCEPTUAL_BUILDERS: dict[str, Callable[..., PerceptualNetwork]] = {
     "resnet50-imagenet": resnet50_perceptual,
     "white-box": white_box_perceptual,
 }
-DEFAULT_PERCEPTUAL = "victim-surrogate"
 
 
 def make_perceptual(name: str, **kwargs: Any) -> PerceptualNetwork:

@@ -11,7 +11,6 @@ outside raises `StudyPending` and resumes the same way.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,9 @@ import numpy as np
 
 from invfeat.attacks.attributes import run_attribute_attack
 from invfeat.attacks.evaluation import evaluate_reconstructions
+from invfeat.attacks.perceptual import THREAT_MODEL_ALLOWED
 from invfeat.attacks.reconstruction import run_reconstruction, train_surrogate
 from invfeat.data import builders
-from invfeat.files import write_json
 from invfeat.models.perceptual import load_keras_resnet50, white_box_perceptual
 from invfeat.study import report
 from invfeat.study.config import StudyConfig
@@ -38,11 +37,16 @@ from invfeat.study.domain import (
 )
 from invfeat.study.stages import Stages
 from invfeat.train.loop import METRICS_FILE
+from invfeat.train.run import Refusals, claim_workdir
 from invfeat.victims.base import MissingInputError, Victim
 from invfeat.victims.evaluation import chance_rank1
 from invfeat.victims.from_files import PendingFeatures, external_features
 
 EXTERNAL_DIR = "external"  # reconstructions waiting for a file victim's features
+REFUSALS = Refusals(
+    other_config="{path}: {workdir} holds a study with another configuration; "
+    "choose another run directory or remove it"
+)
 
 
 class StudyInputsError(ValueError):
@@ -122,14 +126,14 @@ def _reconstruction_block(
             scores, images = evaluate_reconstructions(
                 result.reconstruct,
                 features["query"],
-                domain.images["query"],
-                domain.plain["query"],
-                domain.identity["query"],
-                domain.camera["query"],
-                domain.plain["gallery"],
-                domain.identity["gallery"],
-                domain.camera["gallery"],
-                scoring(stage),
+                query_images=domain.images["query"],
+                query_features_plain=domain.plain["query"],
+                query_ids=domain.identity["query"],
+                query_cams=domain.camera["query"],
+                gallery_features_plain=domain.plain["gallery"],
+                gallery_ids=domain.identity["gallery"],
+                gallery_cams=domain.camera["gallery"],
+                plain_features_fn=scoring(stage),
                 attribute_predict=attribute_predict,
                 query_attributes=domain.attributes["query"],
                 grid_images=config.grid_images,
@@ -207,14 +211,7 @@ def run_study(
     """
     check_inputs(config)
     run = Path(run_dir)
-    run.mkdir(parents=True, exist_ok=True)
-    config_path = run / "config.json"
-    if config_path.exists() and json.loads(config_path.read_text()) != config.to_dict():
-        raise ValueError(
-            f"{config_path}: {run} holds a study with another configuration; "
-            "choose another run directory or remove it"
-        )
-    write_json(config.to_dict(), config_path)
+    claim_workdir(run, config.to_dict(), resume=True, refusals=REFUSALS)
     stages = Stages(run, progress)
     data_dir = Path(data_dir) if data_dir is not None else builders.default_data_dir()
     recorded = stages.run("data", lambda _: build_data(config, data_dir))
@@ -320,7 +317,7 @@ def run_study(
         },
         "perceptual": {
             "name": config.gan.perceptual,
-            "threat_model_allowed": config.gan.perceptual != "white-box",
+            "threat_model_allowed": THREAT_MODEL_ALLOWED[config.gan.perceptual],
         },
         "config": config.to_dict(),
         "timings": stages.timings,

@@ -8,8 +8,11 @@
 - `optim`: `OptimizerConfig`, `make_optimizer` (Adam/AdamW, paper/FastReID schedules, clipping).
 - `precision`: mixed-precision `Policy` (`get_policy("bfloat16")`).
 - `checkpoint`: `Checkpointer` over orbax (state + data-iterator state + meta; keep-last/best).
-- `evaluators`: registry of evaluators yielding `(name, value)` pairs.
-- `loop`: `fit`.
+- `records`: step metrics read one step late, epoch means, `metrics.jsonl` and console lines.
+- `loop`: `fit`, and the `Evaluator` protocol of what it runs at epoch ends.
+- `predict`: `BlockPredictor` (a pure function over padded, sharded fixed-size blocks).
+- `run`: `claim_workdir` (config.json, and what a fresh run does with old checkpoints) and
+  `run_training` (create a state from a seed, then `fit` it).
 
 Each submodule loads on first use.
 """
@@ -19,11 +22,13 @@ from invfeat import lazy_submodules
 SUBMODULES = (
     "checkpoint",
     "distributed",
-    "evaluators",
     "loop",
     "mesh",
     "optim",
     "precision",
+    "predict",
+    "records",
+    "run",
     "state",
 )
 __all__ = list(SUBMODULES)

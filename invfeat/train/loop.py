@@ -12,6 +12,10 @@ Ctrl-C landing inside a save takes effect once the save has been handed over to 
 
 The data is an endless iterator of per-process batches (dicts of numpy arrays); when it has
 `get_state()`/`set_state()` (grain iterators do) its position is checkpointed and restored.
+
+`_Cadence` says which steps end an epoch, evaluate or save; `_Run` trains (`train`), records,
+evaluates and saves (`end_step`), stops on NaN (`stop`) and handles Ctrl-C (`interrupt`); the
+metrics' bookkeeping is `invfeat.train.records`.
 """
 
 from __future__ import annotations
@@ -22,27 +26,40 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.sharding import Mesh
 from tqdm import tqdm
 
-from invfeat.files import write_atomic
 from invfeat.train.checkpoint import CheckpointConfig, Checkpointer
 from invfeat.train.distributed import is_primary
-from invfeat.train.evaluators import Evaluator
 from invfeat.train.mesh import batch_sharding, replicated_sharding, shard_batch
+from invfeat.train.records import (
+    EpochMeans,
+    NonFinite,
+    PendingMetrics,
+    RunLog,
+    format_metrics,
+)
 from invfeat.train.state import StepFn, abstract_like
 
 Hook = Callable[[int, Any], None]
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoints"
 DEFAULT_CHECKPOINT = CheckpointConfig()
+
+
+class Evaluator(Protocol):
+    """Measures a train state: `run(state)` yields `(metric name, value)` pairs.
+
+    `fit` records them as `<evaluator name>/<metric name>` without knowing what they measure.
+    """
+
+    def run(self, state: Any) -> Iterable[tuple[str, float]]: ...
 
 
 @dataclasses.dataclass
@@ -53,10 +70,6 @@ class FitResult:
     step: int
     history: list[dict[str, Any]]
     stop_reason: str | None = None
-
-
-class _NonFinite(Exception):
-    pass
 
 
 @jax.jit
@@ -71,39 +84,6 @@ def _all_finite(tree: Any) -> jax.Array:
 
 def _is_whole(state: Any) -> bool:
     return not any(getattr(x, "is_deleted", lambda: False)() for x in jax.tree.leaves(state))
-
-
-class _Log:
-    """JSONL file + console on process 0; the history (with earlier runs' records on process 0)."""
-
-    def __init__(self, workdir: Path | None, start_step: int, quiet: bool):
-        self.path = workdir / METRICS_FILE if workdir else None
-        self.history: list[dict[str, Any]] = []
-        self.primary = is_primary()
-        self.quiet = quiet
-        if self.primary and self.path and self.path.exists():  # keep records up to the restart
-            *lines, torn = self.path.read_text().split("\n")  # torn: a write cut off, or ""
-            records = []
-            for number, line in enumerate(lines, 1):
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{self.path}:{number}: not a JSON record ({err})") from None
-            self.history = [r for r in records if r.get("step", 0) <= start_step]
-            text = "".join(json.dumps(r) + "\n" for r in self.history)
-            write_atomic(self.path, lambda f: f.write(text.encode()))
-
-    def write(self, record: dict[str, Any], console: str | None = None, always: bool = False):
-        """Append `record`; print `console` unless quiet (`always`: print even then)."""
-        self.history.append(record)
-        if not self.primary:
-            return
-        if self.path:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
-        if console and (always or not self.quiet):
-            tqdm.write(console, file=sys.stderr)
 
 
 def _differences(old: Any, new: Any, path: str = "") -> list[str]:
@@ -130,8 +110,208 @@ def _check_meta(ckpt: Checkpointer, meta: Mapping[str, Any]) -> None:
         )
 
 
-def _fmt(metrics: Mapping[str, float]) -> str:
-    return " ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+def _compile_step(step_fn: StepFn, target: Any, mesh: Mesh) -> StepFn:
+    """`step_fn` jitted on the state's own shardings, batches split along "data", state donated."""
+    shardings = jax.tree.map(lambda x: x.sharding, target)
+    return jax.jit(
+        step_fn,
+        in_shardings=(shardings, batch_sharding(mesh)),
+        out_shardings=(shardings, replicated_sharding(mesh)),
+        donate_argnums=0,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cadence:
+    """Which steps end an epoch, run the evaluators, save a checkpoint."""
+
+    num_steps: int
+    steps_per_epoch: int
+    eval_every_steps: int | None
+    has_evaluators: bool
+    checkpoint: CheckpointConfig | None
+
+    def end_of_epoch(self, step: int) -> bool:
+        return step % self.steps_per_epoch == 0 or step == self.num_steps
+
+    def evaluates(self, step: int) -> bool:
+        if not self.has_evaluators:
+            return False
+        if self.eval_every_steps:
+            return step % self.eval_every_steps == 0
+        return self.end_of_epoch(step)
+
+    def saves(self, step: int) -> bool:
+        config = self.checkpoint
+        if config is None:
+            return False
+        every = config.every_steps is not None and step % config.every_steps == 0
+        return step == self.num_steps or every or (config.every_epoch and self.end_of_epoch(step))
+
+
+def _restore(
+    ckpt: Checkpointer,
+    target: Any,
+    train_data: Iterator[Mapping[str, Any]],
+    meta: Mapping[str, Any] | None,
+) -> tuple[Any, int, EpochMeans]:
+    """The latest checkpoint's state, step and epoch sums; the data iterator set to its place."""
+    if meta is not None:
+        _check_meta(ckpt, meta)
+    restored = ckpt.restore(target)
+    # The running means of a checkpoint taken mid-epoch, so the epoch's record is the same.
+    epoch = EpochMeans(
+        dict(restored.meta.get("epoch_sums", {})), int(restored.meta.get("epoch_count", 0))
+    )
+    if restored.data_state is not None:
+        if not hasattr(train_data, "set_state"):
+            raise TypeError(
+                "the checkpoint holds a data-iterator state but train_data has no set_state()"
+            )
+        train_data.set_state(restored.data_state)
+    elif hasattr(train_data, "set_state"):
+        # stacklevel 3: the warning names the line that called `fit`
+        warnings.warn("checkpoint has no data-iterator state: batches will differ", stacklevel=3)
+    return restored.state, restored.step, epoch
+
+
+@dataclasses.dataclass
+class _Run:
+    """One call of `fit`: the state as it trains, and what the ends of steps do with it.
+
+    `done` is the last step whose update is in `state`; `consumed` the last step whose batch
+    was taken. They differ only while a step is being dispatched, when the state's buffers may
+    already be donated: a Ctrl-C then saves nothing.
+    """
+
+    state: Any
+    start: int
+    target: Any  # the state's shapes and shardings, the restore target
+    train_step: StepFn
+    train_data: Iterator[Mapping[str, Any]]
+    mesh: Mesh
+    cadence: _Cadence
+    metrics: PendingMetrics
+    log: RunLog
+    ckpt: Checkpointer | None
+    evaluators: Mapping[str, Evaluator]
+    meta: Mapping[str, Any] | None
+    hooks: Sequence[Hook]
+    bar: tqdm
+
+    def __post_init__(self) -> None:
+        self.done = self.consumed = self.start
+        self.last_saved = self.start if self.start else None
+        self.epoch_started, self.epoch_first_step = time.perf_counter(), self.start
+
+    def run(self) -> None:
+        for step in range(self.start + 1, self.cadence.num_steps + 1):
+            self.train(step)
+            self.end_step(step)
+
+    def train(self, step: int) -> None:
+        """Take a batch, dispatch the step, read the previous step's metrics, run the hooks."""
+        try:
+            batch = next(self.train_data)
+        except StopIteration:
+            raise RuntimeError(
+                f"train_data ended after {step - 1} of {self.cadence.num_steps} steps; give fit "
+                "an endless iterator (e.g. a grain pipeline with num_epochs=None)"
+            ) from None
+        self.consumed = step
+        self.state, device_metrics = self.train_step(self.state, shard_batch(batch, self.mesh))
+        self.done = step
+        self.metrics.push(step, device_metrics)
+        self.bar.update(1)
+        for hook in self.hooks:
+            hook(step, self.state)
+
+    def end_step(self, step: int) -> None:
+        """At an epoch end, an evaluation or a save: read the metrics, record, save."""
+        end_of_epoch = self.cadence.end_of_epoch(step)
+        evaluate = self.cadence.evaluates(step)
+        save = self.cadence.saves(step)
+        if not (evaluate or save or end_of_epoch):
+            return
+        self.metrics.consume()
+        record = self.metrics.epoch.means() if end_of_epoch else {}
+        for name, evaluator in self.evaluators.items() if evaluate else ():
+            record.update({f"{name}/{k}": float(v) for k, v in evaluator.run(self.state)})
+        if end_of_epoch:
+            self.record_epoch(step, record)
+        elif record:
+            self.log.write({"kind": "eval", "step": step, **record})
+        if save:
+            self.save(step, record)
+
+    def record_epoch(self, step: int, record: dict[str, float]) -> None:
+        """The epoch's JSONL record and console line; the next epoch's sums start empty."""
+        elapsed = time.perf_counter() - self.epoch_started
+        rate = (step - self.epoch_first_step) / elapsed if elapsed > 0 else float("nan")
+        epoch = math.ceil(step / self.cadence.steps_per_epoch)
+        self.log.write(
+            {"kind": "epoch", "step": step, "epoch": epoch, **record, "steps_per_s": rate},
+            console=f"epoch {epoch} step {step}/{self.cadence.num_steps}: {format_metrics(record)} "
+            f"({rate:.3g} steps/s)",
+        )
+        self.metrics.epoch.reset()
+        self.epoch_started, self.epoch_first_step = time.perf_counter(), step
+
+    def save(self, step: int, metrics: Mapping[str, float] | None = None) -> None:
+        """Checkpoint the state, the data position, `meta` and the epoch sums (once per step)."""
+        if self.ckpt is None or self.last_saved == step:
+            return
+        if not bool(_all_finite(self.state)):
+            raise NonFinite(f"non-finite values in the train state at step {step}")
+        data = self.train_data
+        data_state = data.get_state() if hasattr(data, "get_state") else None
+        self.last_saved = step  # before the call: a Ctrl-C inside it must not save this step again
+        self.ckpt.save(
+            step,
+            self.state,
+            data_state=data_state,
+            metrics=metrics,
+            meta={
+                "step": step,
+                "epoch": step / self.cadence.steps_per_epoch,
+                "metrics": dict(metrics or {}),
+                "meta": dict(self.meta or {}),
+                "epoch_sums": dict(self.metrics.epoch.sums),
+                "epoch_count": self.metrics.epoch.count,
+            },
+        )
+
+    def stop(self, err: NonFinite) -> FitResult:
+        """The NaN stop: log why, and return the last good checkpoint's state."""
+        ckpt = self.ckpt
+        if ckpt is not None:
+            ckpt.wait()
+        good = ckpt.latest_step() if ckpt is not None else None
+        where = f"step {good} in {ckpt.directory}" if good is not None else "none saved"
+        message = f"stopping: {err}; the last good checkpoint is {where}"
+        self.log.write(
+            {"kind": "stopped", "step": self.done, "reason": str(err)}, console=message, always=True
+        )
+        state = self.state if good is None else ckpt.restore(self.target, good).state
+        return FitResult(state=state, step=good or 0, history=self.log.history, stop_reason=message)
+
+    def interrupt(self) -> None:
+        """Ctrl-C: save the whole state of the last finished step, wait for it, say what is kept."""
+        if self.ckpt is None:
+            return
+        if self.consumed == self.done and _is_whole(self.state):
+            try:
+                self.metrics.consume()
+                self.save(self.done)
+            except NonFinite:
+                pass
+        self.ckpt.wait()  # the latest step counts once its save is committed
+        kept = self.ckpt.latest_step()
+        tqdm.write(
+            f"interrupted at step {self.done}; "
+            + (f"checkpoint {kept} kept" if kept is not None else "no checkpoint saved yet"),
+            file=sys.stderr,
+        )
 
 
 def fit(
@@ -176,40 +356,10 @@ def fit(
     target = abstract_like(state)
     ckpt = Checkpointer(workdir / CHECKPOINT_DIR, checkpoint) if checkpoint else None
 
-    start = 0
-    epoch_sums: dict[str, float] = {}
-    epoch_count = 0
+    start, epoch = 0, EpochMeans()
     if resume and ckpt is not None and ckpt.latest_step() is not None:
-        if meta is not None:
-            _check_meta(ckpt, meta)
-        restored = ckpt.restore(target)
-        state, start = restored.state, restored.step
-        # The running means of a checkpoint taken mid-epoch, so the epoch's record is the same.
-        epoch_sums = dict(restored.meta.get("epoch_sums", {}))
-        epoch_count = int(restored.meta.get("epoch_count", 0))
-        if restored.data_state is not None:
-            if not hasattr(train_data, "set_state"):
-                raise TypeError(
-                    "the checkpoint holds a data-iterator state but train_data has no set_state()"
-                )
-            train_data.set_state(restored.data_state)
-        elif hasattr(train_data, "set_state"):
-            warnings.warn(
-                "checkpoint has no data-iterator state: batches will differ", stacklevel=2
-            )
-    log = _Log(workdir, start, quiet=not progress)
-
-    shardings = jax.tree.map(lambda x: x.sharding, target)
-    train_step = jax.jit(
-        step_fn,
-        in_shardings=(shardings, batch_sharding(mesh)),
-        out_shardings=(shardings, replicated_sharding(mesh)),
-        donate_argnums=0,
-    )
-    checked = None if finite_metrics is None else set(finite_metrics)
-    pending: tuple[int, Any] | None = None
-    last_saved = start if start else None
-    done = consumed = start
+        state, start, epoch = _restore(ckpt, target, train_data, meta)
+    log = RunLog(workdir / METRICS_FILE if workdir else None, start, quiet=not progress)
     bar = tqdm(
         total=num_steps,
         initial=start,
@@ -218,138 +368,35 @@ def fit(
         unit="step",
         disable=not (progress and is_primary()) or start >= num_steps,  # nothing left to run
     )
-
-    def consume() -> None:
-        """Fetch the pending step's metrics, check them, add them to the epoch means."""
-        nonlocal pending, epoch_count
-        if pending is None:
-            return
-        step, device_metrics = pending
-        pending = None
-        metrics = {k: float(np.asarray(v)) for k, v in jax.device_get(device_metrics).items()}
-        bad = {
-            k: v
-            for k, v in metrics.items()
-            if (checked is None or k in checked) and not math.isfinite(v)
-        }
-        if bad:
-            raise _NonFinite(f"non-finite {_fmt(bad)} at step {step}")
-        for k, v in metrics.items():
-            epoch_sums[k] = epoch_sums.get(k, 0.0) + v
-        epoch_count += 1
-        bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if "loss" in k}, refresh=False)
-        if log_every_steps and step % log_every_steps == 0:
-            log.write(
-                {"kind": "step", "step": step, **{f"train/{k}": v for k, v in metrics.items()}}
-            )
-
-    def save(step: int, metrics: Mapping[str, float] | None = None) -> None:
-        nonlocal last_saved
-        if ckpt is None or last_saved == step:
-            return
-        if not bool(_all_finite(state)):
-            raise _NonFinite(f"non-finite values in the train state at step {step}")
-        data_state = train_data.get_state() if hasattr(train_data, "get_state") else None
-        epoch = step / steps_per_epoch
-        last_saved = step  # before the call: a Ctrl-C inside it must not save this step again
-        ckpt.save(
-            step,
-            state,
-            data_state=data_state,
-            metrics=metrics,
-            meta={
-                "step": step,
-                "epoch": epoch,
-                "metrics": dict(metrics or {}),
-                "meta": dict(meta or {}),
-                "epoch_sums": dict(epoch_sums),
-                "epoch_count": epoch_count,
-            },
-        )
-
-    t_epoch, step_epoch = time.perf_counter(), start
+    checked = None if finite_metrics is None else set(finite_metrics)
+    run = _Run(
+        state=state,
+        start=start,
+        target=target,
+        train_step=_compile_step(step_fn, target, mesh),
+        train_data=train_data,
+        mesh=mesh,
+        cadence=_Cadence(
+            num_steps, steps_per_epoch, eval_every_steps, bool(evaluators), checkpoint
+        ),
+        metrics=PendingMetrics(epoch, checked, bar, log, log_every_steps),
+        log=log,
+        ckpt=ckpt,
+        evaluators=evaluators,
+        meta=meta,
+        hooks=hooks,
+        bar=bar,
+    )
     try:
-        for step in range(start + 1, num_steps + 1):
-            try:
-                batch = next(train_data)
-            except StopIteration:
-                raise RuntimeError(
-                    f"train_data ended after {step - 1} of {num_steps} steps; give fit an endless "
-                    "iterator (e.g. a grain pipeline with num_epochs=None)"
-                ) from None
-            consumed = step
-            state, metrics = train_step(state, shard_batch(batch, mesh))
-            done = step
-            consume()
-            pending = (step, metrics)
-            bar.update(1)
-            for hook in hooks:
-                hook(step, state)
-            end_of_epoch = step % steps_per_epoch == 0 or step == num_steps
-            do_eval = bool(evaluators) and (
-                step % eval_every_steps == 0 if eval_every_steps else end_of_epoch
-            )
-            do_save = ckpt is not None and (
-                step == num_steps
-                or (checkpoint.every_steps is not None and step % checkpoint.every_steps == 0)
-                or (checkpoint.every_epoch and end_of_epoch)
-            )
-            if not (do_eval or do_save or end_of_epoch):
-                continue
-            consume()
-            record: dict[str, float] = {}
-            if end_of_epoch and epoch_count:
-                record.update({f"train/{k}": v / epoch_count for k, v in epoch_sums.items()})
-            for name, evaluator in evaluators.items() if do_eval else ():
-                record.update({f"{name}/{k}": float(v) for k, v in evaluator.run(state)})
-            if end_of_epoch:
-                elapsed = time.perf_counter() - t_epoch
-                rate = (step - step_epoch) / elapsed if elapsed > 0 else float("nan")
-                epoch = math.ceil(step / steps_per_epoch)
-                log.write(
-                    {"kind": "epoch", "step": step, "epoch": epoch, **record, "steps_per_s": rate},
-                    console=f"epoch {epoch} step {step}/{num_steps}: {_fmt(record)} "
-                    f"({rate:.3g} steps/s)",
-                )
-                epoch_sums.clear()
-                epoch_count = 0
-                t_epoch, step_epoch = time.perf_counter(), step
-            elif record:
-                log.write({"kind": "eval", "step": step, **record})
-            if do_save:
-                save(step, record)
-        consume()
-    except _NonFinite as err:
-        if ckpt is not None:
-            ckpt.wait()
-        good = ckpt.latest_step() if ckpt is not None else None
-        where = f"step {good} in {ckpt.directory}" if good is not None else "none saved"
-        message = f"stopping: {err}; the last good checkpoint is {where}"
-        log.write(
-            {"kind": "stopped", "step": done, "reason": str(err)}, console=message, always=True
-        )
-        if good is not None:
-            state = ckpt.restore(target, good).state
-        return FitResult(state=state, step=good or 0, history=log.history, stop_reason=message)
+        run.run()
+    except NonFinite as err:
+        return run.stop(err)
     except KeyboardInterrupt:
-        if ckpt is not None:
-            if consumed == done and _is_whole(state):
-                try:
-                    consume()
-                    save(done)
-                except _NonFinite:
-                    pass
-            ckpt.wait()  # the latest step counts once its save is committed
-            kept = ckpt.latest_step()
-            tqdm.write(
-                f"interrupted at step {done}; "
-                + (f"checkpoint {kept} kept" if kept is not None else "no checkpoint saved yet"),
-                file=sys.stderr,
-            )
+        run.interrupt()
         raise
     finally:
         bar.close()
         if ckpt is not None:
             ckpt.wait()
             ckpt.close()
-    return FitResult(state=state, step=done, history=log.history)
+    return FitResult(state=run.state, step=run.done, history=log.history)

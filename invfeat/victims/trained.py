@@ -16,11 +16,11 @@ from invfeat import shufflebits
 from invfeat.api import FeatureAPI
 from invfeat.files import write_atomic
 from invfeat.models.reid import ReIDModel, get_config, make_features_fn
+from invfeat.train.run import CONFIG_FILE
 from invfeat.victims.base import DatasetRef, ServeFn, VictimNotTrainedError
 from invfeat.victims.config import VictimConfig
 from invfeat.victims.evaluation import evaluate_victim
 
-CONFIG_FILE = "config.json"
 VARIABLES_FILE = "victim.msgpack"
 SUMMARY_FILE = "victim.json"
 FORMAT_VERSION = 1  # of victim.json + victim.msgpack; files without the field are format 1

@@ -28,16 +28,16 @@ from invfeat.data.pipeline import (
     materialize,
     read_identities,
 )
-from invfeat.files import write_atomic
 from invfeat.models.reid import IMAGENET_MEAN, ReIDModel, get_config
 from invfeat.train import distributed, optim, precision
 from invfeat.train import state as S
 from invfeat.train.checkpoint import CheckpointConfig
-from invfeat.train.loop import CHECKPOINT_DIR, fit
+from invfeat.train.loop import Evaluator
 from invfeat.train.mesh import make_mesh
+from invfeat.train.run import Refusals, claim_workdir, run_training
 from invfeat.victims.config import VictimConfig
 from invfeat.victims.evaluation import ReIDEvaluator
-from invfeat.victims.trained import CONFIG_FILE, TrainedVictim, inference_model, save_victim
+from invfeat.victims.trained import TrainedVictim, inference_model, save_victim
 
 
 def make_loss_fn(
@@ -98,7 +98,8 @@ def random_erasing(
     return jnp.where(mask_BHW1, mean, images_BHWC)
 
 
-def make_optimizer(config: VictimConfig, steps_per_epoch: int) -> Any:
+def victim_optimizer(config: VictimConfig, steps_per_epoch: int) -> Any:
+    """Adam with warm-up and step decay at the config's milestones (epochs made steps)."""
     return optim.make_optimizer(
         optim.OptimizerConfig(
             name="adam",
@@ -111,27 +112,12 @@ def make_optimizer(config: VictimConfig, steps_per_epoch: int) -> Any:
     )
 
 
-def _check_workdir(workdir: Path, config: VictimConfig, resume: bool) -> None:
-    """Write config.json; refuse to mix runs (resume with another config, restart over one)."""
-    path = workdir / CONFIG_FILE
-    has_run = (workdir / CHECKPOINT_DIR).exists() and any((workdir / CHECKPOINT_DIR).iterdir())
-    if path.exists() and resume:
-        stored = json.loads(path.read_text())
-        if stored != config.record():
-            changed = sorted(k for k in stored.keys() | config.record().keys()
-                             if stored.get(k) != config.record().get(k))  # fmt: skip
-            raise ValueError(
-                f"{path}: the run in {workdir} used another config (fields {changed} differ); "
-                "resume it with the same config or choose another --workdir"
-            )
-    elif has_run and not resume:
-        raise FileExistsError(
-            f"{workdir} already holds a training run; pass resume=True (--resume) to continue "
-            "it, or choose another workdir"
-        )
-    if distributed.is_primary():  # every process checked the same files; one writes
-        workdir.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, lambda f: f.write(json.dumps(config.record(), indent=2).encode()))
+REFUSALS = Refusals(
+    other_config="{path}: the run in {workdir} used another config (fields {changed} differ); "
+    "resume it with the same config or choose another --workdir",
+    old_run="{workdir} already holds a training run; pass resume=True (--resume) to continue "
+    "it, or choose another workdir",
+)
 
 
 def train_victim(
@@ -172,13 +158,13 @@ def train_on_source(
     workdir: str | Path,
     *,
     resume: bool = False,
-    evaluators: Mapping[str, Any] | None = None,
+    evaluators: Mapping[str, Evaluator] | None = None,
     hooks: Sequence[Callable[[int, Any], None]] = (),
     progress: bool = True,
 ) -> TrainedVictim:
     """`train_victim` over any source of train records (e.g. an `ArraySource`)."""
     workdir = Path(workdir)
-    _check_workdir(workdir, config, resume)
+    claim_workdir(workdir, config.record(), resume=resume, refusals=REFUSALS)
     start = time.perf_counter()
     mesh = make_mesh()
     if config.in_memory and not isinstance(source, ArraySource):
@@ -187,7 +173,6 @@ def train_on_source(
     steps_per_epoch = config.steps_per_epoch or max(1, len(source) // config.batch_size)
     num_steps = config.epochs * steps_per_epoch
     recipe = _recipe(json.dumps(config.to_dict()), tuple(class_ids.tolist()), steps_per_epoch)
-    state = S.create_train_state(recipe.init_fn, recipe.tx, mesh, seed=config.seed)
     loader = make_loader(
         source,
         LoaderConfig(
@@ -199,19 +184,21 @@ def train_on_source(
             seed=config.seed,
         ),
     )
-    result = fit(
-        state,
+    result = run_training(
+        recipe.init_fn,
+        recipe.tx,
         recipe.step_fn,
-        iter(loader),
+        loader,
         mesh=mesh,
+        seed=config.seed,
         num_steps=num_steps,
         steps_per_epoch=steps_per_epoch,
         workdir=workdir,
+        checkpoint=CheckpointConfig(keep_last=config.keep_last),
+        meta={"victim": config.to_dict()},
         resume=resume,
         evaluators=evaluators,
         eval_every_steps=(config.eval_every_epochs * steps_per_epoch) or None,
-        meta={"victim": config.to_dict()},
-        checkpoint=CheckpointConfig(keep_last=config.keep_last),
         hooks=hooks,
         progress=progress,
     )
@@ -248,7 +235,7 @@ def _recipe(config_json: str, class_ids: tuple[int, ...], steps_per_epoch: int) 
     config = VictimConfig.from_dict(json.loads(config_json))
     policy = precision.get_policy(config.precision)
     model = get_config(config.model).build(num_classes=len(class_ids), dtype=policy.compute_dtype)
-    tx = make_optimizer(config, steps_per_epoch)
+    tx = victim_optimizer(config, steps_per_epoch)
     loss_fn = make_loss_fn(model, config, np.asarray(class_ids), policy)
     return _Recipe(tx, make_init_fn(model, config.input_size), S.make_train_step(loss_fn, tx))
 
