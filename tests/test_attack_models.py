@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from fast_init import fast_init
+from helpers.fast_init import fast_init
 
 from invfeat.attacks.perceptual import threat_model_allowed
 from invfeat.models.attribute_head import AttributeHead, block_widths

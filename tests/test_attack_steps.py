@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from fast_init import fast_init
+from helpers.fast_init import fast_init
 
 from invfeat.attacks.steps import (
     GAN_WEIGHTS,

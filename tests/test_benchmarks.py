@@ -1,4 +1,6 @@
-"""The benchmark scripts run end to end at tiny sizes and print their tables (nothing is timed).
+"""The benchmark scripts (benchmarks/): each runs end to end at tiny sizes and prints its tables
+(nothing is timed), refuses bad sizes and names with one usage error (exit 2) before any work, and
+the helper modules say what they are when run as scripts.
 
 benchmarks/gpu.sh runs on a lent GPU machine with minutes of device time and an image without
 grain, tensorflow-datasets or array-record: a crash there wastes the loan. Each script it calls
@@ -8,7 +10,9 @@ the slow test runs `SMOKE=1 bash benchmarks/gpu.sh` itself.
 
 from __future__ import annotations
 
+import importlib
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +20,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+BENCHMARKS = REPO / "benchmarks"
 HIDDEN = ("grain", "tensorflow_datasets", "array_record")
 
 
@@ -144,11 +149,11 @@ def test_gpu_sh_reports_failed_steps_and_exits_nonzero(tmp_path: Path) -> None:
 
 def test_kernel_count_reads_gpu_hlo() -> None:
     """cuDNN convolutions and multi-output fusions (tuple shapes, with spaces) are kernels too."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
+    sys.path.insert(0, str(BENCHMARKS))
     try:
         from shufflebits_resnet import kernels
     finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+        sys.path.remove(str(BENCHMARKS))
     hlo = """HloModule m
 %fused (p0: f32[2,3]) -> (f32[2,3], f32[2]) {
   %p0 = f32[2,3]{1,0} parameter(0)
@@ -200,3 +205,90 @@ def test_victim_train_at_tiny_size() -> None:
     )
     rows = _table_rows(_finish(proc), "| config | precision |")
     assert len(rows) == 1 and rows[0].startswith("| tiny | float32 | 32x16 |"), rows
+
+
+REFUSED = [
+    ("shufflebits", ["--mib", "1", "--repeats", "1", "--sample", "0"], "--sample must be >= 1"),
+    ("shufflebits_resnet", ["--config", "nope"], "argument --config: invalid choice: 'nope'"),
+    (
+        "shufflebits_resnet",
+        [
+            "--config",
+            "cpu-tiny",
+            "--batch",
+            "0",
+            "--height",
+            "32",
+            "--width",
+            "16",
+            "--repeats",
+            "1",
+        ],
+        "--batch must be >= 1: got 0",
+    ),
+    ("shufflebits_resnet", ["--config", "cpu-tiny", "--repeats", "0"], "--repeats must be >= 1"),
+    ("data_pipeline", ["--images", "0"], "--images must be >= 1: got 0"),
+    ("data_pipeline", ["--images", "8", "--batch-size", "0"], "--batch-size must be >= 1"),
+    ("data_pipeline", ["--images", "8", "--threads", "0", "-1"], "--threads must be >= 0"),
+    (
+        "victim",
+        ["--configs", "cpu-tiny", "--train-batch", "4", "--infer-batch", "4", "--repeats", "0"]
+        + ["--warmup", "0", "--matmul-size", "8"],
+        "--repeats must be >= 1: got 0",
+    ),
+    ("victim_train", ["--configs", "nope"], "--configs: unknown victim config 'nope'"),
+    ("victim_train", ["--configs", "tiny", "--precisions", "fp8"], "--precisions: unknown ['fp8']"),
+    ("victim_train", ["--configs", "tiny", "--identities", "2"], "--identities 2: tiny batches 4"),
+    ("victim_train", ["--configs", "tiny", "--steps-per-epoch", "0"], "--steps-per-epoch must be"),
+    ("attribute_encodings", ["--study", "nope"], "argument --study: invalid choice: 'nope'"),
+]
+
+
+@pytest.fixture
+def script(monkeypatch: pytest.MonkeyPatch):
+    """Import benchmarks/NAME.py as the script does (its folder on sys.path) and call main with
+    argv; returns the exit status and stderr."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+
+    def call(name: str, argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
+        module = importlib.import_module(name)
+        monkeypatch.setattr(sys, "argv", [f"{name}.py", *argv])
+        with pytest.raises(SystemExit) as exit_info:
+            module.main()
+        return exit_info.value.code, capsys.readouterr().err
+
+    yield call
+    for module in [m for m in sys.modules.values() if getattr(m, "__file__", None)]:
+        if Path(module.__file__).parent == BENCHMARKS:  # `victim`, `shufflebits`: not ours
+            del sys.modules[module.__name__]
+
+
+@pytest.mark.parametrize(("name", "argv", "message"), REFUSED)
+def test_bad_arguments_are_one_usage_error(script, capsys, name, argv, message):
+    code, err = script(name, argv, capsys)
+    assert code == 2
+    assert f"{name}.py: error: " in err and message in err, err
+    assert "Traceback" not in err
+
+
+def test_attribute_encodings_names_the_data_dir_it_lacks(script, capsys, tmp_path, monkeypatch):
+    """A finished run read against a data dir that lacks its dataset (the default ./data when
+    the study ran elsewhere) is a usage error saying which, not a FileNotFoundError."""
+    (tmp_path / "runs" / "tiny").mkdir(parents=True)
+    (tmp_path / "runs" / "tiny" / "report.json").write_text("{}")
+    monkeypatch.setenv("INVFEAT_DATA_DIR", str(tmp_path / "elsewhere"))
+    code, err = script(
+        "attribute_encodings", ["--study", "tiny", "--runs-dir", str(tmp_path / "runs")], capsys
+    )
+    assert code == 2
+    assert f"{tmp_path / 'elsewhere' / 'synth_market'}: no such folder" in err, err
+    assert "(--data-dir: the folder the study ran on)" in err
+
+
+def test_helper_modules_run_as_scripts(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(BENCHMARKS / "benes.py"), run_name="__main__")
+    assert exit_info.value.code == 2
+    assert "shufflebits.py --formulations" in capsys.readouterr().err
+    runpy.run_path(str(BENCHMARKS / "device_info.py"), run_name="__main__")
+    assert capsys.readouterr().out.startswith("device: cpu backend, jax ")

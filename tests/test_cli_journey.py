@@ -196,13 +196,18 @@ def test_a_missing_optional_package_is_an_error_line(tmp_path, monkeypatch, caps
     (tmp_path / "resnet50.h5").write_bytes(b"")
     monkeypatch.setitem(sys.modules, "h5py", None)  # `import h5py` raises ImportError
     argv = ["run", "paper-market-bot", "--runs-dir", str(tmp_path / "runs"), "--quiet"]
-    argv += ["--victim-features", str(features), "--perceptual-weights", str(tmp_path / "resnet50.h5")]
+    argv += [
+        "--victim-features",
+        str(features),
+        "--perceptual-weights",
+        str(tmp_path / "resnet50.h5"),
+    ]
     assert main(argv) == 2
     assert "pip install h5py" in _error(capsys)
 
 
 def test_build_tells_how_to_rebuild_after_files_were_left_out(tmp_path, capsys):
-    import fake_trees
+    from helpers import fake_trees
 
     base = fake_trees.market_tree(tmp_path / "manual")
     (base / "bounding_box_test/0001_c2s1_000976_03.jpg").write_bytes(b"")  # interrupted copy

@@ -1,4 +1,5 @@
-"""What the command line prints on stderr: invfeat's warnings as one `warning:` line each."""
+"""`python -m experiments` (experiments/__main__.py): invfeat's own warnings reach stderr as one
+`warning:` line each, and other warnings keep Python's format."""
 
 import os
 import re
@@ -6,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import fake_trees
+from helpers import fake_trees
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONWARNINGS": "default"}
@@ -33,7 +34,7 @@ def test_data_build_warnings_are_one_line_each(tmp_path):
     assert left_out == [f"warning: {empty}: left out: cannot decode image query/{empty.name}: "
                         "it is empty"], done.stderr[-3000:]  # fmt: skip
     assert any(line.startswith("warning: ") and "partial copy?" in line for line in lines)
-    # Python's format named an invfeat source line and echoed it ("  for record in records:").
+    # Not Python's format, which names the invfeat source line and echoes it (`for record in ...`).
     assert "LayoutWarning" not in done.stderr and "for record in records" not in done.stderr
 
 

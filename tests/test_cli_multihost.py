@@ -1,6 +1,6 @@
-"""The command line under two processes on 127.0.0.1 (two CPU devices each, gloo collectives):
-`victim train` trains one victim together and writes each file once, `victim eval` and
-`features extract` run on process 0 while the other waits for its exit status, and the study
+"""The command line (experiments/) under two processes on 127.0.0.1 (two CPU devices each, gloo
+collectives): `victim train` trains one victim together and writes each file once, `victim eval`
+and `features extract` run on process 0 while the other waits for its exit status, and the study
 refuses to start."""
 
 import dataclasses
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import multihost_launch
 import numpy as np
 import pytest
-from multihost_cli_main import TINY_WORLD
+from helpers import multihost_cli_main, multihost_launch
+from helpers.multihost_cli_main import TINY_WORLD
 
 from experiments.configs import VICTIMS
 from invfeat import shufflebits
@@ -24,7 +24,7 @@ from invfeat import victims as V
 from invfeat.data.feature_files import read_features
 from invfeat.victims.extraction import extract_features
 
-MAIN = Path(__file__).with_name("multihost_cli_main.py")
+MAIN = Path(multihost_cli_main.__file__)
 TIMEOUT_S = 240
 
 

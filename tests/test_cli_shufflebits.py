@@ -1,4 +1,5 @@
-"""`python -m experiments shufflebits ...`, run in-process through experiments.__main__.main."""
+"""`python -m experiments shufflebits ...` (experiments/shufflebits.py), run in-process through
+experiments.__main__.main: keygen, encrypt, decrypt, selftest, their errors and --help."""
 
 import os
 import stat
@@ -181,3 +182,16 @@ def test_selftest_passes(capsys):
     assert main(["shufflebits", "selftest"]) == 0
     out = capsys.readouterr().out
     assert "5/5 checks passed" in out and "FAIL" not in out
+
+
+def _help(capsys, *argv: str) -> str:
+    with pytest.raises(SystemExit) as done:
+        main([*argv, "--help"])
+    assert done.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_keygen_bits_help_gives_default_and_one_time_ignoring_it(capsys):
+    text = _help(capsys, "shufflebits", "keygen")
+    assert "default: 32" in text
+    assert "--one-time ignores it" in text

@@ -1,4 +1,4 @@
-"""Attribute tables read from the real packaged .mat files."""
+"""The real attribute tables (invfeat/data/attributes.py), read from the packaged .mat files."""
 
 from __future__ import annotations
 

@@ -1,19 +1,24 @@
-"""Real-dataset builders end to end on tiny fake trees, read back through tfds.data_source."""
+"""Builders of the real sets (invfeat/data/builders/): end to end on tiny fake trees, read back
+through tfds.data_source; missing splits, empty or unreadable images, identities the attribute
+tables lack, a folder of another dataset; the registry and the default data dir."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 import warnings
 
 import cv2
-import fake_trees
 import numpy as np
 import pytest
+from helpers import fake_trees
 
 from invfeat.data import builders
 from invfeat.data.attributes import load_attribute_table
 from invfeat.data.builders.common import attributes_from_metadata, decode_image
 from invfeat.data.layouts import LayoutWarning
+
+pytestmark = pytest.mark.filterwarnings("ignore::invfeat.data.layouts.LayoutWarning")
 
 
 def _build(name, tmp_path, make_tree):
@@ -107,31 +112,6 @@ def test_default_data_dir_env(monkeypatch, tmp_path):
     assert builders.default_data_dir() == tmp_path
 
 
-@pytest.mark.filterwarnings("ignore::invfeat.data.layouts.LayoutWarning")
-def test_cli_build_prints_images_and_identities(tmp_path, capsys):
-    import argparse
-
-    from experiments import data as data_cli
-
-    parser = argparse.ArgumentParser()
-    data_cli.register(parser.add_subparsers(dest="group"))
-    fake_trees.duke_tree(tmp_path / "manual")
-    argv = ["data", "build", "--dataset", "dukemtmc_reid", "--data-dir", str(tmp_path / "data")]
-    args = parser.parse_args(argv)
-    assert args.func(args) == 2  # no --manual-dir: an error line, then the instructions
-    assert "DukeMTMC-reID" in capsys.readouterr().err
-    args = parser.parse_args([*argv, "--manual-dir", str(tmp_path / "manual")])
-    assert args.func(args) == 0
-    lines = capsys.readouterr().out.splitlines()
-    lines = lines[[line.split()[:1] for line in lines].index(["split"]) + 1 :]
-    rows = {line.split()[0]: line.split()[1:] for line in lines}
-    assert rows == {"train": ["4", "2"], "query": ["2", "2"], "gallery": ["3", "3"]}
-    # Built already: a second run reads the counts back from disk.
-    assert args.func(args) == 0
-    assert capsys.readouterr().out.splitlines()[-3:] == lines
-
-
-@pytest.mark.filterwarnings("ignore::invfeat.data.layouts.LayoutWarning")
 def test_a_folder_of_another_dataset_is_refused_not_built_empty(tmp_path):
     # DukeMTMC-reID files unpacked where Market-1501 is expected: no name follows Market's scheme.
     fake_trees.duke_tree(tmp_path / "other").rename(tmp_path / "Market-1501-v15.09.15")
@@ -144,3 +124,45 @@ def test_a_folder_of_another_dataset_is_refused_not_built_empty(tmp_path):
     fake_trees.market_tree(tmp_path)
     b = builders.build("market1501", data_dir=tmp_path / "data", manual_dir=tmp_path)
     assert b.info.splits["train"].num_examples == 4
+
+
+def test_a_missing_split_is_refused_and_nothing_is_kept(tmp_path):
+    base = fake_trees.market_tree(tmp_path / "manual")
+    shutil.move(base / "query", tmp_path / "query-elsewhere")
+    with pytest.raises(ValueError, match=r"split\(s\) query missing \(query: .*query is missing\)"):
+        builders.build("market1501", data_dir=tmp_path / "data", manual_dir=tmp_path / "manual")
+    # The user moves the folder back: the next build is a real one, not a reuse of a partial one.
+    shutil.move(tmp_path / "query-elsewhere", base / "query")
+    b = builders.build("market1501", data_dir=tmp_path / "data", manual_dir=tmp_path / "manual")
+    assert sorted(b.info.splits) == ["gallery", "query", "train"]
+
+
+def test_empty_and_unreadable_images_are_left_out_by_name(tmp_path):
+    base = fake_trees.market_tree(tmp_path / "manual")
+    (base / "bounding_box_test/0001_c2s1_000976_03.jpg").write_bytes(b"")  # interrupted copy
+    whole = (base / "query/0003_c1s6_015971_00.jpg").read_bytes()
+    (base / "query/0003_c1s6_015971_00.jpg").write_bytes(whole[: len(whole) // 2])  # truncated
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        b = builders.build("market1501", data_dir=tmp_path / "data", manual_dir=tmp_path / "manual")
+    messages = [str(w.message) for w in caught if issubclass(w.category, LayoutWarning)]
+    assert any("0001_c2s1_000976_03.jpg: left out: cannot decode image" in m for m in messages)
+    assert any("0003_c1s6_015971_00.jpg: left out: cannot decode" in m for m in messages)
+    rejected = b.info.metadata["rejected_files"]
+    assert ["bounding_box_test/0001_c2s1_000976_03.jpg", "cannot decode"] in rejected
+    assert ["query/0003_c1s6_015971_00.jpg", "cannot decode"] in rejected
+    assert {s: b.info.splits[s].num_examples for s in b.info.splits} == {
+        "train": 4,
+        "query": 1,
+        "gallery": 4,
+    }
+
+
+def test_identities_the_attribute_table_lacks_are_warned_about(tmp_path):
+    # Identity 1 is a Market-1501 test identity: the train table has no row for it.
+    files = {**fake_trees.MARKET_FILES}
+    files["bounding_box_train"] = (*files["bounding_box_train"], "0001_c1s1_000001_01.jpg")
+    fake_trees.folder_tree(tmp_path / "manual" / "Market-1501-v15.09.15", files)
+    with pytest.warns(LayoutWarning, match=r"market1501/train: 1 identities have no row .*\(1\)"):
+        b = builders.build("market1501", data_dir=tmp_path / "data", manual_dir=tmp_path / "manual")
+    assert b.info.metadata["identities_without_attributes"] == {"train": [1]}

@@ -1,4 +1,5 @@
-"""FastReID .npz feature files: round trip, validation errors naming the file, atomic writes."""
+"""FastReID .npz feature files (invfeat/data/feature_files.py): round trip, validation errors
+naming the file, atomic writes, alignment to dataset records."""
 
 import os
 

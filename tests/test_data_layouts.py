@@ -1,14 +1,19 @@
-"""On-disk layout parsers: naming schemes, junk/distractors, count warnings, rejected files."""
+"""On-disk layouts of the real sets (invfeat/data/layouts.py): naming schemes, junk and
+distractors, count warnings, rejected and missing files; MSMT17_V1 under a unicode path, archives
+not unpacked, nested folders and split folders given as the root."""
 
 from __future__ import annotations
 
+import shutil
 import warnings
 
-import fake_trees
 import pytest
+from helpers import fake_trees
 
-from invfeat.data import layouts
+from invfeat.data import builders, layouts
 from invfeat.data.layouts import LayoutWarning
+
+pytestmark = pytest.mark.filterwarnings("ignore::invfeat.data.layouts.LayoutWarning")
 
 
 def _parse_quietly(dataset, root):
@@ -92,3 +97,54 @@ def test_missing_split_folder_is_reported(tmp_path):
     assert "query" not in layout.splits
     assert layout.missing == {"query": f"{base / 'query'} is missing"}
     assert any("query is missing; split 'query' left out" in m for m in messages)
+
+
+def test_msmt17_v1_layout_builds_under_a_unicode_path_with_spaces(tmp_path):
+    manual = tmp_path / "my datasets ü 数据"
+    fake_trees.msmt_tree(manual, version=1)
+    layout = layouts.parse("msmt17", manual)
+    assert layout.root == manual / "MSMT17_V1" and layout.rejected == []
+    assert {s: len(e) for s, e in layout.splits.items()} == {
+        "train": 3,
+        "val": 1,
+        "query": 1,
+        "gallery": 2,
+    }
+    assert layout.splits["train"][0].file_name == "train/0000/0000_000_01_0303morning_0015_0.jpg"
+    gallery = layout.splits["gallery"]
+    assert [(e.file_name.split("/")[0], e.identity, e.camera) for e in gallery] == [
+        ("test", 0, 12),
+        ("test", 4, 15),
+    ]
+    b = builders.build("msmt17", data_dir=tmp_path / "da ta", manual_dir=manual)
+    assert {s: b.info.splits[s].num_examples for s in b.info.splits} == {
+        "train": 3,
+        "val": 1,
+        "query": 1,
+        "gallery": 2,
+    }
+
+
+def test_an_msmt17_root_without_image_folders_is_named(tmp_path):
+    base = fake_trees.msmt_tree(tmp_path)
+    shutil.rmtree(base / "mask_train_v2")
+    shutil.rmtree(base / "mask_test_v2")
+    with pytest.warns(LayoutWarning, match="no MSMT17 image folder .mask_train_v2/ and mask_test"):
+        layout = layouts.parse("msmt17", tmp_path)
+    assert layout.splits == {} and set(layout.missing) == {"train", "val", "query", "gallery"}
+
+
+@pytest.mark.parametrize("archive", ["Market-1501-v15.09.15.zip", "market1501.tar.gz"])
+def test_an_archive_not_unpacked_is_named(tmp_path, archive):
+    (tmp_path / archive).write_bytes(b"PK\x03\x04")
+    with pytest.raises(FileNotFoundError, match=f"holds {archive}: unpack it there first"):
+        layouts.parse("market1501", tmp_path)
+    with pytest.raises(FileNotFoundError, match="is a file, not a folder: unpack it"):
+        layouts.parse("market1501", tmp_path / archive)
+
+
+def test_nested_folder_is_found_and_a_split_folder_points_to_its_parent(tmp_path):
+    base = fake_trees.market_tree(tmp_path / "Market-1501-v15.09.15")  # unzip -d of its own name
+    assert layouts.find_root(tmp_path, "market1501") == base
+    with pytest.raises(FileNotFoundError, match=f"pass {base}$"):
+        layouts.find_root(base / "query", "market1501")

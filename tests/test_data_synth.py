@@ -1,4 +1,5 @@
-"""The synthetic world: determinism, protocol, file names, visible attributes, hard identities."""
+"""The synthetic world (invfeat/data/synth/): determinism, protocol, file names, visible
+attributes, hard identities; the contact sheet and attribute descriptions of its preview."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from invfeat.data.synth import SynthConfig, domain, plan, render_shot, render_split
+from invfeat.data.synth.preview import describe, write_contact_sheet
 from invfeat.data.synth.protocol import Shot, identities
 from invfeat.data.synth.world import ATTACK_DOMAINS, msmt_identities, table_identities
 
@@ -227,3 +229,23 @@ def test_identities_are_distinguishable_but_not_trivially():
     distance = (q**2).sum(1)[:, None] - 2 * q @ g.T + (g**2).sum(1)[None, :]
     rank1 = float(np.mean(distance.argmin(1) == np.arange(n)))
     assert 8 / n < rank1 < 0.5, rank1  # chance is 1/n: pixels carry identity, a model must learn it
+
+
+def test_contact_sheet(tmp_path):
+    out = write_contact_sheet(
+        "synth_duke", tmp_path / "sheet.png", num_identities=2, num_cameras=3, zoom=1
+    )
+    sheet = cv2.imread(str(out))
+    assert sheet is not None and sheet.shape[1] == 3 * 64 and sheet.shape[0] > 2 * 128
+    assert (sheet[:, :, :] < 50).any()  # text printed
+
+
+def test_describe_reads_the_attribute_row():
+    attributes = domain("synth_market").attributes
+    values = np.zeros(len(attributes), np.int64)
+    names = [a.name for a in attributes]
+    for name, v in (("gender", 1), ("backpack", 1), ("upred", 1), ("upblue", 1)):
+        values[names.index(name)] = v
+    text = describe(values, attributes)
+    assert "female" in text and "backpack" in text and "up: red+blue" in text
+    assert "down: other" in text

@@ -1,7 +1,6 @@
 """The Justfile's recipes run with whatever Python the user has: the `.venv` that `just setup`
-makes when it exists, else the `python` and `ruff` on PATH. They ran `.venv/bin/...` only, so in
-any other venv (an activated one, CI's image) every recipe failed with 'not found', exit 127;
-`just test` took no pytest arguments."""
+makes when it exists, else the `python` and `ruff` on PATH (an activated venv, CI's image); `just
+test` passes its arguments to pytest."""
 
 from __future__ import annotations
 

@@ -1,7 +1,11 @@
-"""FastReID checkpoint loading: name mapping on a numpy state dict, and (with torch) a real .pth
-whose PyTorch forward pass the JAX model must reproduce."""
+"""FastReID checkpoints (invfeat/models/fastreid.py): name mapping on a numpy state dict; .pth
+files as users have them (DataParallel prefixes, optimizer and scheduler state beside the model,
+half and bfloat16 tensors, older head names, other depths); the backbones that are refused, each
+named; and (with torch) a real .pth whose PyTorch forward pass the JAX model must reproduce."""
 
 from __future__ import annotations
+
+import sys
 
 import jax
 import numpy as np
@@ -238,3 +242,115 @@ def test_real_pth_matches_pytorch_forward(tmp_path):
     np.testing.assert_allclose(
         np.asarray(out["logits"]), logits_t, atol=1e-5 * np.abs(logits_t).max()
     )
+
+
+def _tiny_state(**kwargs):
+    return fastreid_state(False, 4, (1, 1, 1, 1), 3, gem=True, **kwargs)
+
+
+def test_a_dataparallel_bfloat16_checkpoint_with_training_state_loads(tmp_path):
+    torch = pytest.importorskip("torch")
+    state = _tiny_state()
+    tensors = {
+        f"module.{k}": torch.from_numpy(np.asarray(v)).to(
+            torch.bfloat16 if np.asarray(v).dtype.kind == "f" else torch.int64
+        )
+        for k, v in state.items()
+    }
+    tensors["module.heads.weight"] = tensors["module.heads.weight"].half()  # mixed precisions
+    layer = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.Adam(layer.parameters())
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [40, 90])
+    path = tmp_path / "model_final.pth"
+    torch.save(
+        {
+            "model": tensors,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "iteration": 5,
+        },
+        path,
+    )
+    model, variables = fastreid.load_fastreid(path)
+    assert (model.width, model.num_classes, model.pooling) == (4, 3, "gem")
+    conv = tensors["module.backbone.layer2.0.conv1.weight"].float().numpy()
+    np.testing.assert_array_equal(
+        variables["params"]["backbone"]["layer2_0"]["conv1"]["kernel"], conv.transpose(2, 3, 1, 0)
+    )
+    head = tensors["module.heads.weight"].float().numpy()
+    np.testing.assert_array_equal(variables["params"]["classifier"]["kernel"], head.T)
+
+
+def test_older_head_names_map_onto_the_neck_and_classifier():
+    state = _tiny_state()
+    for leaf in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+        state[f"heads.bnneck.{leaf}"] = state.pop(f"heads.bottleneck.0.{leaf}")
+    state["heads.classifier.weight"] = state.pop("heads.weight")
+    model = fastreid.infer_model(state)
+    variables = fastreid.state_dict_to_variables(state, model)
+    np.testing.assert_array_equal(
+        variables["batch_stats"]["bottleneck"]["bn"]["mean"], state["heads.bnneck.running_mean"]
+    )
+    np.testing.assert_array_equal(
+        variables["params"]["classifier"]["kernel"], state["heads.classifier.weight"].T
+    )
+
+
+def test_a_resnet101_checkpoint_is_read_with_its_depth():
+    state = fastreid_state(True, 2, (3, 4, 23, 3), 3, gem=False)
+    model = fastreid.infer_model(state)
+    assert tuple(model.stage_sizes) == (3, 4, 23, 3) and model.bottleneck
+    variables = fastreid.state_dict_to_variables(state, model)
+    np.testing.assert_array_equal(
+        variables["params"]["backbone"]["layer3_22"]["conv3"]["kernel"],
+        state["backbone.layer3.22.conv3.weight"].transpose(2, 3, 1, 0),
+    )
+
+
+def _grouped(state):
+    state["backbone.layer1.0.conv2.weight"] = np.ones((8, 2, 3, 3), np.float32)  # groups of 2
+
+
+def _deep_stem(state):
+    state["backbone.conv1.0.weight"] = state.pop("backbone.conv1.weight")
+
+
+def _prefixed_non_local(state):
+    state["backbone.NL_2.0.g.weight"] = np.ones((2, 2, 1, 1), np.float32)
+    for key in list(state):
+        state[f"module.{key}"] = state.pop(key)
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (_grouped, r"grouped convolutions \(ResNeXt\).*backbone.layer1.0.conv2.weight"),
+        (_deep_stem, r"no backbone.conv1.weight \(backbone keys: backbone.bn1.bias.*ResNeSt"),
+        (_prefixed_non_local, r"non-local blocks .*found backbone.NL_2.0.g.weight"),
+    ],
+)
+def test_unsupported_backbones_are_named(edit, message):
+    state = _tiny_state()
+    edit(state)
+    with pytest.raises(fastreid.FastReIDCheckpointError, match=message):
+        fastreid.infer_model(state)
+
+
+def test_a_pickled_module_is_refused_with_what_to_save_instead(tmp_path):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "whole_model.pth"
+    torch.save(torch.nn.Linear(2, 2), path)
+    with pytest.raises(
+        fastreid.FastReIDCheckpointError,
+        match=r"whole_model.pth: holds pickled Python objects \(torch.nn.modules.linear.Linear\)"
+        r".*state_dict\(\)",
+    ):
+        fastreid.load_fastreid(path)
+
+
+def test_without_torch_the_error_names_the_file_and_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
+    with pytest.raises(
+        ImportError, match=r"model.pth needs PyTorch: pip install 'invfeat\[torch\]'"
+    ):
+        fastreid.load_fastreid(tmp_path / "model.pth")

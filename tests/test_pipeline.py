@@ -5,10 +5,10 @@ from __future__ import annotations
 import warnings
 
 import cv2
-import fake_trees
 import jax
 import numpy as np
 import pytest
+from helpers import fake_trees
 
 from invfeat.data import builders
 from invfeat.data.layouts import LayoutWarning

@@ -1,4 +1,5 @@
-"""ShuffleBits dropped into a model that is not invfeat's, through the public API only.
+"""ShuffleBits (invfeat/shufflebits.py) dropped into a model that is not invfeat's, through the
+public API only.
 
 Journeys of an engineer shipping an embedding model: a plain flax.linen CNN and a flax.nnx module,
 jitted, sharded over the eight forced CPU devices, vmapped, in 16-bit floats; the program exported
@@ -140,7 +141,7 @@ def test_pytree_outputs_and_the_errors_met_on_the_way(cnn):
 
     out = jax.jit(sb.with_encryption(heads, KEY))(variables, IMAGES)
     with pytest.raises(TypeError, match=r"got dict: .*jax\.tree\.map"):
-        sb.decrypt(out, KEY)  # was: "ShuffleBits encrypts float arrays, got dict None"
+        sb.decrypt(out, KEY)
     back = jax.tree.map(lambda c: sb.decrypt(c, KEY), out)
     assert np.array_equal(bits_of(back["aux"][0]), bits_of(2 * model.apply(variables, IMAGES)))
     with pytest.raises(ValueError, match="reuse each nonce"):
@@ -150,9 +151,9 @@ def test_pytree_outputs_and_the_errors_met_on_the_way(cnn):
         f = model.apply(v, x)
         return f, jnp.argmax(f, -1)
 
-    with pytest.raises(TypeError, match="got a int32 array"):  # was: "got DynamicJaxprTracer"
+    with pytest.raises(TypeError, match="got a int32 array"):
         jax.jit(sb.with_encryption(with_labels, KEY))(variables, IMAGES)
-    with pytest.raises(ValueError, match="at least one axis"):  # was: "(3,), got uint32 (3,)"
+    with pytest.raises(ValueError, match="at least one axis"):
         sb.encrypt(jnp.float32(1.0), SECRET, sb.fresh_nonces(()))
 
 
@@ -235,7 +236,8 @@ def test_key_files_private_under_a_permissive_umask(tmp_path, capsys):
 
 @pytest.mark.parametrize("field", ["version", "index_array"])
 def test_key_file_json_booleans_are_not_numbers(tmp_path, field):
-    """Python reads JSON `true` as a bool, and bools are ints equal to 1: both loaded before."""
+    """Python reads JSON `true` as a bool, and bools are ints equal to 1: neither a `true`
+    version nor a `true` in the index array loads as the number 1."""
     path = tmp_path / "good.json"
     sb.Key.from_index_array([1, 0, *range(2, 32)]).save(path)
     data = json.loads(path.read_text())

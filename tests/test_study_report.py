@@ -1,4 +1,5 @@
-"""The report: complete files from a results dict, clear errors for incomplete ones."""
+"""A study's report (invfeat/study/report.py): complete files from a results dict, clear errors for
+incomplete ones, and what the Markdown says beside each figure."""
 
 import json
 

@@ -1,5 +1,8 @@
-"""The study end to end on the `tiny` configuration: a complete report, and a resumed run;
-the same study on a victim given as feature files, scored through files written outside."""
+"""Running a study (invfeat/study/run.py), mostly through `python -m experiments run`: the `tiny`
+configuration end to end writes a complete report; a killed run resumes where it stopped, and so
+does a moved run folder; another configuration or other data in a run folder are refused, and
+weights files are read before the run starts; the same study on a victim given as feature files
+is scored through files written outside."""
 
 import argparse
 import dataclasses
@@ -8,12 +11,15 @@ import json
 import cv2
 import numpy as np
 import pytest
+from helpers.worlds import TINY_STUDY, TINY_STUDY_DATA, tiny_study_names
 
 from experiments.__main__ import main
 from experiments.configs import STUDIES, get_study
 from experiments.study import PENDING_EXIT, with_paths
+from invfeat.data.datasets import SPLITS
 from invfeat.data.feature_files import FeatureFile, read_features, write_features
 from invfeat.study import report
+from invfeat.study.run import run_study
 from invfeat.victims import load_victim
 from invfeat.victims.from_files import FileVictim
 
@@ -79,15 +85,7 @@ def test_a_killed_study_resumes_where_it_stopped(tiny_run, capsys):
     assert after["encrypted"]["attributes"] == before["encrypted"]["attributes"]
 
 
-@pytest.mark.parametrize("encodings", [(), ("bits", "bits"), ("bits", "octal")])
-def test_ciphertext_encodings_are_checked(encodings):
-    with pytest.raises(ValueError, match="ciphertext_encodings"):
-        dataclasses.replace(get_study("tiny"), ciphertext_encodings=encodings)
-
-
 def test_another_config_in_the_same_run_dir_is_refused(tiny_run):
-    from invfeat.study.run import run_study
-
     root, _ = tiny_run
     other = get_study("tiny").replace_nested(grid_images=2)
     with pytest.raises(ValueError, match="another configuration"):
@@ -112,12 +110,6 @@ def test_a_moved_run_folder_resumes_with_relative_paths_and_another_data_dir(
         k: v for k, v in before.items() if k != "timings"
     }
     assert (tmp_path / "data2" / "synth_market").is_dir()
-
-
-def test_list_names_every_study(capsys):
-    assert main(["list"]) == 0
-    out = capsys.readouterr().out
-    assert all(name in out for name in STUDIES)
 
 
 def _as_written_elsewhere(src, dst, root):
@@ -189,18 +181,6 @@ def test_a_feature_file_victim_is_attacked_and_scored_through_files(
         assert ours["cosine_distance"] == pytest.approx(theirs["cosine_distance"], abs=0.01)
 
 
-def test_paths_from_the_command_line_reach_the_config(tmp_path):
-    args = argparse.Namespace(
-        victim_features=tmp_path / "f", victim_weights=None, perceptual_weights=tmp_path / "r.h5"
-    )
-    config = with_paths(get_study("paper-market-sbs"), args)
-    assert config.victim.features_dir == str(tmp_path / "f")
-    assert config.gan.perceptual_weights == str(tmp_path / "r.h5")
-    assert config.autoencoder.perceptual_weights is None  # pixel loss only: no perceptual net
-    with pytest.raises(ValueError, match="trains its victim"):
-        with_paths(get_study("tiny"), args)
-
-
 def test_file_victim_weights_give_the_scoring_api(tiny_run, tmp_path):
     from invfeat.victims.from_files import victim_api
 
@@ -236,8 +216,21 @@ def test_weights_files_are_read_before_the_run_starts(tmp_path, bad):
         config = dataclasses.replace(
             config, gan=dataclasses.replace(config.gan, perceptual="victim-surrogate")
         )
-    from invfeat.study.run import run_study
-
     with pytest.raises((OSError, ValueError), match=str(junk.name)):
         run_study(config, tmp_path / "run", data_dir=tmp_path / "data")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_begun_on_data_of_other_sizes_is_refused(tiny_study_data_dir, tmp_path):
+    config = TINY_STUDY.replace_nested(
+        victim={"dataset": "synth_market", "data_settings": TINY_STUDY_DATA}
+    )
+    run = tmp_path / "run"
+    (run / "data").mkdir(parents=True)
+    report.write_json(config.to_dict(), run / "config.json")
+    sizes = {split: len(tiny_study_names(tiny_study_data_dir, split)) + 1 for split in SPLITS}
+    record = {"seconds": 1.0, "result": {"synth_market": sizes}}
+    (run / "data" / "result.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="made from other data"):
+        run_study(config, run, data_dir=tiny_study_data_dir, progress=False)
+    assert not (run / "victim").exists()

@@ -3,15 +3,15 @@
 from pathlib import Path
 
 import jax
-import multihost_launch
 import numpy as np
 import optax
 import train_toy as toy
+from helpers import multihost_launch
 
 from invfeat.train import mesh, state
 
 NUM_STEPS = 4
-WORKER = Path(__file__).with_name("multihost_worker.py")
+WORKER = Path(__file__).parent / "helpers" / "multihost_worker.py"
 
 
 def _one_process_params() -> dict[str, np.ndarray]:

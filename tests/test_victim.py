@@ -184,5 +184,7 @@ def test_random_erasing_fills_one_rectangle_per_chosen_image():
         rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
         box = np.zeros_like(mask)
         box[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] = True
-        np.testing.assert_allclose(image[box], np.broadcast_to(reid.IMAGENET_MEAN, image[box].shape))
+        np.testing.assert_allclose(
+            image[box], np.broadcast_to(reid.IMAGENET_MEAN, image[box].shape)
+        )
     assert np.array_equal(V.random_erasing(images, jax.random.PRNGKey(1), 0.0), images)

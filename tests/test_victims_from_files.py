@@ -1,5 +1,6 @@
-"""Feature files as FastReID users have them: paths from other machines (absolute, Windows),
-half or double precision, extra rows, missing images, non-finite values."""
+"""A victim known by its FastReID feature files (invfeat/victims/from_files.py): `aligned_features`
+reads files as FastReID users have them (paths from other machines, absolute or Windows; half or
+double precision; extra rows) in record order, and names missing images and non-finite values."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """One process of a multi-process CLI test: `python -m experiments ARGS...`, with the tiny victim
 config on a tiny synthetic world (24 + 12 people, as the tiny study's victim).
 
-Started by tests/test_multihost_cli.py with JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES /
+Started by tests/test_cli_multihost.py with JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES /
 JAX_PROCESS_ID set and two CPU devices per process:
-    python tests/multihost_cli_main.py victim train --config tiny --workdir DIR ...
+    python tests/helpers/multihost_cli_main.py victim train --config tiny --workdir DIR ...
 """
 
 import dataclasses

@@ -1,5 +1,6 @@
 """Start one Python script as two JAX processes on 127.0.0.1 (two CPU devices each), as the
-multi-process tests do; the environment names the coordinator, the count and each process id."""
+multi-process tests do; the environment names the coordinator, the count and each process id, and
+puts tests/ on PYTHONPATH so the script imports what the tests import (`helpers`, `train_toy`)."""
 
 import os
 import socket
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 NUM_PROCESSES = 2
+TESTS = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -29,6 +31,7 @@ def start(script: Path, args: list[str], *, cwd: Path | None = None) -> list[sub
             "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
             "JAX_NUM_PROCESSES": str(NUM_PROCESSES),
             "JAX_PROCESS_ID": str(pid),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
         }
         procs.append(
             subprocess.Popen(

@@ -1,8 +1,8 @@
 """One process of the two-process test: train the toy model through `fit`, resume, save params.
 
 Run by tests/test_train_multihost.py with JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES /
-JAX_PROCESS_ID set and two CPU devices per process:
-    python tests/multihost_worker.py OUT_DIR NUM_STEPS
+JAX_PROCESS_ID set, two CPU devices per process and tests/ on PYTHONPATH (`multihost_launch`):
+    python tests/helpers/multihost_worker.py OUT_DIR NUM_STEPS
 Trains NUM_STEPS // 2 steps, then resumes from the checkpoint to NUM_STEPS (as a killed and
 restarted job would), and writes this process's copy of the final params to
 OUT_DIR/params_<process>.npz.

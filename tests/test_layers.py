@@ -1,0 +1,80 @@
+"""The import rules of docs/ARCHITECTURE.md, read from the source: each part of invfeat imports
+only the parts below it, and the library never imports `experiments`."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import invfeat
+
+ROOT = Path(invfeat.__file__).parent
+FOUNDATION = {"invfeat.files", "invfeat.losses", "invfeat.metrics", "invfeat.shufflebits"}
+BELOW_ATTACKS = FOUNDATION | {"invfeat.api", "invfeat.data", "invfeat.models", "invfeat.train"}
+# part -> the parts it may import (besides itself and the package root's lazy helpers)
+ALLOWED = {
+    "invfeat.shufflebits": set(),
+    "invfeat.files": set(),
+    "invfeat.losses": set(),
+    "invfeat.metrics": {"invfeat.losses"},
+    "invfeat.selftest": {"invfeat.shufflebits"},
+    "invfeat.models": set(),
+    "invfeat.data": {"invfeat.files"},
+    "invfeat.train": {"invfeat.files", "invfeat.losses", "invfeat.metrics"},
+    "invfeat.api": {"invfeat.models", "invfeat.shufflebits", "invfeat.train"},
+    "invfeat.victims": BELOW_ATTACKS,
+    "invfeat.attacks": BELOW_ATTACKS,
+    "invfeat.study": BELOW_ATTACKS | {"invfeat.attacks", "invfeat.victims"},
+}
+
+
+def part_of(module: str) -> str:
+    """`invfeat.<first name>`: the package or top-level module a module belongs to."""
+    return ".".join(module.split(".")[:2])
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module `path` imports, at the top or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "invfeat":  # `from invfeat import metrics`: the names are modules
+                found |= {f"invfeat.{alias.name}" for alias in node.names}
+            else:
+                found.add(node.module)
+    return found
+
+
+MODULES = sorted(p for p in ROOT.rglob("*.py"))
+
+
+def module_name(path: Path) -> str:
+    parts = ["invfeat", *path.relative_to(ROOT).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_every_part_has_a_rule():
+    parts = {part_of(module_name(p)) for p in MODULES} - {"invfeat"}
+    assert parts == set(ALLOWED)
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_imports_run_one_way(path):
+    name = module_name(path)
+    part = part_of(name)
+    helpers = {"invfeat.lazy_submodules", "invfeat.lazy_exports"}
+    imported = {part_of(m) for m in imports_of(path) if m.startswith("invfeat.")} - helpers
+    assert not any(m == "experiments" or m.startswith("experiments.") for m in imports_of(path))
+    if part == "invfeat":
+        return  # the package root imports only the standard library
+    assert imported - {part} <= ALLOWED[part], f"{name} imports {sorted(imported - {part})}"
+
+
+def test_the_rule_catches_an_upward_import(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("from invfeat.study.run import run_study\nimport invfeat.attacks\n")
+    assert {part_of(m) for m in imports_of(module)} == {"invfeat.study", "invfeat.attacks"}
