@@ -65,9 +65,9 @@ def deliver_dropped_interrupts() -> None:
 
 def show_own_warnings_as_lines() -> None:
     """Shows the warnings invfeat issues (a file left out, a partial copy...) as one `warning:`
-    line on stderr, as errors are shown, above any progress bar; Python's format added a source
-    line of invfeat (e.g. "  for record in records:") and wrote into TFDS's bars. Warnings from
-    elsewhere keep Python's format."""
+    line on stderr, as errors are shown, above any progress bar, where Python's format would add
+    a source line of invfeat and write into TFDS's bars. Warnings from elsewhere keep Python's
+    format."""
     previous = warnings.showwarning
     ours = tuple(f"{Path(p.__file__).parent}{os.sep}" for p in (invfeat, experiments))
 

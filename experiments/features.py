@@ -3,13 +3,7 @@
     features extract --dataset NAME --victim WORKDIR --out PATH
                      [--encrypt static|one-time --key FILE] [--splits train query ...]
 
-One .npz per split (train, query, gallery, and val where present): `--out DIR` writes
-DIR/<split>.npz, `--out NAME.npz` writes NAME_<split>.npz. With --encrypt the API emits
-ShuffleBits ciphertext: under the static key in FILE, or (one-time) under per-vector keys derived
-from the secret in FILE, with the nonces stored in the files. A missing key file is created
-(mode 0600); keys are never printed. Existing output files are replaced only with --overwrite,
-the key file never. Launched as several processes (JAX_NUM_PROCESSES...), process 0 extracts and
-the others exit with its status.
+One .npz per split, plaintext or (with --encrypt) ShuffleBits ciphertext.
 """
 
 from __future__ import annotations
@@ -59,6 +53,12 @@ def load_or_create_key(path: Path, scheme: str):
 
 
 def run_extract(args: argparse.Namespace) -> int:
+    """One .npz per split: `--out DIR` writes DIR/<split>.npz, `--out NAME.npz` NAME_<split>.npz.
+
+    With --encrypt the API emits ciphertext under the static key in the key file, or under
+    per-vector keys derived from its one-time secret, the nonces stored in the files; keys are
+    never printed. Existing outputs are replaced only with --overwrite, the key file never.
+    """
     from invfeat import shufflebits as sb
     from invfeat.data import builders
     from invfeat.data.feature_files import FeatureFileError

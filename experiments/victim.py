@@ -5,20 +5,7 @@
     victim eval [--workdir DIR] [--dataset NAME ...]
     victim configs
 
-`train` trains the named config (`configs` lists them: tiny, cpu (default), resnet50) on the
-dataset's train split, with a progress bar, metrics in DIR/metrics.jsonl and checkpoints in
-DIR/checkpoints; `--resume` continues a killed run; `--set FIELD=VALUE` then replaces any field
-of the config (e.g. `--set p=8`). `eval` reports rank-1/5/10 and mAP (and the
-rank-1 of a random ranking under the same protocol, the chance level) on the
-victim's own test split (in-domain) and on synth_market and synth_duke (cross-domain), and
-writes DIR/eval.json. The workdir defaults to runs/victim/<config>-<dataset>. Datasets live under
---data-dir, $INVFEAT_DATA_DIR or ./data: a synthetic one missing there is rendered first, a real
-one must be built there (`python -m experiments data build`).
-
-Several processes (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID set on each, the
-workdir and data dir on a disk they share): `train` trains on the devices of all of them, process
-0 building the data, printing and writing the files; `eval` runs on process 0 alone and the others
-exit with its status.
+The workdir defaults to runs/victim/<config>-<dataset>.
 """
 
 from __future__ import annotations
@@ -89,6 +76,14 @@ def named_config(name: str, dataset: str, epochs: int | None, seed: int | None) 
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """Train the named config, `--set` applied, on the dataset's train split; evaluate in-domain.
+
+    Metrics go to DIR/metrics.jsonl, checkpoints to DIR/checkpoints; `--resume` continues a
+    killed run. A synthetic dataset missing from the data dir is rendered first; a real one must
+    be built there (`data build`). Launched as several processes (JAX_COORDINATOR_ADDRESS,
+    JAX_NUM_PROCESSES, JAX_PROCESS_ID; workdir and data dir on a shared disk), it trains on the
+    devices of all of them, process 0 building the data, printing and writing the files.
+    """
     import jax
 
     from invfeat import victims as V
@@ -131,6 +126,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    """Rank-1/5/10, mAP and the chance rank-1 in-domain and cross-domain, into DIR/eval.json."""
     from invfeat import victims as V
     from invfeat.files import write_json
 

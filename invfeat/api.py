@@ -1,14 +1,4 @@
-"""The black-box API: images in, feature vectors (plaintext or ShuffleBits ciphertext) out.
-
-`FeatureAPI` wraps a pure `features_fn(variables, images_BHWC) -> [B, D]` (e.g.
-`invfeat.models.reid.make_features_fn(model)`) into one compiled program that runs on fixed-size
-batches sharded over a one-axis ("data",) mesh of this process's devices
-(`invfeat.train.predict.BlockPredictor`): the last batch is padded, so a call of any length never
-recompiles. With a `shufflebits.Key` the program emits ciphertext under that static key; with a
-`shufflebits.Secret` (one-time mode) it draws a fresh nonce per vector on the host (os.urandom)
-and encrypts each vector under its own permutation; encryption runs inside the same jit as the
-network, so plaintext features never leave the device.
-"""
+"""The black-box API: images in, feature vectors (plaintext or ShuffleBits ciphertext) out."""
 
 from __future__ import annotations
 
@@ -60,6 +50,13 @@ def as_float_images(images: Any, name: str = "images") -> np.ndarray:
 
 class FeatureAPI:
     """A compiled, batched, sharded images -> features service over fixed variables.
+
+    `features_fn(variables, images_BHWC) -> [B, D]` (e.g. `make_features_fn(model)`) runs as one
+    program on fixed-size batches over this process's devices (`BlockPredictor`), so a call of
+    any length never recompiles. With a `shufflebits.Key` it emits ciphertext under that static
+    key; with a `shufflebits.Secret` (one-time mode) each vector is encrypted under its own
+    permutation, from a fresh nonce drawn on the host. Encryption runs inside the same jit as
+    the network, so plaintext features never leave the device.
 
     `api(images)` returns the served array (ciphertext when a key is set); `api.serve(images)`
     returns `Served(features, nonces)`, which one-time mode needs for decryption

@@ -1,11 +1,5 @@
 """`--set a.b=value`: a field of a resolved (nested, frozen dataclass) config, replaced by its
 dotted path.
-
-The value is read as JSON where it parses (numbers, true/false, null, lists, objects), else as
-the text itself; it must fit the field's type (a list becomes a tuple, an int a float where the
-field asks for one), and the config's own checks run on the result. Mistakes raise
-`OverrideError` (a ValueError) naming the assignment: an unknown field (with the fields at that
-level) or a value of the wrong type.
 """
 
 from __future__ import annotations
@@ -41,7 +35,14 @@ def add_set_option(parser: argparse.ArgumentParser, example: str) -> None:
 
 
 def apply_overrides(config: T, assignments: Iterable[str]) -> T:
-    """`config` with each `a.b=value` of `assignments` applied, in order."""
+    """`config` with each `a.b=value` of `assignments` applied, in order.
+
+    The value is read as JSON where it parses (numbers, true/false, null, lists, objects), else as
+    the text itself; it must fit the field's type (a list becomes a tuple, an int a float where
+    the field asks for one), and the config's own checks run on the result. Mistakes raise
+    `OverrideError` naming the assignment: an unknown field (with the fields at that level) or a
+    value of the wrong type.
+    """
     for assignment in assignments:
         path, sep, text = assignment.partition("=")
         if not sep or not all(path.split(".")):

@@ -15,7 +15,7 @@ VICTIMS: dict[str, VictimConfig] = {
             name="tiny", model="cpu-tiny", p=4, k=2, epochs=2, steps_per_epoch=3,
             warmup_epochs=0.0, milestones=(), learning_rate=1e-3, crop_padding=2,
         ),
-        # The CPU default: minutes on 2 cores (figures in benchmarks/RESULTS.md).
+        # The CPU default (its training time and accuracy: benchmarks/RESULTS.md).
         VictimConfig(
             name="cpu", epochs=20, learning_rate=2e-3, warmup_epochs=1.0, milestones=(14.0, 18.0),
             data_settings={"train_per_identity": 8},

@@ -1,14 +1,5 @@
-"""Host arrays in and out of the attacks' compiled programs.
-
-- `ArrayBatches`: endless, shuffled, resumable batches of in-memory arrays for `fit`
-  (`get_state()`/`set_state()` are checkpointed, so a resumed attack sees the same batches).
-  The global order is a pure function of (seed, epoch) (`invfeat.data.sampling.ShuffledOrder`);
-  each process takes its contiguous part of every global batch.
-- `attacker_features` / `feature_transform`: how the attacker's features travel. With an
-  encoding they go to the device as their raw uint32 words and are encoded inside the jitted
-  program (ciphertext bits stay exact, no float op ever sees a NaN payload); without one they
-  must be finite float32.
-- `init_key`: the key the attacks initialise their networks with (rbg, cheap to compile).
+"""Host arrays in and out of the attacks' compiled programs: resumable batches, the attacker's
+features as the device gets them, the networks' init key.
 """
 
 from __future__ import annotations
@@ -27,7 +18,12 @@ from invfeat.train.mesh import check_batch_size
 
 
 class ArrayBatches:
-    """Endless shuffled batches (dicts of numpy arrays) of equally long host arrays."""
+    """Endless shuffled batches (dicts of numpy arrays) of equally long host arrays.
+
+    The global order is a pure function of (seed, epoch) (`ShuffledOrder`); each process takes
+    its contiguous part of every global batch. `get_state()` / `set_state()` are checkpointed,
+    so a resumed attack sees the same batches.
+    """
 
     def __init__(
         self,
@@ -80,7 +76,11 @@ class ArrayBatches:
 
 
 def attacker_features(features_ND: np.ndarray, encoding: str | None, name: str) -> np.ndarray:
-    """The host array the attack programs read: uint32 words with an encoding, else float32."""
+    """The host array the attack programs read: uint32 words with an encoding, else float32.
+
+    Words are encoded inside the jitted program, so ciphertext bits stay exact and no float op
+    sees a NaN payload; without an encoding the features must be finite.
+    """
     features_ND = np.asarray(features_ND)
     if features_ND.ndim != 2:
         raise ValueError(f"{name} must be [N, D], got shape {features_ND.shape}")
@@ -111,10 +111,10 @@ def feature_transform(encoding: str | None) -> Callable[[jax.Array], jax.Array]:
 def init_key(rng: jax.Array) -> jax.Array:
     """An "rbg" key (XLA's RngBitGenerator) from the engine's raw threefry key, inside init.
 
-    Flax initialisers drawn from threefry keys make init programs that take several times
-    longer to compile than the networks' training steps on CPU; rbg draws compile in a fraction
-    of that. The draws are deterministic per seed and backend; a resumed run restores its state
-    and never re-initialises, so nothing else depends on them.
+    Flax initialisers drawn from threefry keys make init programs that compile slower than the
+    networks' training steps on CPU; rbg draws compile quickly. The draws are deterministic per
+    seed and backend; a resumed run restores its state and never re-initialises, so nothing
+    else depends on them.
     """
     data = jnp.asarray(rng, jnp.uint32).reshape(-1)
     return jax.random.wrap_key_data(

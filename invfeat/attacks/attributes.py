@@ -1,21 +1,7 @@
 """Attack 1: recognise auxiliary attributes from feature vectors.
 
-The attacker trains the published attribute head (per attribute `block_num` x BatchNorm ->
-Dropout -> Dense, class-balanced cross-entropy, Adam with the rate / 5 for the second half) on
-its own (API(image), attributes) pairs, then applies it to the victims' vectors. Everything runs
-through the engine's `fit` (progress, `<workdir>/metrics.jsonl`, checkpoints, resume): one
-jitted step for all attributes, batches from host arrays sharded over the mesh.
-
-Selection as published: an evaluator scores the mean balanced accuracy on the victims' split
-every epoch and the best checkpoint is kept (`keep_best`; this selects on the evaluated split,
-so on features that carry nothing the figure sits slightly above chance, never below).
-Metrics are computed on the victims' split beside two baselines on the same split: chance
-(1 / classes) and the majority class (1 / classes present).
-
-Colours: with `merge_colours` the binary flags `up<colour>` / `down<colour>` become the class
-attributes `up_colour` / `down_colour` (the paper's choice); a row with none or several flags
-set counts as unknown for that attribute (it still trains the others). Ciphertext: set
-`config.encoding`; the features then reach the head as their bits (or bytes, ...).
+The attacker trains the published attribute head on its own (API(image), attributes) pairs
+through the engine's `fit`, then scores it on the victims' vectors.
 """
 
 from __future__ import annotations
@@ -139,7 +125,11 @@ def attack_schema(
 def prepare_labels(
     attributes_NA: np.ndarray, schema: Sequence[Attribute], merge_colours: bool
 ) -> tuple[np.ndarray, tuple[Attribute, ...]]:
-    """Validated int32 labels [N, A'] in the head's columns, and those columns."""
+    """Validated int32 labels [N, A'] in the head's columns, and those columns.
+
+    With `merge_colours` the `up<colour>` / `down<colour>` flags become the class columns
+    `up_colour` / `down_colour` (the paper's choice; `merge_colour_values`).
+    """
     values = np.asarray(attributes_NA)
     if values.ndim != 2 or values.shape[1] != len(schema):
         raise ValueError(
@@ -166,6 +156,7 @@ def attribute_metrics(
 ) -> dict[str, dict[str, float]]:
     """Balanced accuracy, majority and chance per attribute (known labels only), and the mean.
 
+    The baselines are on the same split: chance 1 / classes, majority 1 / classes present.
     Attributes without a single known label in `labels_NA` are left out (with a warning).
     """
     labels_NA = np.asarray(labels_NA, np.int32)
@@ -320,6 +311,9 @@ def run_attribute_attack(
     Features are [N, D] float32 (plaintext, or ciphertext with `config.encoding` set);
     attributes [N, A] int (class index from 0, -1 unknown), one column per `attribute_names`
     entry (names, or `invfeat.data.attributes.Attribute`s which carry their class labels).
+    With `config.keep_best` the epoch is chosen by its mean balanced accuracy on the victims'
+    split itself (as published), so on features that carry nothing the figure sits slightly
+    above chance, never below.
     """
     mesh = make_mesh() if mesh is None else mesh
     workdir = Path(workdir)

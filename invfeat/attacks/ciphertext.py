@@ -1,27 +1,12 @@
-"""The attacker's preprocessing of feature vectors that may be ciphertext.
+"""The attacker's readings of feature vectors that may be ShuffleBits ciphertext.
 
-ShuffleBits ciphertext is float32 whose bits were permuted: read as floats it holds NaN, inf and
-huge values, on which a network trained naively only produces NaN losses. A reasonable adversary
-reads the bits instead. Each encoding maps float32 [B, D] to finite float32 [B, D'] (never NaN,
-for any bit pattern), and is a pure jnp function that composes inside jit:
-
-- `bits` (default): the 32 bits of every float, most significant first, as {0, 1}: [B, 32 D].
-- `bytes`: the 4 bytes of every float, most significant first, scaled to [0, 1]: [B, 4 D].
-- `popcount`: the number of one-bits of every float, divided by 32: [B, D]. It is what any
-  permutation of a float's bits leaves unchanged, so one-time keys (a fresh permutation per
-  vector) cannot hide it; a small input that a head need not learn to sum from 32 D bits.
-- `columns`: the bits of every float as for `bits`, with each vector's 32 bit positions put in
-  a canonical order: sorted by how many of the vector's D floats have a one there (stable).
-  One-time ShuffleBits draws one permutation per vector and applies it to all D floats alike,
-  so it only reorders these 32 columns; sorting them by count undoes most of that reordering
-  (exactly, when the counts differ), and exponent bits land in stable places: [B, 32 D].
-- `signed-log`: the value itself with NaN -> 0 and +-inf -> +-float32 max, squashed by
-  sign(x) log(1 + |x|): [B, D] in about [-88.8, 88.8].
-
-The same encodings apply to plaintext features, so plaintext and ciphertext attacks can be
-compared on equal terms. Every encoding also accepts the raw 32-bit words (uint32 [B, D], e.g.
-`features.view(np.uint32)` on the host), so ciphertext can travel to the device as integers and
-no float operation ever sees its NaN payloads.
+Read as floats, ciphertext holds NaN, inf and huge values that make a naive network's losses NaN,
+so a reasonable adversary reads the bits. Each encoding maps float32 [B, D] (or its raw uint32
+words) to finite float32 [B, D'] inside jit, for plaintext and ciphertext alike, so the two
+attacks compare on equal terms. What each sees of a float: `bits` its 32 bits, `bytes` its 4
+bytes, `popcount` its count of one-bits (no permutation changes it, so one-time keys cannot hide
+it), `columns` its bits with each vector's bit positions sorted by count (undoing most of a
+one-time key's permutation), `signed-log` its value, squashed.
 """
 
 from collections.abc import Callable
@@ -34,6 +19,7 @@ DEFAULT_ENCODING = "bits"
 
 
 def _as_uint32(features_BD: jax.Array) -> jax.Array:
+    """The 32-bit words of float32 features (uint32 words pass), so no float op sees a NaN."""
     dtype = np.dtype(getattr(features_BD, "dtype", np.float64))
     if dtype == np.uint32:
         return jnp.asarray(features_BD)
@@ -54,18 +40,32 @@ def _fields(features_BD: jax.Array, width: int) -> jax.Array:
 
 
 def bits_encoding(features_BD: jax.Array) -> jax.Array:
+    """The 32 bits of every float, most significant first, as {0, 1}: [B, 32 D]."""
     return _fields(features_BD, 1).astype(jnp.float32)
 
 
 def bytes_encoding(features_BD: jax.Array) -> jax.Array:
+    """The 4 bytes of every float, most significant first, scaled to [0, 1]: [B, 4 D]."""
     return _fields(features_BD, 8).astype(jnp.float32) / 255.0
 
 
 def popcount_encoding(features_BD: jax.Array) -> jax.Array:
+    """The number of one-bits of every float, divided by 32: [B, D].
+
+    Any permutation of a float's bits leaves it unchanged, so one-time keys (a fresh permutation
+    per vector) cannot hide it; a small input that a head need not learn to sum from 32 D bits.
+    """
     return jax.lax.population_count(_as_uint32(features_BD)).astype(jnp.float32) / 32.0
 
 
 def columns_encoding(features_BD: jax.Array) -> jax.Array:
+    """The bits as for `bits`, each vector's 32 bit positions sorted by how many of its D floats
+    have a one there (stable): [B, 32 D].
+
+    One-time ShuffleBits applies one permutation per vector to all its D floats alike, so it only
+    reorders these 32 columns; sorting them by count undoes that (exactly, where the counts
+    differ), and exponent bits land in stable places.
+    """
     words_BD = _as_uint32(features_BD)
     shifts = jnp.arange(31, -1, -1, dtype=jnp.uint32)
     bits_BDK = (words_BD[..., None] >> shifts) & jnp.uint32(1)
@@ -76,6 +76,8 @@ def columns_encoding(features_BD: jax.Array) -> jax.Array:
 
 
 def signed_log_encoding(features_BD: jax.Array) -> jax.Array:
+    """The value with NaN -> 0 and +-inf -> +-float32 max, squashed by sign(x) log(1 + |x|):
+    [B, D] in about [-88.8, 88.8]."""
     x = jax.lax.bitcast_convert_type(_as_uint32(features_BD), jnp.float32)
     big = jnp.finfo(jnp.float32).max
     x = jnp.nan_to_num(x, nan=0.0, posinf=big, neginf=-big)

@@ -1,15 +1,4 @@
-"""Configs of the attacks: frozen, JSON-able dataclasses with the published defaults.
-
-`to_dict()` gives plain JSON data; `from_dict()` reads it back (lists become tuples again). The
-study overrides sizes and step counts with `dataclasses.replace` or the presets' keywords:
-`autoencoder_config(**overrides)` (README: pixel 1, feature 0) and `gan_config(**overrides)`
-(README: pixel 0, feature 1, discriminator 0.06).
-
-`encoding` (None, or a name of `invfeat.attacks.ciphertext.ENCODINGS`) is how the attacker reads
-the features it receives: None uses the floats as they are (plaintext only); "bits", "bytes",
-"popcount" or "signed-log" read ciphertext (or plaintext, for a like-for-like comparison) without
-NaN.
-"""
+"""Configs of the attacks: frozen, JSON-able dataclasses with the published defaults."""
 
 from __future__ import annotations
 
@@ -64,6 +53,7 @@ class _JSONable:
 
     @classmethod
     def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
+        """The config `to_dict()` gave (lists become tuples again)."""
         return _from_dict(cls, data)
 
 
@@ -75,6 +65,9 @@ class AttributeAttackConfig(_JSONable):
     the checkpoint with the best mean balanced accuracy on the victims' split is kept (as
     published), else the last one.
     `steps_per_epoch` None: one pass over the attacker's training rows per epoch.
+    `encoding` (None, or a name of `invfeat.attacks.ciphertext.ENCODINGS`) is how the attacker
+    reads the features it receives: None uses the floats as they are (plaintext only); an
+    encoding reads ciphertext (or plaintext, for a like-for-like comparison) without NaN.
     """
 
     block_num: int = 2
@@ -137,10 +130,11 @@ class ReconstructionConfig(_JSONable):
     """An image-reconstruction attack: the published flags plus model sizes and step counts.
 
     Loss weights as the published flags (`pixel`, `feature`, `total_variation`,
-    `discriminator`; those left None take the README preset of `kind`); `perceptual` names the network of the feature loss (`perceptual_weights`:
-    the Keras .h5 file of resnet50-imagenet, `perceptual_layer` its output layer);
-    `discriminator_steps` / `generator_steps` / `separate_batches` drive the GAN alternation;
-    `condition` "concat" or "absdiff" compares the image and the feature in the discriminator.
+    `discriminator`; those left None take the README preset of `kind`); `perceptual` names the
+    network of the feature loss (`perceptual_weights`: the Keras .h5 file of resnet50-imagenet,
+    `perceptual_layer` its output layer); `discriminator_steps` / `generator_steps` /
+    `separate_batches` drive the GAN alternation; `condition` "concat" or "absdiff" compares the
+    image and the feature in the discriminator; `encoding` as in `AttributeAttackConfig`.
     Training runs `epochs` x `steps_per_epoch` steps (published: 300 x 200, batch 64).
     """
 

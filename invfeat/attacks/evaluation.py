@@ -1,21 +1,5 @@
-"""Evaluation of reconstructions: back through the API, against the real images and gallery.
-
-`evaluate_reconstructions` reconstructs the query images from what the attacker sees of their
-features (plaintext or ciphertext), sends the reconstructions through the evaluator's
-plaintext API and measures:
-
-- `cosine_distance`: mean cosine distance between the reconstructions' features and the real
-  query features (the paper's measure); `cosine_distance_shuffled` is the same against the
-  features of other queries (a random pairing): the level of a reconstruction that carries
-  no identity;
-- `rank1`, `rank5`, `mAP`: re-identification with the reconstructions as queries against the
-  real gallery (same protocol as the victim's evaluation): the identity leak in one number;
-- `psnr`, `ssim`: to the real query images (means over images);
-- optionally `attributes`: the attribute head applied to the reconstructions' features.
-
-`evaluate_feature_files` is the published `evaluation.py` on files made elsewhere: a source
-feature file and a folder of target files (features of reconstructions), rows matched by image
-path, giving the mean cosine distance per target file.
+"""Evaluation of reconstructions: back through the API, against the real images and gallery;
+and the published `evaluation.py` on feature files made elsewhere.
 """
 
 from __future__ import annotations
@@ -125,7 +109,15 @@ def evaluate_reconstructions(
     a head that reads plaintext features: the plaintext attack's `AttributeResult` or its
     `.predict` (their `prepare_labels` maps the raw `query_attributes` to the head's columns),
     or any features -> class ids function with `query_attributes` already in its columns.
-    Returns `(metrics, reconstructions[:grid_images])`.
+    Returns `(metrics, reconstructions[:grid_images])`; the metrics:
+
+    - `cosine_distance`: mean cosine distance between the reconstructions' features and the real
+      query features (the paper's measure); `cosine_distance_shuffled`, the same against other
+      queries' features (a random pairing): the level of a reconstruction without identity;
+    - `rank1`, `rank5`, `mAP`: re-ID with the reconstructions as queries against the real
+      gallery (the victim's evaluation protocol): the identity leak in one number;
+    - `psnr`, `ssim`: to the real query images (means over images);
+    - `attributes` (with `attribute_predict`): the head on the reconstructions' features.
     """
     real = as_float_images(query_images, "query_images")
     plain = np.asarray(query_features_plain, np.float32)
@@ -171,8 +163,10 @@ def evaluate_feature_files(
 ) -> dict[str, float]:
     """Mean cosine distance per target file (name -> value) to the source rows of its paths.
 
-    Every target path must be in the source file; both must be plaintext feature files of one
-    dimension. Target files are `target_dir/<pattern>`, in name order.
+    The published `evaluation.py`: target files hold features of reconstructions, rows matched
+    to the source file's by image path. Every target path must be in the source file; both must
+    be plaintext feature files of one dimension. Target files are `target_dir/<pattern>`, in
+    name order.
     """
     source_file = read_features(source, encrypted=False)
     target_dir = Path(target_dir)

@@ -1,28 +1,8 @@
 """Attack 2: reconstruct images from feature vectors (autoencoder, conditional GAN).
 
-The attacker trains a decoder on its own (API(image), image) pairs: as an autoencoder (pixel
-MSE) or as a conditional GAN (feature-reconstruction loss through a perceptual network plus a
-least-squares discriminator), with the published loss weights (`ReconstructionConfig`). One
-multi-part train state ("decoder", "discriminator", frozen "perceptual"), one jitted step per
-batch (`invfeat.attacks.steps`), run by the engine's `fit`: progress, `<workdir>/metrics.jsonl`,
-checkpoints and resume, batches from host arrays sharded over the mesh.
-
-Perceptual networks (`config.perceptual`), used when `config.feature > 0`:
-
-- `victim-surrogate`: a SurrogateNet the attacker trains (`train_surrogate`) to imitate the API
-  on its own images, i.e. to regress the API's outputs as it receives them. On ciphertext the
-  attacker regresses the encoded outputs (e.g. their 32 bits per float, MSE); under one-time
-  keys these carry nothing learnable, so the surrogate ends up a CNN trained on the attacker's
-  images towards noise, and its early stages are a generic image-similarity measure. That is
-  the honest outcome of running the same recipe on what the API returns, and the result says
-  what the surrogate was trained on (`perceptual["description"]`).
-- `resnet50-imagenet`: needs `config.perceptual_weights` (a Keras ResNet-50 .h5 file).
-- `white-box`: gradients through the victim itself; pass `perceptual_fn=white_box_perceptual(
-  victim features_fn, victim variables)`. Outside the threat model
-  (`invfeat.attacks.perceptual`): every result carries `threat_model_allowed=False`.
-
-Ciphertext: set `config.encoding`; the decoder and the discriminator's condition then read the
-encoded features, so losses stay finite whatever the bit patterns.
+The attacker trains a decoder on its own (API(image), image) pairs with the published loss
+weights (`ReconstructionConfig`), through the engine's `fit`; the feature loss's perceptual
+network is the one `invfeat.attacks.perceptual` resolves and allows.
 """
 
 from __future__ import annotations
@@ -141,7 +121,13 @@ def train_surrogate(
     mesh: Mesh | None = None,
     progress: bool = True,
 ) -> SurrogateResult:
-    """Train a SurrogateNet to regress the API's outputs (encoded by `config.encoding`)."""
+    """Train a SurrogateNet to regress the API's outputs (encoded by `config.encoding`).
+
+    Under one-time keys the encoded outputs carry nothing learnable, so the surrogate ends up a
+    CNN trained on the attacker's images towards noise, whose early stages are a generic
+    image-similarity measure: the honest outcome of running the same recipe on what the API
+    returns. The network's `description` names the target it regressed.
+    """
     mesh = make_mesh() if mesh is None else mesh
     workdir = Path(workdir)
     images = host_images(images, "images")
@@ -312,11 +298,14 @@ def run_reconstruction(
     """Train the decoder of `config` on the attacker's (images, API features) pairs.
 
     Images: [N, H, W, 3] uint8 or float in [0, 1]; features [N, D] float32 (ciphertext with
-    `config.encoding` set). A victim-surrogate perceptual network is trained first (in
-    `<workdir>/surrogate`) unless `perceptual_fn` gives one (a `PerceptualNetwork`, or the
-    `SurrogateResult` of `train_surrogate`). A perceptual network is used only when
-    `config.feature > 0`. A checkpoint is kept every `save_every_steps` steps and at each
-    epoch's end; a resumed run goes on from the last one, bit for bit.
+    `config.encoding` set: the decoder and the discriminator's condition then read the encoded
+    features, so losses stay finite whatever the bits). A perceptual network is used only when
+    `config.feature > 0`: a victim-surrogate is trained first (in `<workdir>/surrogate`) unless
+    `perceptual_fn` gives one (a `PerceptualNetwork`, or the `SurrogateResult` of
+    `train_surrogate`); `white-box` needs `perceptual_fn=white_box_perceptual(victim
+    features_fn, victim variables)`, and its result carries `threat_model_allowed=False`. A
+    checkpoint is kept every `save_every_steps` steps and at each epoch's end; a resumed run
+    goes on from the last one, bit for bit.
     """
     mesh = make_mesh() if mesh is None else mesh
     workdir = Path(workdir)

@@ -3,16 +3,6 @@
 States are `invfeat.train.state.TrainState`s. Batches are dicts: "features" [B, D] (what the
 attacker feeds its networks: API outputs, or their ciphertext encoding), "attributes" [B, A]
 int32 (-1 unknown) for the attribute head, "image" [B, H, W, 3] in [0, 1] for the rest.
-
-- attribute head: class-balanced cross-entropy summed over attributes (as Keras sums the losses
-  of a multi-output model), dropout and BatchNorm in training mode; one step for all attributes.
-- surrogate: regression of the API's features from images (cosine distance or MSE).
-- reconstruction: one multi-part state, parts "decoder", "discriminator" (when the discriminator
-  weight is > 0) and "perceptual" (the frozen perceptual network, when the feature weight is > 0;
-  its optimizer is `optax.set_to_zero()` and no step ever updates it). The decoder loss is
-  pixel * MSE + feature * perceptual MSE + total_variation * TV + discriminator * LSGAN(G); the
-  discriminator learns least-squares targets 1 for (real image, feature) and 0 for
-  (reconstruction in inference mode, feature), on one concatenated batch.
 """
 
 import dataclasses
@@ -69,7 +59,11 @@ def attribute_class_weights(labels_NA: np.ndarray, num_classes: Sequence[int]) -
 
 
 def attribute_head_loss_fn(head: nn.Module, class_weights_AC: jax.Array) -> LossFn:
-    """Sum over attributes of the class-balanced cross-entropy; metrics: mean batch accuracy."""
+    """Sum over attributes of the class-balanced cross-entropy; metrics: mean batch accuracy.
+
+    Summed as Keras sums the losses of a multi-output model; dropout and BatchNorm in training
+    mode.
+    """
     num_classes = tuple(head.num_classes)
 
     def loss_fn(params, model_state, batch: Batch, rng: jax.Array):
@@ -150,6 +144,8 @@ GAN_WEIGHTS = LossWeights(pixel=0.0, feature=1.0, discriminator=0.06)
 class Reconstruction:
     """The networks of a reconstruction attack, their optimizers, and the decoder loss weights.
 
+    One multi-part state: "decoder", "discriminator" (when its weight is > 0) and "perceptual"
+    (when the feature weight is > 0; frozen, its optimizer `optax.set_to_zero()`).
     `perceptual` is a pure `features(variables, images)` (see invfeat.models.perceptual); its
     variables go into the state through `init_fn`, never into the compiled program as constants.
     """
@@ -222,7 +218,10 @@ class Reconstruction:
         return {"params": params, **state.model_state[part]}
 
     def decoder_loss(self, decoder_params: Any, state: TrainState, batch: Batch):
-        """(weighted loss, (metrics, decoder model_state)) with the decoder in training mode."""
+        """(weighted loss, (metrics, decoder model_state)) with the decoder in training mode.
+
+        pixel * MSE + feature * perceptual MSE + total_variation * TV + discriminator * LSGAN(G).
+        """
         w = self.weights
         recon_BHWC, updates = self.decoder.apply(
             self._variables(state, "decoder", decoder_params),
@@ -257,7 +256,11 @@ class Reconstruction:
         return state, {"generator_loss": loss, **metrics}
 
     def discriminator_update(self, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
-        """One optimizer step of the discriminator: real -> 1, reconstruction -> 0."""
+        """One optimizer step of the discriminator: real -> 1, reconstruction -> 0.
+
+        Least-squares targets on one concatenated batch of (real image, feature) and
+        (reconstruction in inference mode, feature).
+        """
         fake_BHWC = self.decoder.apply(
             self._variables(state, "decoder"), batch["features"], train=False
         )

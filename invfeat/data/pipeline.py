@@ -1,17 +1,5 @@
-"""grain loaders over re-ID splits: order, decode, resize, augment, batch, shard per process.
-
-A loader yields this process's batches as dicts of numpy arrays (the project's batch layout):
-"image" [B,H,W,3] float32 RGB in [0,1], "identity"/"camera"/"index" [B] int32, "attributes"
-[B,A] int32 (-1 unknown), "valid" [B] bool (False on padding, only when drop_remainder=False),
-and "file_name" [B] bytes if asked for. B = batch_size // process_count. The engine lays them
-out as one global batch on the mesh (`invfeat.train.mesh.shard_batch`).
-
-How it stays deterministic and resumable: the global sequence of records is a pure function
-of (seed, epoch) (`sampling.py`), identical on every process; global batch b holds positions
-[b*G, (b+1)*G) and process p takes its contiguous B of them, so the per-process batches of all
-processes, concatenated in process order, form the global batch a single process would load.
-Augmentation randomness is keyed by the global position too. The grain iterator's
-`get_state()` / `set_state()` (a small JSON-able dict) is what a checkpoint saves.
+"""grain loaders over re-ID splits: order, decode, resize, augment, batch, shard per process;
+deterministic and resumable.
 """
 
 from __future__ import annotations
@@ -156,7 +144,19 @@ def make_loader(
     process_index: int | None = None,
     process_count: int | None = None,
 ) -> grain.IterDataset:
-    """This process's batches of `source`; `iter()` gives a checkpointable grain iterator."""
+    """This process's batches of `source`; `iter()` gives a checkpointable grain iterator.
+
+    A batch is a dict of numpy arrays: "image" [B,H,W,3] float32 RGB in [0,1],
+    "identity"/"camera"/"index" [B] int32, "attributes" [B,A] int32 (-1 unknown), "valid" [B]
+    bool (False on padding, only when drop_remainder=False), and "file_name" [B] bytes if asked
+    for; B = batch_size // process_count (`invfeat.train.mesh.shard_batch` lays the processes'
+    batches out as one global batch). The global order of records is a pure function of (seed,
+    epoch), the same on every process; global batch b holds positions [b*G, (b+1)*G) and process
+    p takes its contiguous B of them, so the processes' batches, concatenated in process order,
+    are the global batch a single process would load. Augmentation is keyed by the global
+    position too. The iterator's `get_state()` / `set_state()` (a small JSON-able dict) is what
+    a checkpoint saves.
+    """
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
     if config.batch_size % process_count:

@@ -1,16 +1,6 @@
 """Perceptual networks for the feature-reconstruction loss, chosen by name.
 
-- `victim-surrogate`: a small ResNet-like net trained to imitate the black-box API on images
-  (regression on (image, API(image)) pairs); its stage outputs are the perceptual features.
-- `resnet50-imagenet`: the published choice, an intermediate block (default `conv2_block3_out`)
-  of an ImageNet ResNet-50 with Keras' layer names and "caffe" preprocessing, weights read from a
-  Keras .h5 file the user provides (e.g. resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5).
-- `white-box`: the victim's own features, i.e. gradients through the victim.
-
 Which of them an attacker may use is the attacks' decision (`invfeat.attacks.perceptual`).
-
-Every network is a pure `features(variables, images_BHWC) -> tuple of activations`; the
-variables travel separately (in the attack's state) so jitted steps never embed them as constants.
 """
 
 import dataclasses
@@ -39,7 +29,11 @@ def check_float_images(images_BHWC: jax.Array) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class PerceptualNetwork:
-    """A named perceptual network: a pure activations function and its (frozen) variables."""
+    """A named perceptual network: a pure activations function and its (frozen) variables.
+
+    `features(variables, images_BHWC) -> tuple of activations`; the variables travel separately
+    (in the attack's state), so jitted steps never embed them as constants.
+    """
 
     name: str
     features: FeaturesFn
@@ -50,6 +44,8 @@ class PerceptualNetwork:
 class SurrogateNet(nn.Module):
     """Images in [0, 1] -> (features [B, feature_dim], stage activations); a small ResNet.
 
+    Trained to imitate the black-box API (regression on (image, API(image)) pairs), its stage
+    outputs serve as perceptual features (`victim-surrogate`).
     A 3x3 stem, then per width one residual block of stride 2 (conv3x3-BN-ReLU-conv3x3-BN plus a
     strided 1x1 conv-BN shortcut), global average pooling and a Dense layer to the API's size.
     """
@@ -175,6 +171,8 @@ def load_keras_resnet50(
 def resnet50_perceptual(
     weights_path: str | os.PathLike, output_layer: str = "conv2_block3_out"
 ) -> PerceptualNetwork:
+    """The published choice: an intermediate block of an ImageNet ResNet-50, weights from a Keras
+    .h5 file the user provides (e.g. resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5)."""
     model, variables = load_keras_resnet50(weights_path, output_layer)
     return PerceptualNetwork(
         "resnet50-imagenet",

@@ -1,20 +1,6 @@
 """The study's report: `report.json`, `report.md` and its figures, written from a results dict.
 
-The report reads results, never attack code. A results dict holds (see `REQUIRED_KEYS`):
-
-- `victim` {rank1, mAP}: the victim's own re-ID accuracy on the attack domain;
-- `attributes` {attribute name: {balanced_accuracy, majority, chance}, ..., "mean": {...}};
-- `reconstruction` {autoencoder, gan: each {cosine_distance, rank1, mAP, psnr, ssim}};
-- `encrypted`: the same attacks on one-time-key ciphertext: `attributes` {encoding: a block like
-  `attributes`} for each way the attacker read the ciphertext floats, `reconstruction`, and
-  `reconstruction_encoding` (the reading the reconstructions used);
-- `legitimate` {rank1, mAP}: re-ID after decryption (equal to the plaintext figures);
-- `config` and `timings` {stage: seconds}; optionally `perceptual` {name, threat_model_allowed}
-  and `chance` {rank1}: the expected rank-1 of a random ranking of the same query and gallery.
-
-Figures chosen on the data they are measured on are said to be optimistic in the Markdown:
-with `config.attributes.keep_best`, the attribute head's epoch is picked by its accuracy on the
-victims themselves (as published).
+The report reads results, never attack code.
 """
 
 from __future__ import annotations
@@ -173,8 +159,7 @@ def _pct(value: float) -> str:
 
 
 def _cipher_means(encrypted: Mapping[str, Mapping[str, Any]]) -> str:
-    """Mean balanced accuracy per ciphertext reading, the strongest first: "46.4 % popcount,
-    45.3 % bits"."""
+    """Mean balanced accuracy per ciphertext reading, strongest first: "<mean> % <reading>, ..."."""
     means = {e: block["mean"]["balanced_accuracy"] for e, block in encrypted.items()}
     return ", ".join(f"{_pct(v)} {e}" for e, v in sorted(means.items(), key=lambda kv: -kv[1]))
 
@@ -309,7 +294,21 @@ def write_report(
     grid_rows: Mapping[str, np.ndarray] | None = None,
     logs: Mapping[str, Path] | None = None,
 ) -> Path:
-    """Writes report.json, report.md and the PNG figures into `run_dir`; returns report.md's path."""
+    """Writes report.json, report.md and the PNG figures into `run_dir`; returns report.md's path.
+
+    `results` holds (see `REQUIRED_KEYS`):
+
+    - `victim` {rank1, mAP}: the victim's own re-ID accuracy on the attack domain;
+    - `attributes` {attribute name: {balanced_accuracy, majority, chance}, ..., "mean": {...}};
+    - `reconstruction` {autoencoder, gan: each {cosine_distance, rank1, mAP, psnr, ssim}};
+    - `encrypted`: the same attacks on one-time-key ciphertext: `attributes` {encoding: a block
+      like `attributes`} for each way the attacker read the ciphertext floats,
+      `reconstruction`, and `reconstruction_encoding` (the reading the reconstructions used);
+    - `legitimate` {rank1, mAP}: re-ID after decryption (equal to the plaintext figures);
+    - `config` and `timings` {stage: seconds}; optionally `perceptual` {name,
+      threat_model_allowed} and `chance` {rank1}: the expected rank-1 of a random ranking of
+      the same query and gallery.
+    """
     check_results(results)
     run_dir = Path(run_dir)
     figures: dict[str, str] = {}

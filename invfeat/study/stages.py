@@ -1,9 +1,4 @@
-"""Named stages of a long run, each done once: a killed run resumes at the first unfinished one.
-
-`Stages.run(name, fn)` calls `fn(<run_dir>/<name>)` once and keeps its JSON result in
-`<name>/result.json`; later runs read it back. `Stages.timed` is for stages that return live
-objects (a trained model, served features) and resume from their own checkpoints or files.
-"""
+"""Named stages of a long run, each done once: a killed run resumes at the first unfinished one."""
 
 from __future__ import annotations
 
@@ -30,6 +25,7 @@ class Stages:
         return path
 
     def run(self, name: str, fn: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+        """Calls `fn(<run_dir>/<name>)` once and keeps its JSON result in `<name>/result.json`."""
         done = self.run_dir / name / "result.json"
         if done.exists():
             record = json.loads(done.read_text())

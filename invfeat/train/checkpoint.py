@@ -1,21 +1,5 @@
-"""Checkpoints: one small layer over `orbax.checkpoint.CheckpointManager`.
-
-A checkpoint directory `<dir>/<step>/` holds three items:
-
-- `state`: the train state (any pytree of jax arrays), `StandardSave`, restored straight into the
-  shardings of a target state (`StandardRestore` with an abstract target);
-- `data`: each process's data-iterator state (`get_state()`: a JSON-able dict or bytes), one file
-  per process, so a resumed run sees the same batches;
-- `meta`: JSON (epoch, metrics, the caller's config...).
-
-Retention: the last `keep_last` checkpoints, plus the best one by `best_metric` (`best_mode`
-"min" or "max") among the checkpoints saved with that metric. Saves are atomic: orbax writes to
-`<step>.orbax-checkpoint-tmp*` and renames when complete, and leftover temporary directories are
-ignored (and removed) when a manager opens the directory, so a run killed mid-save leaves the
-previous checkpoint restorable.
-
-A Ctrl-C (SIGINT) landing inside a call into orbax is held until the call returns, then
-delivered (see `interrupts_held`).
+"""Checkpoints: one small layer over `orbax.checkpoint.CheckpointManager`, saving a run's
+state, data-iterator state and meta by step, with keep-last and keep-best retention.
 """
 
 from __future__ import annotations
@@ -116,7 +100,11 @@ class DataStateRestore(ocp.args.CheckpointArgs):
 
 @dataclasses.dataclass(frozen=True)
 class CheckpointConfig:
-    """When to save and what to keep."""
+    """When to save and what to keep.
+
+    Kept: the last `keep_last` checkpoints, plus the best one by `best_metric` (`best_mode`
+    "min" or "max") among the checkpoints saved with that metric.
+    """
 
     every_steps: int | None = None
     every_epoch: bool = True
@@ -172,7 +160,16 @@ def _shape_misfits(item_dir: Path, abstract: Any, shown: int = 5) -> list[str]:
 
 
 class Checkpointer:
-    """Save and restore (state, data-iterator state, meta) by step under one directory."""
+    """Save and restore (state, data-iterator state, meta) by step under one directory.
+
+    `<dir>/<step>/` holds `state` (any pytree of jax arrays, restored straight into the
+    shardings of a target state), `data` (each process's data-iterator state, one file per
+    process, so a resumed run sees the same batches) and `meta` (JSON: epoch, metrics, the
+    caller's config...). Saves are atomic: orbax writes to `<step>.orbax-checkpoint-tmp*` and
+    renames when complete, and removes leftovers when a manager opens the directory, so a run
+    killed mid-save leaves the previous checkpoint restorable. A Ctrl-C landing inside a call
+    into orbax is held until the call returns (`interrupts_held`).
+    """
 
     def __init__(self, directory: str | Path, config: CheckpointConfig | None = None):
         self.directory = Path(directory).absolute()

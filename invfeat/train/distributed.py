@@ -1,20 +1,5 @@
-"""Multi-process start-up through JAX's own runtime.
-
-`initialize_from_env()` calls `jax.distributed.initialize` when these variables are set:
-
-- `JAX_COORDINATOR_ADDRESS`  host:port of process 0's coordinator (e.g. 10.0.0.1:1234)
-- `JAX_NUM_PROCESSES`        number of processes (an int)
-- `JAX_PROCESS_ID`           this process's id, 0 .. JAX_NUM_PROCESSES-1
-- `JAX_LOCAL_DEVICE_IDS`     optional, read by JAX itself (e.g. "0,1")
-
-With none of them set it does nothing (a single-process run) unless `auto=True`, which lets JAX
-detect a cluster (SLURM, Open MPI, Cloud TPU, ...). On CPU the cross-process collectives use gloo
-(`jax_cpu_collectives_implementation`). It must run before anything touches a JAX device.
-
-Once joined, processes coordinate through JAX's coordination service: `barrier`, `primary_first`
-(process 0 runs a block before the others, e.g. a dataset build on a shared disk) and
-`on_primary` (a process-local command runs on process 0 and every process returns its exit
-status). Files every process would write the same are written by process 0 (`is_primary`).
+"""Multi-process start-up through JAX's own runtime, and how the joined processes coordinate
+(barriers, process 0 first or alone) through its coordination service.
 """
 
 from __future__ import annotations
@@ -43,7 +28,15 @@ def _env_int(name: str) -> int:
 
 
 def initialize_from_env(*, auto: bool = False, timeout_s: int = 300) -> bool:
-    """Join the process group described by the environment; True when multi-process."""
+    """Join the process group described by the environment; True when multi-process.
+
+    Reads `JAX_COORDINATOR_ADDRESS` (host:port of process 0's coordinator, e.g. 10.0.0.1:1234),
+    `JAX_NUM_PROCESSES` and `JAX_PROCESS_ID` (0 .. JAX_NUM_PROCESSES-1); JAX itself reads the
+    optional `JAX_LOCAL_DEVICE_IDS` (e.g. "0,1"). With none of them set it does nothing (a
+    single-process run) unless `auto`, which lets JAX detect a cluster (SLURM, Open MPI, Cloud
+    TPU, ...). On CPU the cross-process collectives use gloo. It must run before anything
+    touches a JAX device.
+    """
     if jax.distributed.is_initialized():
         return jax.process_count() > 1
     names = (ENV_COORDINATOR, ENV_NUM_PROCESSES, ENV_PROCESS_ID)
@@ -74,7 +67,8 @@ def initialize_from_env(*, auto: bool = False, timeout_s: int = 300) -> bool:
 
 
 def is_primary() -> bool:
-    """True on the process that writes logs and progress (process 0)."""
+    """True on the process that writes logs, progress and the files every process would write
+    the same (process 0)."""
     return jax.process_index() == 0
 
 

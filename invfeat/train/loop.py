@@ -1,21 +1,5 @@
-"""The fit loop: any pure step `(state, batch) -> (state, metrics)`, compiled once, on the mesh.
-
-`fit` jits the step with the state's own shardings, batches split along "data" and the state
-buffers donated; it reads each step's metrics one step late (so the host never waits for the step
-it just dispatched), shows a progress bar on stderr (steps/s, ETA, current losses), writes one
-JSONL record per epoch (and per `log_every_steps` if set) to `<workdir>/metrics.jsonl` and a line
-to the console, runs evaluators, saves checkpoints (state + data-iterator state + meta + the
-running epoch means) and resumes from the latest one. A non-finite metric stops the run without
-saving, and the last good checkpoint is restored and returned. KeyboardInterrupt saves a
-checkpoint (when the state is whole), waits until it is committed, names it and re-raises; a
-Ctrl-C landing inside a save takes effect once the save has been handed over to orbax.
-
-The data is an endless iterator of per-process batches (dicts of numpy arrays); when it has
-`get_state()`/`set_state()` (grain iterators do) its position is checkpointed and restored.
-
-`_Cadence` says which steps end an epoch, evaluate or save; `_Run` trains (`train`), records,
-evaluates and saves (`end_step`), stops on NaN (`stop`) and handles Ctrl-C (`interrupt`); the
-metrics' bookkeeping is `invfeat.train.records`.
+"""The fit loop: any pure step `(state, batch) -> (state, metrics)`, compiled once, on the mesh,
+with progress, metrics records, evaluators, checkpoints and resume.
 """
 
 from __future__ import annotations
@@ -336,13 +320,20 @@ def fit(
     """Train `state` with `step_fn` for `num_steps` steps in total (counting resumed ones).
 
     `state` is the freshly created, placed state (its shardings are used for the step and as the
-    restore target). Evaluators run each epoch end (or every `eval_every_steps`); their metrics
-    are named `<evaluator name>/<metric>`, training means `train/<metric>`; `checkpoint.
-    best_metric` may name either. `meta` (JSON-able, e.g. the run config) is stored with every
-    checkpoint, and a resume with another `meta` is refused (ValueError naming what differs).
-    `hooks(step, state)` run after every step. `finite_metrics` names the metrics checked for
-    NaN/inf (default: every metric). `progress` shows the bar and the per-epoch console lines
-    (stderr, process 0 only).
+    restore target). `train_data` is an endless iterator of per-process batches (dicts of numpy
+    arrays); when it has `get_state()` / `set_state()` (grain iterators do) its position is
+    checkpointed and restored. Evaluators run each epoch end (or every `eval_every_steps`); their
+    metrics are named `<evaluator name>/<metric>`, training means `train/<metric>`;
+    `checkpoint.best_metric` may name either. `meta` (JSON-able, e.g. the run config) is stored
+    with every checkpoint, and a resume with another `meta` is refused (ValueError naming what
+    differs). `hooks(step, state)` run after every step. `finite_metrics` names the metrics
+    checked for NaN/inf (default: every metric). `progress` shows the bar (steps/s, ETA, losses)
+    and the per-epoch console lines (stderr, process 0 only); records go to
+    `<workdir>/metrics.jsonl` each epoch (and every `log_every_steps`).
+
+    A non-finite metric stops the run without saving and returns the last good checkpoint's
+    state. A KeyboardInterrupt saves the last finished step (when the state is whole), waits
+    until that save is committed, names it and is raised again.
     """
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")

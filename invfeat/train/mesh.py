@@ -1,10 +1,7 @@
 """The one-axis ("data",) device mesh, its shardings, and global batches from per-process data.
 
-Every device of every process sits on one mesh axis named "data". Batches are split along their
-leading axis over it (`batch_sharding`); parameters and optimizer state are replicated
-(`replicated_sharding`) unless a state-sharding rule says otherwise (see `invfeat.train.state`).
-Each process feeds only its own part of the global batch; `shard_batch` assembles the global
-`jax.Array` without moving data between processes.
+Every device of every process sits on the one axis; batches are split along their leading axis
+over it, parameters and optimizer state replicated unless `invfeat.train.state` shards them.
 """
 
 from __future__ import annotations
@@ -73,7 +70,8 @@ def _is_device_data(x: Any) -> bool:
 def shard_batch(batch: Mapping[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
     """Per-process batch (dict of numpy arrays) -> global arrays sharded along the batch axis.
 
-    Host-only entries (string or object arrays such as "file_name") are dropped. The local
+    Each process passes only its own part; no data moves between processes. Host-only entries
+    (string or object arrays such as "file_name") are dropped. The local
     batch of every process must have the same size, a multiple of its local device count.
     """
     n_local = local_device_count(mesh)

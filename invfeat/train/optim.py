@@ -1,17 +1,4 @@
-"""Optimizers (optax Adam/AdamW) and the learning-rate schedules the paper's baselines use.
-
-Schedules, by name:
-
-- `constant`: the attack scripts' fixed rate (e.g. Adam 5e-5 for the GAN).
-- `drop_at_half`: constant, then times `drop_factor` (default 1/5) for the second half of
-  `total_steps`: the attribute attack's "lr / 5 for the second half".
-- `warmup_multistep`: linear warm-up from `warmup_factor * lr` over `warmup_steps`, then times
-  `gamma` at each of `milestones` (absolute steps): FastReID's BoT/AGW baselines.
-- `warmup_cosine`: the same warm-up, constant until `delay_steps`, then cosine annealing to
-  `final_lr` at `total_steps`: FastReID's SBS baseline.
-
-`clip_norm` adds global-norm gradient clipping before the optimizer.
-"""
+"""Optimizers (optax Adam/AdamW) and the learning-rate schedules the paper's baselines use."""
 
 from __future__ import annotations
 
@@ -25,7 +12,20 @@ OPTIMIZERS = ("adam", "adamw")
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
-    """Everything that defines an optimizer; JSON-able (`dataclasses.asdict`)."""
+    """Everything that defines an optimizer; JSON-able (`dataclasses.asdict`).
+
+    `schedule`, by name:
+
+    - `constant`: the attack scripts' fixed rate (e.g. Adam 5e-5 for the GAN).
+    - `drop_at_half`: constant, then times `drop_factor` (default 1/5) for the second half of
+      `total_steps`: the attribute attack's "lr / 5 for the second half".
+    - `warmup_multistep`: linear warm-up from `warmup_factor * lr` over `warmup_steps`, then
+      times `gamma` at each of `milestones` (absolute steps): FastReID's BoT/AGW baselines.
+    - `warmup_cosine`: the same warm-up, constant until `delay_steps`, then cosine annealing to
+      `final_lr` at `total_steps`: FastReID's SBS baseline.
+
+    `clip_norm` adds global-norm gradient clipping before the optimizer.
+    """
 
     name: str = "adam"
     learning_rate: float = 1e-3

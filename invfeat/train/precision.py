@@ -1,10 +1,4 @@
-"""Mixed precision: parameters stay float32, the model computes in `compute_dtype`, losses in float32.
-
-Models take a `dtype` argument (flax.linen convention: the computation dtype, with
-`param_dtype` float32); build them with `dtype=policy.compute_dtype`, feed inputs through
-`policy.cast_to_compute`, and bring logits/features back with `policy.cast_to_output` before the
-loss. Optimizer state and updates are float32 because the params are.
-"""
+"""Mixed precision: parameters and losses in float32, the model's computation in `compute_dtype`."""
 
 from __future__ import annotations
 
@@ -19,6 +13,14 @@ PRECISIONS = ("float32", "bfloat16", "auto")
 
 @dataclasses.dataclass(frozen=True)
 class Policy:
+    """Which dtypes a model's parameters, computation and outputs use.
+
+    Models take a `dtype` argument (flax.linen convention: the computation dtype, with
+    `param_dtype` float32); build them with `dtype=policy.compute_dtype`, feed inputs through
+    `policy.cast_to_compute`, and bring logits/features back with `policy.cast_to_output` before
+    the loss. Optimizer state and updates are float32 because the params are.
+    """
+
     param_dtype: Any = jnp.float32
     compute_dtype: Any = jnp.float32
     output_dtype: Any = jnp.float32

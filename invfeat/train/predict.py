@@ -1,12 +1,4 @@
-"""A pure `fn(variables, inputs)` over any number of rows: fixed-size blocks, one compilation.
-
-`BlockPredictor` jits `fn` once with its inputs and outputs split along the mesh's "data" axis
-and applies it block by block; the last block is padded with zeros and its padding rows are
-dropped from the output, so a call of any length never recompiles. One block stays in flight
-while the previous one is fetched. The inputs are one host array or a tuple of host arrays of
-equally many rows; `prepare` turns each block of them into what is sent (e.g. uint8 images into
-checked floats), so a large input is converted a block at a time.
-"""
+"""A pure `fn(variables, inputs)` over any number of rows: fixed-size blocks, one compilation."""
 
 from __future__ import annotations
 
@@ -40,8 +32,11 @@ def _pad(block: np.ndarray, size: int) -> np.ndarray:
 class BlockPredictor:
     """`fn(variables, inputs [B, ...]) -> outputs [B, ...]` over any number of rows.
 
-    `block_size` is rounded up to a multiple of the mesh's device count. `variables_sharding`
-    places the variables (None: where they already are).
+    `fn` is jitted once with its inputs and outputs split along the mesh's "data" axis and
+    applied block by block; the last block is padded with zero rows, dropped from the output,
+    so a call of any length never recompiles. One block stays in flight while the previous one
+    is fetched. `block_size` is rounded up to a multiple of the mesh's device count.
+    `variables_sharding` places the variables (None: where they already are).
     """
 
     def __init__(
@@ -82,7 +77,11 @@ class BlockPredictor:
     def __call__(
         self, variables: Any, inputs: Inputs, prepare: Callable[[Any], Any] | None = None
     ) -> np.ndarray:
-        """`fn` over every row of `inputs` (a host array, or a tuple of them), in row order."""
+        """`fn` over every row of `inputs` (a host array, or a tuple of them), in row order.
+
+        `prepare` turns each block into what is sent (e.g. uint8 images into checked floats), so
+        a large input is converted a block at a time.
+        """
         inputs = jax.tree.map(np.asarray, inputs)
         if _rows(inputs) == 0:
             raise ValueError("nothing to predict: inputs has no rows")

@@ -1,11 +1,4 @@
-"""What a training run records: step metrics read one step late, epoch means, `metrics.jsonl`.
-
-`PendingMetrics` holds the metrics of the step last dispatched and reads them only once the
-next step is dispatched, so the host never waits for the device; reading checks them for
-NaN/inf (`NonFinite`) and adds them to the epoch's `EpochMeans`, which checkpoints carry so a
-resumed epoch's record is the same. `RunLog` appends JSONL records (`metrics.jsonl`) on process
-0 and prints console lines above the progress bar.
-"""
+"""What a training run records: step metrics read one step late, epoch means, `metrics.jsonl`."""
 
 from __future__ import annotations
 

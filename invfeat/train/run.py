@@ -1,14 +1,4 @@
-"""How a training run starts: its workdir claimed, its state made, its steps run by `fit`.
-
-`claim_workdir` is the one guard of a run's folder: it keeps the run's config in
-`config.json`, refuses to resume (or continue) a folder whose config differs, and applies the
-caller's policy to a fresh run over old checkpoints: refuse it (the default, and the victim's:
-a finished or killed training is worth keeping) or clear them (the attacks: cheap to redo). The refusals are
-worded by the caller (`Refusals`), so each command names its own remedy.
-
-`run_training` is the one way every model here is trained: `create_train_state` from the
-seed, an optional change to the fresh state, then `fit` over the given batches.
-"""
+"""How a training run starts: its workdir claimed, its state made, its steps run by `fit`."""
 
 from __future__ import annotations
 
@@ -65,7 +55,9 @@ def claim_workdir(
 
     With `resume` an existing `config.json` must equal `config` (ValueError); without it,
     checkpoints left by an earlier run are refused (FileExistsError) or removed, as `old_runs`
-    says. Every process checks the same files; process 0 writes.
+    says: "refuse" for the victim (a finished or killed training is worth keeping), "clear" for
+    the attacks (cheap to redo). `refusals` words the errors, so each command names its own
+    remedy. Every process checks the same files; process 0 writes.
     """
     path = workdir / CONFIG_FILE
     given = json.loads(json.dumps(dict(config), default=json_default))
@@ -104,7 +96,8 @@ def run_training(
     progress: bool = True,
     prepare_state: Callable[[Any], Any] | None = None,
 ) -> FitResult:
-    """A state from `init_fn`, `tx` and `seed` on `mesh`, trained by `fit` over `batches`.
+    """A state from `init_fn`, `tx` and `seed` on `mesh`, trained by `fit` over `batches`: the
+    one way every model here is trained.
 
     `prepare_state` changes the fresh state before training (e.g. puts frozen variables in);
     a resumed run then restores its checkpoint over it. The batches are iterated only once the

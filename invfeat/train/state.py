@@ -1,21 +1,4 @@
-"""Train state, its placement on the mesh, and the standard supervised step.
-
-`TrainState` is a pytree: `step` (int32 scalar, steps done), `params`, `opt_state`, `model_state`
-(non-trained collections such as `batch_stats`; `{}` when the model has none) and `rng` (a raw
-uint32 key; the key of a step is `fold_in(rng, step)`). The optimizer is not part of the state: a
-step function closes over it, so the state is data only and checkpoints hold nothing else.
-
-Several optimised parts (a GAN's generator and discriminator) live in one state: give
-`create_train_state` a mapping of optimizers by part name and an `init_fn` returning a mapping of
-variables by the same names; `params`, `opt_state` and `model_state` are then dicts keyed by part,
-and a hand-written step updates one part at a time with `apply_gradients(..., part=name)` and
-advances `step` once. The fit loop treats the state as an opaque pytree.
-
-Placement: `jax.eval_shape` gives the abstract state without allocating; `state_shardings`
-replicates every leaf over the ("data",) mesh, or shards leaves of at least `min_shard_size`
-elements along their largest divisible axis; `jax.jit(init, out_shardings=...)` then creates the
-state directly in place.
-"""
+"""Train state, its placement on the mesh, and the standard supervised step."""
 
 from __future__ import annotations
 
@@ -42,6 +25,14 @@ LossFn = Callable[[PyTree, PyTree, Batch, jax.Array], tuple[jax.Array, tuple[Met
 
 @flax.struct.dataclass
 class TrainState:
+    """A pytree: `step` (int32 scalar, steps done), `params`, `opt_state`, `model_state`
+    (non-trained collections such as `batch_stats`; `{}` when none) and `rng` (a raw uint32 key).
+
+    The optimizer is not part of the state: a step function closes over it, so the state is
+    data only and checkpoints hold nothing else. Several optimised parts (a GAN's generator and
+    discriminator) make `params`, `opt_state` and `model_state` dicts keyed by part name.
+    """
+
     step: jax.Array
     params: PyTree
     opt_state: PyTree
@@ -99,7 +90,11 @@ def _leaf_sharding(leaf: Any, mesh: Mesh, min_shard_size: int | None) -> NamedSh
 
 
 def state_shardings(abstract: PyTree, mesh: Mesh, min_shard_size: int | None = None) -> PyTree:
-    """Shardings for a (abstract) state: replicated, or large leaves split along "data"."""
+    """Shardings for a (abstract) state: replicated, or large leaves split along "data".
+
+    With `min_shard_size`, leaves of at least that many elements are split along their largest
+    axis that divides evenly over the mesh.
+    """
     return jax.tree.map(lambda leaf: _leaf_sharding(leaf, mesh, min_shard_size), abstract)
 
 
@@ -114,8 +109,9 @@ def create_train_state(
     """Initialise a `TrainState` directly on the mesh, without a host copy.
 
     `init_fn(rng)` returns flax variables (e.g. `lambda r: model.init(r, dummy_batch)`), or, with
-    a mapping of optimizers, a mapping of variables by the same part names. The compiled
-    initialiser is reused for the same (init_fn, tx, mesh, min_shard_size).
+    a mapping of optimizers, a mapping of variables by the same part names. The abstract state
+    comes from `jax.eval_shape` and `jax.jit(init, out_shardings=...)` creates it in place; the
+    compiled initialiser is reused for the same (init_fn, tx, mesh, min_shard_size).
     """
     txs = tx if isinstance(tx, optax.GradientTransformation) else tuple(sorted(tx.items()))
     return _placed_init(init_fn, txs, mesh, min_shard_size)(jax.random.PRNGKey(seed))
@@ -151,7 +147,8 @@ def apply_gradients(
 ) -> TrainState:
     """One optimizer update of all params, or of `params[part]` in a multi-part state.
 
-    `model_state` (if given) replaces the part's model state. `step` is not advanced.
+    `model_state` (if given) replaces the part's model state. `step` is not advanced: a
+    multi-part step updates one part at a time and advances `step` once.
     """
     params = state.params if part is None else state.params[part]
     opt_state = state.opt_state if part is None else state.opt_state[part]
