@@ -24,6 +24,7 @@ bench:
     {{py}} benchmarks/victim.py
     {{py}} benchmarks/victim_train.py
 
-# ruff lint
+# ruff lint and format check (what CI runs)
 lint:
     {{bin}}ruff check .
+    {{bin}}ruff format --check .

@@ -29,11 +29,9 @@ from invfeat import shufflebits
 from invfeat.attacks.attributes import run_attribute_attack
 from invfeat.attacks.ciphertext import ENCODINGS
 from invfeat.data import builders
-from invfeat.data.datasets import open_dataset_split
+from invfeat.data.datasets import SPLITS, open_dataset_split
 from invfeat.data.feature_files import read_features
 from invfeat.data.pipeline import read_labels
-
-SPLITS = ("train", "query", "gallery")
 
 
 def split_arrays(run: Path, data_dir: Path, config, kind: str) -> dict[str, tuple]:

@@ -34,7 +34,7 @@ def just() -> str:
 
 def test_recipes_use_the_python_on_path_without_a_project_venv(just, tmp_path):
     assert _dry_run(tmp_path, "test").splitlines() == ["python -m pytest"]
-    assert _dry_run(tmp_path, "lint").splitlines() == ["ruff check ."]
+    assert _dry_run(tmp_path, "lint").splitlines() == ["ruff check .", "ruff format --check ."]
     assert _dry_run(tmp_path, "demo").splitlines() == ["python -m experiments demo"]
     bench = _dry_run(tmp_path, "bench").splitlines()
     assert len(bench) == 4 and all(line.startswith("python benchmarks/") for line in bench)
@@ -44,7 +44,10 @@ def test_recipes_use_the_project_venv_when_setup_made_one(just, tmp_path):
     (tmp_path / ".venv" / "bin").mkdir(parents=True)
     (tmp_path / ".venv" / "bin" / "python").touch()
     assert _dry_run(tmp_path, "test").splitlines() == [".venv/bin/python -m pytest"]
-    assert _dry_run(tmp_path, "lint").splitlines() == [".venv/bin/ruff check ."]
+    assert _dry_run(tmp_path, "lint").splitlines() == [
+        ".venv/bin/ruff check .",
+        ".venv/bin/ruff format --check .",
+    ]
 
 
 def test_test_recipe_passes_its_arguments_to_pytest(just, tmp_path):
