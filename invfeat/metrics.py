@@ -18,7 +18,7 @@ def l2_normalize(x_ND: jax.Array, eps: float = 1e-12) -> jax.Array:
 
 
 @jax.jit
-def _query_block(q_BD, qid_B, qcam_B, g_GD, gid_G, gcam_G):
+def query_block(q_BD, qid_B, qcam_B, g_GD, gid_G, gcam_G):
     """Per query: 0-based rank of the first true match (G if none), AP, has-a-match."""
     # HIGHEST: a DEFAULT float32 matmul is TF32 on recent GPUs and would reorder close entries.
     similarity = jnp.matmul(l2_normalize(q_BD), g_GD.T, precision=jax.lax.Precision.HIGHEST)
@@ -79,7 +79,7 @@ def reid_per_query(
     qid = np.pad(np.asarray(query_ids, np.int32), (0, pad))
     qcam = np.pad(np.asarray(query_cams, np.int32), (0, pad))
     outs = [
-        _query_block(q[s : s + block], qid[s : s + block], qcam[s : s + block], g, gid, gcam)
+        query_block(q[s : s + block], qid[s : s + block], qcam[s : s + block], g, gid, gcam)
         for s in range(0, num_q + pad, block)
     ]
     first, ap, valid = (np.concatenate([np.asarray(o[i]) for o in outs])[:num_q] for i in range(3))

@@ -1,9 +1,11 @@
-"""The black-box API: batching without retracing, sharding, uint8/float input, ShuffleBits modes."""
+"""The black-box API (invfeat/api.py): batching without retracing, sharding, uint8, float and
+bfloat16 input (NaN refused), arguments checked when built, ShuffleBits modes."""
 
 from __future__ import annotations
 
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -86,3 +88,24 @@ def test_bad_inputs_raise_clear_errors(plain_api):
         as_float_images(np.zeros((1, 4, 4, 3), np.int32))
     with pytest.raises(TypeError, match="Key or Secret"):
         FeatureAPI(lambda v, x: x, {}, key="not a key")
+
+
+def test_api_images_accept_bfloat16_and_refuse_nan():
+    images = np.full((2, 4, 4, 3), 0.5, jnp.bfloat16)
+    converted = as_float_images(images)
+    assert converted.dtype == np.float32 and np.all(converted == 0.5)
+    images_nan = np.full((2, 4, 4, 3), 0.5, np.float32)
+    images_nan[1, 2, 3, 0] = np.nan
+    with pytest.raises(ValueError, match="images hold NaN"):
+        as_float_images(images_nan)
+
+
+def test_api_arguments_are_checked_when_built():
+    features_fn = lambda variables, images: images[:, 0, 0]
+    for bad in (0, -3):
+        with pytest.raises(ValueError, match="batch_size must be at least 1"):
+            FeatureAPI(features_fn, {}, batch_size=bad)
+    with pytest.raises(TypeError, match="batch_size must be an int"):
+        FeatureAPI(features_fn, {}, batch_size=2.5)
+    with pytest.raises(ValueError, match="devices is empty"):
+        FeatureAPI(features_fn, {}, devices=[])

@@ -1,8 +1,11 @@
-"""The attribute attack through the engine: it learns attributes that features encode linearly,
-sits at chance on random ciphertext bit patterns, and resumes a killed run exactly."""
+"""The attribute attack through the engine (invfeat/attacks/attributes.py): it learns attributes
+that features encode linearly, sits at chance on random ciphertext bit patterns, and resumes a
+killed run exactly; on a tiny set, an attribute without training labels is left out, and victims
+without any label are refused before training."""
 
 import json
 import types
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +13,6 @@ import numpy as np
 import pytest
 
 from invfeat.attacks import attributes as A
-from invfeat.attacks.arrays import ArrayBatches
 from invfeat.attacks.configs import AttributeAttackConfig
 from invfeat.train.mesh import make_mesh
 from invfeat.train.predict import BlockPredictor
@@ -41,11 +43,6 @@ def ciphertext(n: int, seed: int) -> np.ndarray:
     """Random 32-bit patterns read as float32 (NaN, inf, huge values included)."""
     words = np.random.default_rng(seed).integers(0, 2**32, size=(n, D), dtype=np.uint64)
     return words.astype(np.uint32).view(np.float32)
-
-
-@pytest.fixture(scope="module")
-def one_device():
-    return make_mesh(jax.devices()[:1])
 
 
 @pytest.fixture(scope="module")
@@ -148,25 +145,6 @@ def test_killed_attack_resumes_to_the_same_result(tmp_path, monkeypatch, plain, 
         A.run_attribute_attack(*args[:5], other, tmp_path, mesh=one_device)
 
 
-def test_array_batches_are_shuffled_epochs_and_resumable(one_device):
-    arrays = {"x": np.arange(10), "y": np.arange(10) * 2}
-    batches = ArrayBatches(arrays, 4, mesh=one_device, seed=3)
-    first = [next(batches) for _ in range(5)]  # 20 rows: two whole epochs
-    seen = np.concatenate([b["x"] for b in first])
-    assert sorted(seen[:10]) == list(range(10)) and sorted(seen[10:]) == list(range(10))
-    assert not np.array_equal(seen[:10], seen[10:])
-    assert all(np.array_equal(b["y"], 2 * b["x"]) for b in first)
-    state = batches.get_state()
-    after = next(batches)
-    again = ArrayBatches(arrays, 4, mesh=one_device, seed=3)
-    again.set_state(state)
-    np.testing.assert_array_equal(next(again)["x"], after["x"])
-    with pytest.raises(ValueError, match="does not match"):
-        ArrayBatches(arrays, 2, mesh=one_device).set_state(state)
-    with pytest.raises(ValueError, match="multiple of the number of devices"):
-        ArrayBatches(arrays, 4, mesh=make_mesh())
-
-
 def test_bad_attribute_values_are_named(data, tmp_path, one_device):
     (x, y), _ = data
     bad = y.copy()
@@ -195,3 +173,63 @@ def test_attribute_evaluator_yields_the_mean_then_each_attribute(one_device):
     assert scores["gender_balanced_accuracy"] == 0.5
     assert scores["colour_balanced_accuracy"] == pytest.approx(1 / 3)
     assert scores["mean_balanced_accuracy"] == pytest.approx((0.5 + 1 / 3) / 2)
+
+
+# ---- tiny attack sets ------------------------------------------------------------------------
+
+TINY_CONFIG = AttributeAttackConfig(
+    learning_rate=1e-2, batch_size=16, epochs=1, steps_per_epoch=2, eval_batch_size=16
+)
+TINY_NAMES = ("gender", "bag", "hat")
+
+
+def tiny_world(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Three attributes (2, 2 and 3 classes) whose labels are the first features."""
+    rng = np.random.default_rng(seed)
+    labels = np.column_stack([rng.integers(0, 2, n), rng.integers(0, 2, n), rng.integers(0, 3, n)])
+    features = np.concatenate([labels, rng.normal(size=(n, 5))], axis=1).astype(np.float32)
+    return features, labels
+
+
+def test_attribute_without_training_labels_is_left_out_on_a_tiny_set(tmp_path, one_device):
+    """10 training rows (< batch 16); 'bag' unknown in every training row, 'hat' one class."""
+    x_train, y_train = tiny_world(10, 0)
+    x_victim, y_victim = tiny_world(7, 1)
+    y_train[:, 1] = -1
+    y_train[:, 2] = 1
+    with pytest.warns(UserWarning, match=r"\['bag'\] have no known label in train_attributes"):
+        result = A.run_attribute_attack(
+            x_train,
+            y_train,
+            x_victim,
+            y_victim,
+            TINY_NAMES,
+            TINY_CONFIG,
+            tmp_path,
+            mesh=one_device,
+            progress=False,
+        )
+    assert set(result.metrics) == {"gender", "hat", "mean"}
+    # One class seen in training: the balanced head predicts it, the majority baseline's score.
+    assert result.metrics["hat"]["balanced_accuracy"] == pytest.approx(1 / 3)
+    assert result.predict(x_victim).shape == (7, 3)
+
+
+def test_victims_without_any_label_are_refused_before_training(tmp_path, one_device):
+    x_train, y_train = tiny_world(10, 0)
+    x_victim, y_victim = tiny_world(7, 1)
+    workdir = tmp_path / "run"
+    with warnings.catch_warnings(), pytest.raises(ValueError, match="victim_attributes"):
+        warnings.simplefilter("ignore")
+        A.run_attribute_attack(
+            x_train,
+            y_train,
+            x_victim,
+            np.full_like(y_victim, -1),
+            TINY_NAMES,
+            TINY_CONFIG,
+            workdir,
+            mesh=one_device,
+            progress=False,
+        )
+    assert not workdir.exists()  # refused before anything was written or trained

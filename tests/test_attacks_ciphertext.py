@@ -1,4 +1,6 @@
-"""The attacker's ciphertext preprocessing: finite for every bit pattern, and lossless for bits."""
+"""How an attacker reads ciphertext floats (invfeat/attacks/ciphertext.py): every encoding is
+finite for every bit pattern and sized as `encoded_dim` says, the bit readings are lossless, and
+the `columns` and `popcount` readings see through the bit permutations of one-time keys."""
 
 import jax
 import numpy as np
@@ -82,3 +84,17 @@ def test_columns_reading_undoes_a_per_vector_bit_permutation():
     np.testing.assert_array_equal(np.asarray(encode_features(cipher, "columns")), canonical)
     counts = canonical.reshape(batch, dim, 32).sum(1)
     np.testing.assert_array_equal(counts, np.broadcast_to(np.arange(1, 33), (batch, 32)))
+
+
+def test_popcount_survives_every_bit_permutation():
+    """What one-time keys cannot hide: each float's count of one-bits, read without NaN."""
+    plain = np.random.default_rng(0).normal(size=(6, 5)).astype(np.float32)
+    static = np.asarray(shufflebits.encrypt(plain, shufflebits.Key.from_seed(3)))
+    secret = shufflebits.Secret.generate()
+    one_time = np.asarray(shufflebits.encrypt(plain, secret, shufflebits.fresh_nonces(6)))
+    expected = np.vectorize(lambda w: bin(int(w)).count("1"))(plain.view(np.uint32)) / 32
+    assert encoded_dim(5, "popcount") == 5
+    for features in (plain, static, one_time, one_time.view(np.uint32)):
+        encoded = np.asarray(encode_features(features, "popcount"))
+        assert encoded.dtype == np.float32 and np.isfinite(encoded).all()
+        np.testing.assert_array_equal(encoded, expected.astype(np.float32))

@@ -19,7 +19,6 @@ from invfeat.attacks.configs import (
 )
 from invfeat.attacks.perceptual import describe_perceptual, resolve_perceptual
 from invfeat.models.perceptual import white_box_perceptual
-from invfeat.train.mesh import make_mesh
 
 N, D, H, W = 64, 16, 32, 16
 SMALL = dict(
@@ -35,11 +34,6 @@ AE = autoencoder_config(epochs=4, steps_per_epoch=40, **SMALL)
 
 def records(workdir):
     return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-
-
-@pytest.fixture(scope="module")
-def one_device():
-    return make_mesh(jax.devices()[:1])
 
 
 @pytest.fixture(scope="module")

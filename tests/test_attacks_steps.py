@@ -1,4 +1,5 @@
-"""Attack steps: each lowers its loss on a tiny fixed batch; the GAN alternates D and G."""
+"""The attacks' pure train steps (invfeat/attacks/steps.py): each lowers its loss on a tiny fixed
+batch; the GAN alternates D and G; attribute class weights are balanced and checked."""
 
 import jax
 import jax.numpy as jnp
@@ -22,15 +23,9 @@ from invfeat.models.attribute_head import AttributeHead
 from invfeat.models.decoder import Decoder
 from invfeat.models.discriminator import Discriminator
 from invfeat.models.perceptual import SurrogateNet, surrogate_perceptual
-from invfeat.train.mesh import make_mesh
 from invfeat.train.state import create_train_state
 
 B, D, H, W = 8, 6, 16, 8
-
-
-@pytest.fixture(scope="module")
-def mesh():
-    return make_mesh(jax.devices()[:1])
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +64,14 @@ def test_attribute_class_weights_are_balanced_and_padded():
         attribute_class_weights(labels, (2, 3, 2))
 
 
-def test_attribute_head_step_lowers_balanced_cross_entropy(mesh):
+def test_attribute_class_weights_refuse_a_label_beyond_the_class_count():
+    labels = np.array([[0, 1], [1, 3], [-1, 0]])
+    with pytest.raises(ValueError, match="column 1 holds class 3.*3 classes"):
+        attribute_class_weights(labels, [2, 3])
+    np.testing.assert_allclose(attribute_class_weights(labels, [2, 4])[0, :2], [1.0, 1.0])
+
+
+def test_attribute_head_step_lowers_balanced_cross_entropy(one_device):
     rng = np.random.default_rng(1)
     features = rng.normal(size=(32, 8)).astype(np.float32)
     attributes = np.stack([features[:, 0] > 0.8, np.argmax(features[:, 1:4], 1)], 1)
@@ -78,7 +80,7 @@ def test_attribute_head_step_lowers_balanced_cross_entropy(mesh):
     head = AttributeHead(num_classes=(2, 3), block_num=2, dropout_rate=0.1)
     variables = fast_init(head.init, features)
     tx = optax.adam(1e-2)
-    state = create_train_state(fixed_variables(variables), tx, mesh)
+    state = create_train_state(fixed_variables(variables), tx, one_device)
     weights = attribute_class_weights(attributes, (2, 3))
     step = make_attribute_head_step(head, tx, weights)
     batch = {"features": features, "attributes": attributes}
@@ -97,11 +99,11 @@ def test_attribute_head_step_lowers_balanced_cross_entropy(mesh):
 # ---- surrogate -----------------------------------------------------------------------------
 
 
-def test_surrogate_step_imitates_the_api(mesh, recon_batch):
+def test_surrogate_step_imitates_the_api(one_device, recon_batch):
     net = SurrogateNet(feature_dim=D, widths=(4, 8))
     variables = fast_init(net.init, recon_batch["image"])
     tx = optax.adam(1e-2)
-    state = create_train_state(fixed_variables(variables), tx, mesh)
+    state = create_train_state(fixed_variables(variables), tx, one_device)
     _, history = run(make_surrogate_step(net, tx, "cosine"), state, recon_batch, 30)
     distances = [float(m["cosine_distance"]) for m in history]
     assert np.mean(distances[-3:]) < 0.5 * distances[0]
@@ -116,12 +118,12 @@ def tiny_decoder():
     return Decoder(H, W, dense_units=16, smallest_channels=8, base_filters=4, min_side=2)
 
 
-def test_autoencoder_step_lowers_pixel_loss(mesh, recon_batch):
+def test_autoencoder_step_lowers_pixel_loss(one_device, recon_batch):
     decoder = tiny_decoder()
     rec = Reconstruction(decoder, optax.adam(3e-3))
     assert rec.parts == ("decoder",)
     variables = fast_init(rec.init_fn(D))
-    state = create_train_state(fixed_variables(variables), rec.optimizers, mesh)
+    state = create_train_state(fixed_variables(variables), rec.optimizers, one_device)
     state, history = run(make_decoder_step(rec), state, recon_batch, 30)
     pixel = [float(m["pixel"]) for m in history]
     assert np.mean(pixel[-3:]) < 0.7 * pixel[0]
@@ -140,7 +142,7 @@ WEIGHTS = LossWeights(pixel=0.5, feature=1.0, total_variation=0.1, discriminator
 
 
 @pytest.fixture(scope="module")
-def gan(mesh, recon_batch, perceptual):
+def gan(one_device, recon_batch, perceptual):
     disc = Discriminator(base_filters=4, spectral_norm=True, min_side=2)
     rec = Reconstruction(
         tiny_decoder(), optax.adam(3e-3), WEIGHTS, disc, optax.adam(3e-3), perceptual.features
@@ -157,10 +159,10 @@ def test_gan_needs_its_parts():
 
 
 @pytest.fixture(scope="module")
-def gan_run(mesh, recon_batch, gan):
+def gan_run(one_device, recon_batch, gan):
     """30 alternating steps (2 D, 1 G): per-step params, D stats and metrics."""
     rec, variables = gan
-    state = create_train_state(fixed_variables(variables), rec.optimizers, mesh)
+    state = create_train_state(fixed_variables(variables), rec.optimizers, one_device)
     step = jax.jit(make_gan_step(rec, discriminator_steps=2, generator_steps=1))
     trace = [(jax.device_get(state.params), jax.device_get(state.model_state), None)]
     for _ in range(30):
@@ -205,14 +207,14 @@ def test_gan_steps_lower_their_losses(gan_run):
     }
 
 
-def test_gan_step_on_the_same_batch_updates_both(mesh, recon_batch):
+def test_gan_step_on_the_same_batch_updates_both(one_device, recon_batch):
     """Without spectral norm or a perceptual part, D then G train on every batch."""
     weights = LossWeights(pixel=1.0, total_variation=0.1, discriminator=0.5)
     disc = Discriminator(base_filters=4, spectral_norm=False, min_side=2)
     rec = Reconstruction(tiny_decoder(), optax.adam(3e-3), weights, disc, optax.adam(3e-3))
     assert rec.parts == ("decoder", "discriminator")
     variables = fast_init(rec.init_fn(D))
-    state = create_train_state(fixed_variables(variables), rec.optimizers, mesh)
+    state = create_train_state(fixed_variables(variables), rec.optimizers, one_device)
     step = jax.jit(make_gan_step(rec, different_batches=False))
     new_state, metrics = step(state, recon_batch)
     assert float(metrics["d_updates"]) == 1.0 and float(metrics["g_updates"]) == 1.0
@@ -229,7 +231,7 @@ def test_gan_step_on_the_same_batch_updates_both(mesh, recon_batch):
     np.testing.assert_allclose(metrics["generator_loss"], weighted, rtol=1e-5)
 
 
-def test_gan_without_discriminator_weight_is_the_decoder_step(mesh, recon_batch):
+def test_gan_without_discriminator_weight_is_the_decoder_step(one_device, recon_batch):
     rec = Reconstruction(tiny_decoder(), optax.adam(1e-3), LossWeights(pixel=1.0))
     step = make_gan_step(rec, discriminator_steps=3)
     assert step.__qualname__ == make_decoder_step(rec).__qualname__

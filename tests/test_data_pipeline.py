@@ -1,4 +1,5 @@
-"""grain pipeline: decode, order, PK batches, multi-process sharding, global layout, resume."""
+"""The grain pipeline (invfeat/data/pipeline.py): decode, order, PK batches, multi-process
+sharding, global layout, resume."""
 
 from __future__ import annotations
 

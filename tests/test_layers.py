@@ -1,9 +1,12 @@
 """The import rules of docs/ARCHITECTURE.md, read from the source: each part of invfeat imports
-only the parts below it, and the library never imports `experiments`."""
+only the parts below it, and the library never imports `experiments`; `import invfeat` imports
+no JAX and reaches its submodules lazily."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,3 +81,31 @@ def test_the_rule_catches_an_upward_import(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("from invfeat.study.run import run_study\nimport invfeat.attacks\n")
     assert {part_of(m) for m in imports_of(module)} == {"invfeat.study", "invfeat.attacks"}
+
+
+def test_the_library_never_imports_experiments():
+    importers = []
+    for path in sorted(ROOT.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(n == "experiments" or n.startswith("experiments.") for n in names):
+                importers.append(str(path.relative_to(ROOT)))
+    assert not importers
+
+
+def test_import_invfeat_reaches_submodules_lazily():
+    code = (
+        "import sys, invfeat\n"
+        "assert 'jax' not in sys.modules, 'import invfeat imported jax'\n"
+        "assert invfeat.losses.cosine_distance and invfeat.models.reid.ReIDModel\n"
+        "assert invfeat.data.builders.build and invfeat.attacks.steps and invfeat.train.loop.fit\n"
+        "assert 'losses' in dir(invfeat) and 'reid' in dir(invfeat.models)\n"
+        "try:\n"
+        "    invfeat.no_such_module\n"
+        "except AttributeError as e:\n"
+        "    assert 'no_such_module' in str(e)\n"
+        "else:\n"
+        "    raise AssertionError('no AttributeError')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)

@@ -1,4 +1,5 @@
-"""Losses against numpy formulas and hand-made cases."""
+"""Losses (invfeat/losses.py) against numpy formulas and hand-made cases; finite, exact gradients
+at zero vectors; mismatched shapes named, never broadcast."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from invfeat import losses
+from invfeat import losses, metrics
 
 
 def test_cross_entropy_label_smoothing():
@@ -104,3 +105,43 @@ def test_cosine_distance():
     x = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
     y = np.array([[2.0, 0.0], [0.0, 3.0], [-1.0, 0.0]])
     np.testing.assert_allclose(losses.cosine_distance(x, y), [0.0, 1.0, 2.0], atol=1e-6)
+
+
+def test_cosine_distance_gradient_at_a_zero_vector_is_finite_and_exact():
+    y = jnp.array([[1.0, 2.0, 2.0]])
+    zero = jnp.zeros((1, 3))
+    assert float(losses.cosine_distance(zero, y)[0]) == 1.0
+    grad = jax.grad(lambda x: losses.cosine_distance(x, y)[0])(zero)
+    # Below the eps floor the distance is 1 - x.y / eps: that is its gradient.
+    np.testing.assert_allclose(grad, -y / 1e-12, rtol=1e-6)
+    both = jax.grad(lambda x: jnp.sum(losses.cosine_distance(x, x)))(zero)
+    np.testing.assert_array_equal(both, 0.0)
+    unit = jax.grad(lambda x: metrics.l2_normalize(x)[0, 0])(zero)
+    assert np.all(np.isfinite(unit))
+
+
+def test_safe_norm_has_linalg_norm_values_and_gradients_away_from_zero():
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(5, 7)), jnp.float32)
+    np.testing.assert_array_equal(losses.safe_norm(x), jnp.linalg.norm(x, axis=-1))
+    grad = lambda norm: jax.jit(jax.grad(lambda a: jnp.sum(norm(a))))(x)
+    np.testing.assert_array_equal(
+        grad(losses.safe_norm), grad(lambda a: jnp.linalg.norm(a, axis=-1))
+    )
+
+
+def test_losses_refuse_mismatched_shapes_instead_of_broadcasting():
+    images = jnp.ones((2, 4, 4, 3))
+    with pytest.raises(ValueError, match="pixel_mse"):
+        losses.pixel_mse(images, images[0])  # would broadcast to a silent wrong value
+    with pytest.raises(ValueError, match="mse"):
+        losses.mse(jnp.ones((2, 4)), jnp.ones((4,)))
+    with pytest.raises(ValueError, match="batch_hard_triplet"):
+        losses.batch_hard_triplet(jnp.ones((4, 3)), jnp.array([0, 0, 1]))
+    with pytest.raises(ValueError, match="cross_entropy"):
+        losses.cross_entropy(jnp.ones((4, 3)), jnp.array([0, 0, 1]))
+    with pytest.raises(ValueError, match="feature_reconstruction_mse"):
+        losses.feature_reconstruction_mse((), ())
+    with pytest.raises(ValueError, match="psnr"):
+        metrics.psnr(images, images[0])
+    with pytest.raises(ValueError, match="predictions_NA"):
+        metrics.balanced_accuracy(np.zeros((3, 2), int), np.zeros((3, 1), int), 2)

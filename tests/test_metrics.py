@@ -1,7 +1,10 @@
-"""Re-ID retrieval metrics against a plain numpy reference; balanced accuracy; PSNR; SSIM."""
+"""Metrics (invfeat/metrics.py): re-ID retrieval against plain numpy references (tied distances,
+queries without a match, bad inputs named); balanced accuracy and its baselines on single-class
+and unknown attributes; PSNR; SSIM."""
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import pytest
 import scipy.signal
@@ -31,9 +34,9 @@ def test_reid_matches_reference_on_random_data_with_padded_blocks():
     qid, gid = rng.integers(0, 10, 37), rng.integers(0, 10, 120)
     qcam, gcam = rng.integers(0, 3, 37), rng.integers(0, 3, 120)
     qid[0] = 99  # a query without any true match is excluded
-    before = metrics._query_block._cache_size()
+    before = metrics.query_block._cache_size()
     first, ap, valid = metrics.reid_per_query(qf, qid, qcam, gf, gid, gcam, block_size=16)
-    assert metrics._query_block._cache_size() - before <= 1  # one program for all 3 blocks
+    assert metrics.query_block._cache_size() - before <= 1  # one program for all 3 blocks
     ref_first, ref_ap, ref_valid = reference_reid(qf, qid, qcam, gf, gid, gcam)
     np.testing.assert_array_equal(valid, ref_valid)
     assert not valid[0]
@@ -66,7 +69,7 @@ def test_reid_distances_are_full_float32_on_every_backend():
     # which reorders close gallery entries: the ranking must ask for HIGHEST precision.
     q, ids = np.zeros((4, 8), np.float32), np.zeros(4, np.int32)
     g, gids = np.zeros((6, 8), np.float32), np.zeros(6, np.int32)
-    hlo = metrics._query_block.lower(q, ids, ids, g, gids, gids).as_text()
+    hlo = metrics.query_block.lower(q, ids, ids, g, gids, gids).as_text()
     dots = [line for line in hlo.splitlines() if "dot_general" in line]
     assert dots and all("precision = [HIGHEST, HIGHEST]" in line for line in dots), dots
 
@@ -145,3 +148,66 @@ def test_ssim_against_numpy_reference_and_known_values():
 def test_ssim_rejects_images_smaller_than_the_window():
     with pytest.raises(ValueError, match="window"):
         metrics.ssim(np.zeros((1, 8, 8, 3)), np.zeros((1, 8, 8, 3)))
+
+
+def numpy_cmc_ap(qf, qid, qcam, gf, gid, gcam):
+    """Per query: (0-based first-match rank, AP) or None, by the definitions, in float64."""
+    qf = qf / np.linalg.norm(qf, axis=1, keepdims=True)
+    gf = gf / np.linalg.norm(gf, axis=1, keepdims=True)
+    out = []
+    for i in range(len(qf)):
+        dist = 1.0 - gf @ qf[i]
+        ranked = sorted(range(len(gf)), key=lambda j: (dist[j], j))  # ties: gallery order
+        ranked = [j for j in ranked if not (gid[j] == qid[i] and gcam[j] == qcam[i])]
+        hits = [k for k, j in enumerate(ranked) if gid[j] == qid[i]]
+        out.append(
+            (hits[0], np.mean([(n + 1) / (k + 1) for n, k in enumerate(hits)])) if hits else None
+        )
+    return out
+
+
+def test_reid_with_tied_distances_and_unmatched_queries_matches_numpy():
+    rng = np.random.default_rng(1)
+    # Entries in {-1, 0, 1}: many exactly equal distances; id 5 has no gallery entry.
+    gf = rng.integers(-1, 2, (40, 4)).astype(np.float32)
+    qf = rng.integers(-1, 2, (15, 4)).astype(np.float32)
+    gf[~gf.any(1)], qf[~qf.any(1)] = 1.0, 1.0
+    gid, gcam = rng.integers(0, 5, 40), rng.integers(0, 2, 40)
+    qid, qcam = rng.integers(0, 6, 15), rng.integers(0, 2, 15)
+    first, ap, valid = metrics.reid_per_query(qf, qid, qcam, gf, gid, gcam, block_size=4)
+    expected = numpy_cmc_ap(qf, qid, qcam, gf, gid, gcam)
+    np.testing.assert_array_equal(valid, [e is not None for e in expected])
+    assert 0 < valid.sum() < len(qf)
+    for i in np.flatnonzero(valid):
+        assert first[i] == expected[i][0]
+        assert ap[i] == pytest.approx(expected[i][1], rel=1e-6)
+
+
+def test_reid_names_bad_inputs():
+    f, ids = np.ones((3, 4), np.float32), np.zeros(3, int)
+    cases = [
+        ((f[:0], ids[:0], ids[:0], f, ids, ids), "query_features must be a non-empty"),
+        ((f, ids, ids, f[:0], ids[:0], ids[:0]), "gallery_features must be a non-empty"),
+        ((f, ids, ids, f[:, :3], ids, ids), "4-d but gallery_features 3-d"),
+        ((f, ids, ids, f, ids[:2], ids), r"gallery_ids must have shape \(3,\)"),
+        (
+            (np.where(np.eye(3, 4) > 0, np.nan, f), ids, ids, f, ids, ids),
+            "query_features holds NaN",
+        ),
+        ((f, ids, ids, np.full_like(f, np.inf), ids, ids), "gallery_features holds NaN"),
+    ]
+    for args, message in cases:
+        with pytest.raises(ValueError, match=message):
+            metrics.reid_per_query(*args)
+
+
+def test_balanced_accuracy_and_majority_on_single_class_and_unknown_attributes():
+    labels = np.array([[1, -1, 0], [1, -1, 2], [1, -1, 2], [1, -1, 0]])
+    preds = np.array([[1, 0, 0], [0, 1, 2], [1, 0, 0], [1, 1, 1]])
+    bacc = np.asarray(metrics.balanced_accuracy(labels, preds, 3))
+    # Column 0: one class, recall 3/4. Column 1: nothing known. Column 2: (1/2 + 1/2) / 2.
+    np.testing.assert_allclose(bacc, [0.75, np.nan, 0.5])
+    majority = np.asarray(metrics.majority_balanced_accuracy(labels, 3))
+    np.testing.assert_allclose(majority, [1.0, np.nan, 0.5])  # NaN where bacc is NaN
+    jitted = jax.jit(metrics.majority_balanced_accuracy, static_argnums=1)
+    np.testing.assert_allclose(jitted(labels, 3), majority)

@@ -1,7 +1,8 @@
 """FastReID checkpoints (invfeat/models/fastreid.py): name mapping on a numpy state dict; .pth
 files as users have them (DataParallel prefixes, optimizer and scheduler state beside the model,
-half and bfloat16 tensors, older head names, other depths); the backbones that are refused, each
-named; and (with torch) a real .pth whose PyTorch forward pass the JAX model must reproduce."""
+half and bfloat16 tensors, older head names, other depths); the backbones that are refused and the
+unreadable files, each named; and (with torch) a real .pth whose PyTorch forward pass the JAX model
+must reproduce."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from invfeat.models import fastreid
+from invfeat.models.reid import get_config
 
 
 def fastreid_state(bottleneck: bool, width: int, stages, num_classes: int, gem: bool, seed=0):
@@ -354,3 +356,25 @@ def test_without_torch_the_error_names_the_file_and_the_extra(tmp_path, monkeypa
         ImportError, match=r"model.pth needs PyTorch: pip install 'invfeat\[torch\]'"
     ):
         fastreid.load_fastreid(tmp_path / "model.pth")
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint", "truncated"])
+def test_unreadable_fastreid_checkpoint_is_named(tmp_path, content):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "model_final.pth"
+    if content == "truncated":
+        torch.save({"model": {"backbone.conv1.weight": torch.zeros(4, 3, 7, 7)}}, path)
+        content = path.read_bytes()[:200]
+    path.write_bytes(content)
+    with pytest.raises(fastreid.FastReIDCheckpointError, match="not a readable PyTorch checkpoint"):
+        fastreid.load_fastreid(path)
+    with pytest.raises(fastreid.FastReIDCheckpointError, match=str(path)):
+        fastreid.read_state_dict(path)
+
+
+def test_fastreid_checkpoints_load_with_fastreid_stem():
+    state = fastreid_state(False, 4, (1, 1, 1, 1), 3, gem=False)
+    assert fastreid.infer_model(state).stem_pool == "ceil"
+    assert fastreid.infer_model(state, stem_pool="pad").stem_pool == "pad"
+    tiny = get_config("cpu-tiny")
+    assert tiny.build().stem_pool == "pad"  # invfeat's own victims keep torchvision's stem

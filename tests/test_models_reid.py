@@ -1,9 +1,9 @@
-"""The victim re-ID model: shapes, dtypes, BNNeck, GeM, last stride, a few training steps."""
+"""The victim re-ID model (invfeat/models/reid.py, resnet.py): shapes, dtypes, BNNeck, GeM, last
+stride, a few training steps; integer pixels refused, inference by default."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import jax
 import jax.numpy as jnp
@@ -11,8 +11,8 @@ import numpy as np
 import optax
 import pytest
 
-from experiments.configs import get_victim_config
 from invfeat import losses
+from invfeat.models.perceptual import SurrogateNet
 from invfeat.models.reid import (
     CONFIGS,
     GeM,
@@ -128,17 +128,6 @@ def test_stem_max_pool_matches_pytorch_in_both_modes(height, width):
         stem_max_pool(jnp.asarray(x), "floor")
 
 
-def test_fastreid_checkpoints_load_with_fastreid_stem():
-    from test_fastreid import fastreid_state
-
-    from invfeat.models import fastreid
-
-    state = fastreid_state(False, 4, (1, 1, 1, 1), 3, gem=False)
-    assert fastreid.infer_model(state).stem_pool == "ceil"
-    assert fastreid.infer_model(state, stem_pool="pad").stem_pool == "pad"
-    assert TINY.build().stem_pool == "pad"  # invfeat's own victims keep torchvision's stem
-
-
 def test_gem_pooling_interpolates_mean_and_max():
     x = jax.random.uniform(jax.random.key(2), (2, 3, 5, 4)) + 0.1
     gem = GeM()
@@ -179,91 +168,13 @@ def test_bad_inputs_raise_clear_errors(tiny):
         resnet(20)
 
 
-# ---- the victim files (victim.json + victim.msgpack) -------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def saved_victim(tmp_path_factory):
-    """A cpu-tiny victim with zero variables, saved (no init program compiled)."""
-    from invfeat import victims as V
-
-    config = get_victim_config("tiny")
-    model = V.inference_model(config)
-    shapes = jax.eval_shape(
-        lambda: model.init(jax.random.key(0), jnp.zeros((1, *config.input_size, 3)), train=False)
-    )
-    variables = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
-    workdir = tmp_path_factory.mktemp("victim")
-    V.save_victim(workdir, V.TrainedVictim(config, model, variables, {"steps": 0}))
-    return workdir
-
-
-def _corrupt_summary(record):
-    return {
-        "not json": b"{config",
-        "a list": b"[1, 2]",
-        "no config": json.dumps({k: v for k, v in record.items() if k != "config"}).encode(),
-        "unknown field": json.dumps(record | {"config": record["config"] | {"lr": 1}}).encode(),
-        "unknown model": json.dumps(
-            record | {"config": record["config"] | {"model": "x"}}
-        ).encode(),
-        "format 2": json.dumps(record | {"format": 2}).encode(),
-    }
-
-
-@pytest.mark.parametrize(
-    "case, file, message",
-    [
-        ("not json", "victim.json", "unreadable JSON"),
-        ("a list", "victim.json", "no 'config'"),
-        ("no config", "victim.json", "no 'config'"),
-        ("unknown field", "victim.json", r"unknown VictimConfig fields \['lr'\]"),
-        ("unknown model", "victim.json", "unknown victim config 'x'"),
-        ("format 2", "victim.json", "victim file format 2, this invfeat reads format 1"),
-        ("garbage", "victim.msgpack", "not a victim's variables"),
-        ("empty", "victim.msgpack", "not a victim's variables"),
-        ("other tree", "victim.msgpack", "do not match model 'cpu-tiny'"),
-    ],
-)
-def test_bad_victim_files_are_refused_naming_the_file(saved_victim, tmp_path, case, file, message):
-    import flax.serialization
-
-    from invfeat import victims as V
-
-    for name in (V.SUMMARY_FILE, V.VARIABLES_FILE):
-        (tmp_path / name).write_bytes((saved_victim / name).read_bytes())
-    record = json.loads((tmp_path / V.SUMMARY_FILE).read_text())
-    variables = {
-        "garbage": b"\xc1\x00",
-        "empty": b"",
-        "other tree": flax.serialization.msgpack_serialize({"params": {"a": np.zeros(3)}}),
-    }
-    content = (_corrupt_summary(record) | variables)[case]
-    (tmp_path / file).write_bytes(content)
-    with pytest.raises(V.VictimFileError, match=message) as info:
-        V.load_victim(tmp_path)
-    assert str(tmp_path / file) in str(info.value)
-
-
-def test_victim_files_carry_their_format_and_load_back(saved_victim):
-    from invfeat import victims as V
-
-    assert json.loads((saved_victim / V.SUMMARY_FILE).read_text())["format"] == V.FORMAT_VERSION
-    loaded = V.load_victim(saved_victim)
-    assert loaded.config == get_victim_config("tiny") and loaded.summary == {"steps": 0}
-
-
-@pytest.mark.parametrize("content", [b"", b"not a checkpoint", "truncated"])
-def test_unreadable_fastreid_checkpoint_is_named(tmp_path, content):
-    torch = pytest.importorskip("torch")
-    from invfeat.models import fastreid
-
-    path = tmp_path / "model_final.pth"
-    if content == "truncated":
-        torch.save({"model": {"backbone.conv1.weight": torch.zeros(4, 3, 7, 7)}}, path)
-        content = path.read_bytes()[:200]
-    path.write_bytes(content)
-    with pytest.raises(fastreid.FastReIDCheckpointError, match="not a readable PyTorch checkpoint"):
-        fastreid.load_fastreid(path)
-    with pytest.raises(fastreid.FastReIDCheckpointError, match=str(path)):
-        fastreid.read_state_dict(path)
+def test_image_models_refuse_integer_pixels_and_reid_defaults_to_inference():
+    images_u8 = jnp.zeros((1, 32, 16, 3), jnp.uint8)
+    model = ReIDModel(stage_sizes=(1, 1, 1, 1), width=4)
+    with pytest.raises(TypeError, match="float RGB in \\[0, 1\\], got dtype uint8"):
+        jax.eval_shape(model.init, jax.random.key(0), images_u8)
+    with pytest.raises(TypeError, match="got dtype uint8"):
+        jax.eval_shape(SurrogateNet(feature_dim=4, widths=(4,)).init, jax.random.key(0), images_u8)
+    variables = jax.eval_shape(model.init, jax.random.key(0), images_u8.astype(jnp.float32))
+    out = jax.eval_shape(model.apply, variables, images_u8.astype(jnp.bfloat16))  # train=False
+    assert out["features"].shape == (1, 32) and out["features"].dtype == jnp.float32

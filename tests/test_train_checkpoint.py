@@ -1,16 +1,35 @@
-"""Checkpoints: round trip into shardings, data state, keep-last/keep-best, atomic saves."""
+"""Checkpoints (invfeat/train/checkpoint.py): round trip into shardings, data state,
+keep-last/keep-best, atomic saves; a checkpoint that does not fit the model refused with one
+clear error before orbax reads it; a Ctrl-C landing inside orbax held until the call returns,
+then delivered."""
 
+import logging
 import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
 
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
-import train_toy as toy
+from helpers import train_toy as toy
+from helpers.interrupts import ctrl_c
+from orbax.checkpoint import checkpoint_manager
 
 from invfeat.train import mesh, state
-from invfeat.train.checkpoint import CheckpointConfig, Checkpointer, DataStateHandler
+from invfeat.train.checkpoint import (
+    CheckpointConfig,
+    Checkpointer,
+    DataStateHandler,
+    interrupts_held,
+)
 
 SYNC = CheckpointConfig(keep_last=2, async_save=False)
 
@@ -122,3 +141,184 @@ def test_bad_config_and_missing_checkpoint(placed, tmp_path):
         pytest.raises(FileNotFoundError, match="no checkpoint"),
     ):
         ckpt.restore(placed)
+
+
+# ---- checkpoints that do not fit the model ---------------------------------------------------
+# The misfit is found before orbax reads: orbax 0.12.8 finds a shape misfit only inside its array
+# reads, where the failing read ends the event loop while the other reads still run, and those
+# print "Event loop is closed" and "Exception ignored in: <coroutine ...>" tracebacks after the
+# error.
+
+
+def test_misfit_is_refused_before_orbax_reads_and_names_each_leaf(tmp_path, monkeypatch):
+    wide = toy.init_fn(jax.random.key(0), toy.ToyNet(hidden=16))
+    narrow = toy.init_fn(jax.random.key(0), toy.ToyNet(hidden=8))
+    with Checkpointer(tmp_path, SYNC) as ckpt:
+        ckpt.save(3, wide, data_state={"position": 3})
+
+        def no_read(*args, **kwargs):
+            raise AssertionError("orbax restore was called for a checkpoint that does not fit")
+
+        monkeypatch.setattr(ocp.CheckpointManager, "restore", no_read)
+        with pytest.raises(ValueError) as err:
+            ckpt.restore(narrow)
+    message = str(err.value)
+    assert str(tmp_path / "3") in message and "another model or config" in message
+    assert "params/Dense_0/kernel: saved (4, 16), wanted (4, 8)" in message
+    assert "batch_stats/BatchNorm_0/mean: saved (16,), wanted (8,)" in message
+    assert message.count("saved (") == 5 and message.endswith("; and 1 more")  # 6 misfits
+
+
+def test_fitting_restore_still_casts_dtypes(tmp_path):
+    wide = toy.init_fn(jax.random.key(0), toy.ToyNet(hidden=16))
+    as_bf16 = jax.tree.map(lambda x: x.astype(jnp.bfloat16), wide)
+    with Checkpointer(tmp_path, SYNC) as ckpt:
+        ckpt.save(1, wide)
+        restored = ckpt.restore(as_bf16).state
+    kernel = restored["params"]["Dense_0"]["kernel"]
+    assert kernel.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(
+        np.asarray(kernel), np.asarray(wide["params"]["Dense_0"]["kernel"].astype(jnp.bfloat16))
+    )
+
+
+def test_checkpoint_without_tree_metadata_still_restores(tmp_path):
+    wide = toy.init_fn(jax.random.key(0), toy.ToyNet(hidden=16))
+    with Checkpointer(tmp_path, SYNC) as ckpt:
+        ckpt.save(2, wide)
+    (tmp_path / "2" / "state" / "_METADATA").unlink()  # orbax restores from the arrays' own
+    with Checkpointer(tmp_path, SYNC) as ckpt:
+        restored = ckpt.restore(wide).state
+    np.testing.assert_array_equal(
+        np.asarray(restored["params"]["Dense_0"]["kernel"]),
+        np.asarray(wide["params"]["Dense_0"]["kernel"]),
+    )
+
+
+# The misfit "a" is found while the reads of "b" and "c" are in flight: orbax's reads are held
+# open (they would finish at random moments otherwise), so a restore that left the misfit for
+# orbax to find would print the tracebacks every time, not now and then.
+_SCRIPT = textwrap.dedent(
+    """
+    import asyncio
+    import sys
+
+    import jax.numpy as jnp
+    from orbax.checkpoint._src.serialization import serialization
+
+    from invfeat.train.checkpoint import CheckpointConfig, Checkpointer
+
+    read_shard = serialization._read_shard
+
+    async def held_read_shard(*args, **kwargs):
+        await asyncio.Event().wait()
+        return await read_shard(*args, **kwargs)
+
+    serialization._read_shard = held_read_shard
+    saved = {"a": jnp.zeros((3,)), "b": jnp.ones((16,)), "c": jnp.ones((16,))}
+    wanted = {**saved, "a": jnp.zeros((3, 1))}
+    with Checkpointer(sys.argv[1], CheckpointConfig(async_save=False)) as ckpt:
+        ckpt.save(1, saved)
+        try:
+            ckpt.restore(wanted)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+    """
+)
+
+
+def test_misfit_prints_only_our_error(tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONWARNINGS": "default"}
+    done = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, str(tmp_path / "ckpt")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).parent,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert "a: saved (3,), wanted (3, 1)" in lines[0]
+
+
+# ---- Ctrl-C inside orbax ---------------------------------------------------------------------
+# The interrupts are real signals sent to the main thread from inside a save (by a hook in the
+# data-state handler, which orbax runs in a worker thread while the main thread waits: the
+# `ctrl_c_in_data_save` fixture) or while the main thread waits for the previous save (orbax's
+# finalize-thread join), so they land at the same point every time, with no timing luck.
+
+
+def test_ctrl_c_inside_a_save_commits_it_then_interrupts(placed, tmp_path, ctrl_c_in_data_save):
+    with Checkpointer(tmp_path) as ckpt:
+        ckpt.save(1, placed, data_state={"position": 1})
+        with pytest.raises(KeyboardInterrupt):
+            ckpt.save(2, placed, data_state={"position": 2})
+        ckpt.wait()
+        assert ckpt.all_steps() == [1, 2]  # 2 committed, not left a temporary directory
+        assert ckpt.restore(placed).data_state == {"position": 2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1", "2"]
+
+
+@pytest.mark.usefixtures("ctrl_c_raises")
+def test_ctrl_c_while_waiting_for_the_previous_save(placed, tmp_path, monkeypatch, caplog):
+    """Held while orbax waits for the previous save: orbax would catch it there, log an ERROR
+    traceback and forget the save it waited for."""
+    join = checkpoint_manager._FinalizeThread.join
+    sent = []
+
+    def join_interrupted(self, *args, **kwargs):
+        if not sent:
+            sent.append(self.step())
+            ctrl_c()
+        return join(self, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint_manager._FinalizeThread, "join", join_interrupted)
+    with caplog.at_level(logging.ERROR), Checkpointer(tmp_path) as ckpt:
+        ckpt.save(1, placed, data_state={"position": 1})
+        with pytest.raises(KeyboardInterrupt):
+            ckpt.wait()
+        assert sent == [1]
+        assert ckpt.all_steps() == [1] and ckpt.latest_step() == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.usefixtures("ctrl_c_raises")
+def test_held_interrupt_reaches_the_previous_handler_once():
+    calls = []
+
+    def handler(signum, frame):
+        calls.append(signum)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        with interrupts_held():
+            ctrl_c()
+            assert calls == []
+        assert calls == [signal.SIGINT]
+        with interrupts_held():  # a second Ctrl-C is passed on at once, the first not again
+            ctrl_c()
+            ctrl_c()
+            assert calls == [signal.SIGINT] * 2
+        assert calls == [signal.SIGINT] * 2
+        assert signal.getsignal(signal.SIGINT) is handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("ctrl_c_raises")
+def test_held_only_in_the_main_thread():
+    errors = []
+
+    def worker():
+        try:
+            with interrupts_held():
+                pass
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert errors == []

@@ -1,4 +1,6 @@
-"""Engine building blocks: mesh and batches, state placement, the step on 1 vs 8 devices, optim."""
+"""Engine building blocks (invfeat/train/): mesh and batches (mesh.py), state placement and the
+step on 1 vs 8 devices (state.py), bfloat16 compute (precision.py), schedules and optimizers
+(optim.py), the multi-process environment (distributed.py)."""
 
 import chex
 import jax
@@ -6,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-import train_toy as toy
+from helpers import train_toy as toy
 
 from invfeat.train import distributed, mesh, optim, precision, state
 
@@ -139,7 +141,7 @@ def test_schedules():
     assert float(multi(10)) == pytest.approx(1.0)
     assert float(multi(39)) == pytest.approx(1.0) and float(multi(40)) == pytest.approx(0.1)
     assert float(multi(95)) == pytest.approx(0.01)
-    with pytest.raises(ValueError, match="after the warm-up"):  # was silently dropped
+    with pytest.raises(ValueError, match="after the warm-up"):  # refused, not dropped
         optim.make_schedule(
             optim.OptimizerConfig(schedule="warmup_multistep", warmup_steps=10, milestones=(10,))
         )

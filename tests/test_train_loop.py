@@ -1,4 +1,5 @@
-"""The fit loop: no recompilation, resume equality, NaN stop, interrupts, logs, evaluators."""
+"""The fit loop (invfeat/train/loop.py): no recompilation, resume equality, NaN stop, interrupts
+(a Ctrl-C inside a save included), logs, evaluators."""
 
 import json
 
@@ -7,7 +8,7 @@ import jax
 import numpy as np
 import optax
 import pytest
-import train_toy as toy
+from helpers import train_toy as toy
 
 from invfeat.train import mesh, state
 from invfeat.train.checkpoint import CheckpointConfig, Checkpointer
@@ -142,6 +143,25 @@ def test_keyboard_interrupt_inside_a_save_keeps_that_checkpoint(m, tmp_path, mon
     ckpt.close()
 
 
+def test_fit_interrupted_inside_a_save_names_the_committed_checkpoint(
+    m, tmp_path, ctrl_c_in_data_save, capsys
+):
+    with pytest.raises(KeyboardInterrupt):
+        fit(
+            state.create_train_state(toy.init_fn, TX, m, seed=3),  # fit donates it
+            state.make_train_step(toy.make_loss_fn(), TX),
+            toy.ToyData(16),
+            mesh=m,
+            num_steps=5,
+            workdir=tmp_path,
+            checkpoint=CheckpointConfig(every_steps=1, every_epoch=False, keep_last=5),
+            progress=False,
+        )
+    assert "interrupted at step 2; checkpoint 2 kept" in capsys.readouterr().err
+    with Checkpointer(tmp_path / CHECKPOINT_DIR) as ckpt:
+        assert ckpt.all_steps() == [1, 2]
+
+
 def test_no_recompilation_after_first_step(m, tmp_path):
     every_step = CheckpointConfig(every_steps=1)
     result = _fit(m, tmp_path, num_steps=3, steps_per_epoch=2, checkpoint=every_step)
@@ -267,4 +287,4 @@ def test_resuming_a_finished_run_draws_no_progress_bar(m, tmp_path, capsys):
     capsys.readouterr()
     result = _fit(m, tmp_path, resume=True, progress=True)
     assert result.step == 6
-    assert "6/6" not in capsys.readouterr().err  # was a full bar, 100% at once
+    assert "6/6" not in capsys.readouterr().err  # no bar, not even one full at once

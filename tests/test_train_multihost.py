@@ -5,8 +5,8 @@ from pathlib import Path
 import jax
 import numpy as np
 import optax
-import train_toy as toy
 from helpers import multihost_launch
+from helpers import train_toy as toy
 
 from invfeat.train import mesh, state
 

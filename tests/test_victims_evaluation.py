@@ -1,11 +1,24 @@
-"""The victim's re-ID evaluation (invfeat/victims/evaluation.py): the chance rank-1 of a
-reconstruction follows the evaluation protocol (same-camera matches left out)."""
+"""The victim's re-ID evaluation (invfeat/victims/evaluation.py): CMC and mAP of a trained victim
+on a dataset's test split; the chance rank-1 of a reconstruction follows the evaluation protocol
+(same-camera matches left out)."""
 
 import numpy as np
 import pytest
+from helpers.worlds import SMALL_MSMT as SETTINGS
 
 from invfeat import metrics
+from invfeat import victims as V
 from invfeat.victims import chance_rank1
+
+
+def test_evaluation_reports_cmc_and_map(trained_victim, small_msmt_dir):
+    _, victim = trained_victim
+    scores = V.evaluate_victim(victim, "synth_msmt", data_dir=small_msmt_dir,
+                               data_settings=SETTINGS, progress=False)  # fmt: skip
+    assert scores["num_queries"] == 4
+    assert 0.0 <= scores["rank1"] <= scores["rank5"] <= scores["rank10"] <= 1.0
+    assert 0.0 < scores["mAP"] <= 1.0
+    assert 0.0 < scores["chance_rank1"] <= 1.0
 
 
 def test_chance_rank1_follows_the_evaluation_protocol():

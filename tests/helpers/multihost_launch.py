@@ -1,6 +1,6 @@
 """Start one Python script as two JAX processes on 127.0.0.1 (two CPU devices each), as the
 multi-process tests do; the environment names the coordinator, the count and each process id, and
-puts tests/ on PYTHONPATH so the script imports what the tests import (`helpers`, `train_toy`)."""
+puts tests/ on PYTHONPATH so the script imports what the tests import (`helpers`)."""
 
 import os
 import socket

@@ -14,8 +14,8 @@ from pathlib import Path
 import jax
 import numpy as np
 import optax
-import train_toy as toy
 
+from helpers import train_toy as toy
 from invfeat.train import distributed, mesh, state
 from invfeat.train.checkpoint import CheckpointConfig
 from invfeat.train.loop import fit

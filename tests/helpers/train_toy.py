@@ -1,4 +1,6 @@
-"""A tiny model, loss and resumable data iterator for the engine tests (and the multi-host worker)."""
+"""A tiny model, loss and resumable data iterator for the engine tests and the multi-host worker.
+
+Imported as `from helpers import train_toy as toy`."""
 
 from __future__ import annotations
 

@@ -21,6 +21,17 @@ TINY_MARKET = {
 # `untrained_victim`: the tiny victim config on that world.
 TINY_MARKET_VICTIM = get_victim_config("tiny", dataset="synth_market", data_settings=TINY_MARKET)
 
+# `small_msmt_dir`: synth_msmt with 8 train people x 2 images, 4 test people (1 query + 2
+# gallery images each).
+SMALL_MSMT = {
+    "num_train_identities": 8,
+    "num_test_identities": 4,
+    "train_per_identity": 2,
+    "gallery_per_identity": 2,
+}
+# `trained_victim`: the tiny victim config on that world (2 epochs x 3 steps, batch 4 x 2).
+SMALL_MSMT_VICTIM = get_victim_config("tiny", data_settings=SMALL_MSMT)
+
 # `tiny_study_data_dir`: the tiny study's attack data, synth_market at its settings.
 TINY_STUDY = get_study("tiny")
 TINY_STUDY_DATA = TINY_STUDY.attack_data_settings
