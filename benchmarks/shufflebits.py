@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from invfeat import shufflebits as sb
+from invfeat.shufflebits import one_time
 
 
 def best_time(fn: Callable[[], object], repeats: int) -> float:
@@ -150,7 +151,7 @@ def one_time_formulations(secret: sb.Secret) -> dict[str, Callable]:
         return benes.delta_swaps(u, benes.benes_shifts(32), stages)
 
     def per_bit(u: jax.Array, nonce: jax.Array) -> jax.Array:
-        rank = sb._one_time_ranks(words, nonce, 32).T  # [32, V]
+        rank = one_time._one_time_ranks(words, nonce, 32).T  # [32, V]
         rank = jax.lax.optimization_barrier(rank.astype(jnp.uint32))
         out = jnp.zeros_like(u)
         for i in range(32):

@@ -177,7 +177,7 @@ def test_key_save_never_replaces_a_file_created_meanwhile(tmp_path, monkeypatch)
         fsync(fd)
         path.write_text("the other process's key")
 
-    monkeypatch.setattr(sb.os, "fsync", fsync_then_race)
+    monkeypatch.setattr(os, "fsync", fsync_then_race)
     with pytest.raises(FileExistsError, match="refusing to overwrite"):
         sb.Key.generate().save(path)
     assert path.read_text() == "the other process's key"
@@ -193,7 +193,7 @@ def test_key_save_syncs_the_key_and_then_its_folder(tmp_path, monkeypatch):
         synced.append(("folder" if is_folder else "file", (tmp_path / "k.json").exists()))
         fsync(fd)
 
-    monkeypatch.setattr(sb.os, "fsync", record)
+    monkeypatch.setattr(os, "fsync", record)
     sb.Secret.generate().save(tmp_path / "k.json")
     assert synced == [("file", False), ("folder", True)]
 

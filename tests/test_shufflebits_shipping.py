@@ -1,4 +1,4 @@
-"""ShuffleBits (invfeat/shufflebits.py) dropped into a model that is not invfeat's, through the
+"""ShuffleBits (invfeat/shufflebits/) dropped into a model that is not invfeat's, through the
 public API only.
 
 Journeys of an engineer shipping an embedding model: a plain flax.linen CNN and a flax.nnx module,

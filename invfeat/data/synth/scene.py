@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 
 from invfeat.data.synth.appearance import Appearance, Traits
-from invfeat.data.synth.person import VIEWS, Pose, draw_person
+from invfeat.data.synth.body import VIEWS, Pose
+from invfeat.data.synth.person import draw_person
 
 # Scene palettes per domain style: (walls, floors, fixtures), RGB.
 _STYLES = {

@@ -1,0 +1,262 @@
+"""ShuffleBits keys: static `Key`s, one-time `Secret`s, and their key files (versioned, checked
+by a SHA-256 field, mode 0600, written atomically)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import stat
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from invfeat.shufflebits.rotations import _static_plan
+
+WIDTHS = (16, 32, 64)
+FILE_FORMAT = "invfeat-shufflebits"
+FILE_VERSION = 2  # 2 adds "check"; files of version 1 (no check) are still read
+_READ_VERSIONS = (1, 2)
+_MAX_FILE_BYTES = 1 << 16
+
+
+class KeyFileError(ValueError):
+    """A key or secret file is missing, unsafe or malformed (the message names the file)."""
+
+
+def _check_permutation(index_array: Any, where: str) -> np.ndarray:
+    arr = np.asarray(index_array)
+    if arr.ndim != 1 or arr.size not in WIDTHS:
+        raise ValueError(f"{where}: a key permutes {WIDTHS} bit positions; got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{where}: index array must hold integers, got dtype {arr.dtype}")
+    if not np.array_equal(np.sort(arr), np.arange(arr.size)):
+        raise ValueError(f"{where}: index array is not a permutation of 0..{arr.size - 1}")
+    return arr.astype(np.int64)
+
+
+class Key:
+    """A static ShuffleBits key: one secret permutation of the bit positions of a float type."""
+
+    __slots__ = ("_index_array", "_plans", "bits")
+
+    def __init__(self, index_array: Any):
+        arr = _check_permutation(index_array, "Key")
+        self.bits = int(arr.size)
+        self._index_array = arr
+        n = self.bits
+        src = n - 1 - arr[n - 1 - np.arange(n)]  # published string positions -> LSB-0 bits
+        rank = np.argsort(src)  # input bit i goes to output bit rank[i]
+        self._plans = (_static_plan(rank, inverse=False), _static_plan(rank, inverse=True))
+
+    @classmethod
+    def from_index_array(cls, index_array: Any) -> Key:
+        """The published convention: output position i of the bit string `np.binary_repr(int_view,
+        width)` (MSB first) takes input position `index_array[i]`."""
+        return cls(index_array)
+
+    @classmethod
+    def from_seed(cls, seed: int, bits: int = 32) -> Key:
+        """The published `get_index_array(seed)`: a numpy default_rng shuffle of arange(bits)."""
+        arr = np.arange(bits)
+        np.random.default_rng(seed).shuffle(arr)
+        return cls(arr)
+
+    @classmethod
+    def generate(cls, bits: int = 32) -> Key:
+        """A uniformly random key from `secrets` (Fisher-Yates)."""
+        if bits not in WIDTHS:
+            raise ValueError(f"bits must be one of {WIDTHS}, got {bits}")
+        arr = list(range(bits))
+        for i in range(bits - 1, 0, -1):
+            j = secrets.randbelow(i + 1)
+            arr[i], arr[j] = arr[j], arr[i]
+        return cls(np.array(arr))
+
+    def to_index_array(self) -> np.ndarray:
+        """The key in the published convention (for interoperating with the original code)."""
+        return self._index_array.copy()
+
+    def rotation_plan(self, inverse: bool = False) -> tuple[int, tuple[int, ...]]:
+        """(stride, masks) of the `rotate_groups` that encrypt (inverse: decrypt) with this key."""
+        return self._plans[inverse]
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
+        """Write a versioned key file with mode 0600 (atomically)."""
+        payload = {"kind": "key", "bits": self.bits, "index_array": self._index_array.tolist()}
+        _write_private(Path(path), payload, overwrite)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Key:
+        key = load_key(path)
+        if not isinstance(key, Key):
+            raise KeyFileError(f"{path}: holds a one-time secret, not a static key")
+        return key
+
+    def _digest(self) -> bytes:
+        return hashlib.sha256(self._index_array.astype("<i8").tobytes()).digest()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Key) and hmac.compare_digest(self._digest(), other._digest())
+
+    def __hash__(self) -> int:
+        return hash(("Key", self._digest()))
+
+    def __repr__(self) -> str:
+        return f"Key(bits={self.bits}, permutation=<hidden>)"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        raise TypeError("ShuffleBits keys are not picklable; use Key.save")
+
+
+class Secret:
+    """A one-time-pad secret: 256 random bits keying ChaCha20 over per-vector nonces."""
+
+    __slots__ = ("_words",)
+
+    def __init__(self, secret_bytes: bytes):
+        if not isinstance(secret_bytes, bytes | bytearray) or len(secret_bytes) != 32:
+            raise ValueError("Secret needs exactly 32 bytes")
+        self._words = np.frombuffer(bytes(secret_bytes), "<u4").astype(np.uint32)
+
+    @classmethod
+    def generate(cls) -> Secret:
+        return cls(secrets.token_bytes(32))
+
+    def words(self) -> np.ndarray:
+        """The eight little-endian uint32 ChaCha20 key words."""
+        return self._words.copy()
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
+        """Write a versioned secret file with mode 0600 (atomically)."""
+        payload = {"kind": "secret", "secret": self._words.astype("<u4").tobytes().hex()}
+        _write_private(Path(path), payload, overwrite)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Secret:
+        secret = load_key(path)
+        if not isinstance(secret, Secret):
+            raise KeyFileError(f"{path}: holds a static key, not a one-time secret")
+        return secret
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and hmac.compare_digest(
+            self._words.tobytes(), other._words.tobytes()
+        )
+
+    def __hash__(self) -> int:
+        return hash(("Secret", hashlib.sha256(self._words.tobytes()).digest()))
+
+    def __repr__(self) -> str:
+        return "Secret(bits=256, value=<hidden>)"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        raise TypeError("ShuffleBits secrets are not picklable; use Secret.save")
+
+
+def _write_private(path: Path, payload: dict, overwrite: bool) -> None:
+    """Write a mode-0600 temporary file, then link it into place (replace it if `overwrite`):
+    either way atomic, and without overwrite a file created meanwhile is never replaced."""
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path}: already exists; refusing to overwrite a key file")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{path.parent}: no such folder for the key file {path.name}")
+    content = {"format": FILE_FORMAT, "version": FILE_VERSION, **payload}
+    text = json.dumps({**content, "check": _checksum(content)})
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if path exists, even if it appeared after the check
+            except FileExistsError:
+                raise FileExistsError(
+                    f"{path}: already exists; refusing to overwrite a key file"
+                ) from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    folder = os.open(path.parent, os.O_RDONLY)  # a key lost to a crash loses what it encrypted
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def _checksum(content: dict) -> str:
+    """64 bits of SHA-256 over the file's other fields: a flipped digit or a swapped pair of
+    positions makes another valid key, which only this check can tell from the one written."""
+    fields = {k: v for k, v in content.items() if k != "check"}
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(canonical).hexdigest()[:16]
+
+
+def _verified(path: Path, data: dict, key: Key | Secret) -> Key | Secret:
+    """`key`, once a version-2 file's check matches its fields (version-1 files have none)."""
+    if data["version"] >= 2:
+        check = data.get("check")
+        if not isinstance(check, str) or not hmac.compare_digest(check, _checksum(data)):
+            raise KeyFileError(f"{path}: corrupt key file (its check does not match its contents)")
+    return key
+
+
+def load_key(path: str | os.PathLike) -> Key | Secret:
+    """Read a key or secret file, checking permissions, format, version and contents."""
+    path = Path(path)
+    try:  # one open: the mode checked is that of the bytes read; the read is bounded
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            raw = f.read(_MAX_FILE_BYTES + 1)
+    except OSError as e:
+        raise KeyFileError(f"{path}: cannot read key file ({e.strerror})") from None
+    if st.st_mode & 0o077:
+        raise KeyFileError(
+            f"{path}: key file is accessible to group/others "
+            f"(mode {stat.S_IMODE(st.st_mode):04o}); run chmod 600"
+        )
+    if len(raw) > _MAX_FILE_BYTES:
+        raise KeyFileError(f"{path}: too large to be a key file")
+    try:
+        data, corrupt = json.loads(raw.decode("utf-8")), False
+    except (ValueError, RecursionError):  # bad UTF-8 or JSON, absurd numbers or nesting
+        data, corrupt = None, True
+    if corrupt:  # raised out here: a JSONDecodeError holds the file's text (.doc) as context
+        raise KeyFileError(f"{path}: corrupt key file (not valid JSON)")
+    if not isinstance(data, dict) or data.get("format") != FILE_FORMAT:
+        raise KeyFileError(f"{path}: not a {FILE_FORMAT} key file")
+    if type(data.get("version")) is not int or data["version"] not in _READ_VERSIONS:  # not `true`
+        raise KeyFileError(
+            f"{path}: unsupported key file version {data.get('version')!r} "
+            f"(this code reads versions {', '.join(map(str, _READ_VERSIONS))})"
+        )
+    kind = data.get("kind")
+    if kind == "key":
+        bits, arr = data.get("bits"), data.get("index_array")
+        if bits not in WIDTHS or not isinstance(arr, list) or len(arr) != bits:
+            raise KeyFileError(f"{path}: bad key width (bits must be one of {WIDTHS})")
+        if not all(type(v) is int for v in arr) or sorted(arr) != list(range(bits)):
+            raise KeyFileError(f"{path}: key is not a permutation of 0..{bits - 1}")
+        return _verified(path, data, Key(np.array(arr)))
+    if kind == "secret":
+        value = data.get("secret")
+        try:
+            raw = bytes.fromhex(value) if isinstance(value, str) else b""
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            raise KeyFileError(f"{path}: corrupt secret (expected 64 hex digits)")
+        return _verified(path, data, Secret(raw))
+    raise KeyFileError(f"{path}: unknown key kind {kind!r}")
