@@ -84,7 +84,7 @@ class VictimSource(Protocol):
         """Datasets the victim needs besides the attack dataset."""
         ...
 
-    def required_inputs(self) -> tuple[list[str], list[Path]]:
+    def required_inputs(self) -> tuple[list[MissingInputError], list[Path]]:
         """(options not given, files that must exist) before a study starts."""
         ...
 

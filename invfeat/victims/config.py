@@ -6,10 +6,13 @@ import dataclasses
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invfeat.models.reid import get_config
-from invfeat.victims.base import DatasetRef, StageRunner
+from invfeat.victims.base import DatasetRef, MissingInputError, StageRunner
+
+if TYPE_CHECKING:  # trained.py imports this module
+    from invfeat.victims.trained import TrainedVictim
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,13 +74,13 @@ class VictimConfig:
     def datasets(self) -> tuple[DatasetRef, ...]:
         return ((self.dataset, self.data_settings),)
 
-    def required_inputs(self) -> tuple[list[str], list[Path]]:
+    def required_inputs(self) -> tuple[list[MissingInputError], list[Path]]:
         return [], []  # everything it needs is made here
 
     def load_inputs(self) -> None:
         return None
 
-    def obtain(self, stages: StageRunner, **opened: Any) -> Any:
+    def obtain(self, stages: StageRunner, **opened: Any) -> TrainedVictim:
         """Train (or resume) the victim in the stage `victim`, then load it."""
         from invfeat.victims.trained import load_victim
         from invfeat.victims.training import train_victim

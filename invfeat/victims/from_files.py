@@ -58,7 +58,7 @@ class FileVictim:
             )
         return Path(self.features_dir) / f"{split}.npz"
 
-    def required_inputs(self) -> tuple[list[str], list[Path]]:
+    def required_inputs(self) -> tuple[list[MissingInputError], list[Path]]:
         options, needed = [], []
         try:
             needed += [self.split_file(split) for split in SPLITS]
