@@ -1,4 +1,4 @@
-"""The black-box API: images in, feature vectors (plaintext or ShuffleBits ciphertext) out."""
+"""The black-box API: images in, feature vectors (plaintext, or ciphertext of any mode) out."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ FeaturesFn = Callable[[Any, jax.Array], jax.Array]
 
 
 class Served(NamedTuple):
-    """What the API returns: features [N, D] float32 and, in one-time mode, nonces [N, 3] uint32."""
+    """What the API returns: features [N, D] float32 and, under a key that takes nonces (one-time
+    and stream mode), the nonces [N, 3] uint32 they were encrypted under."""
 
     features: np.ndarray
     nonces: np.ndarray | None
@@ -54,13 +55,14 @@ class FeatureAPI:
     `features_fn(variables, images_BHWC) -> [B, D]` (e.g. `make_features_fn(model)`) runs as one
     program on fixed-size batches over this process's devices (`BlockPredictor`), so a call of
     any length never recompiles. With a `shufflebits.Key` it emits ciphertext under that static
-    key; with a `shufflebits.Secret` (one-time mode) each vector is encrypted under its own
-    permutation, from a fresh nonce drawn on the host. Encryption runs inside the same jit as
-    the network, so plaintext features never leave the device.
+    key. With a key whose scheme takes nonces (`shufflebits.uses_nonces`: a `Secret`, one-time
+    mode, or a `StreamKey`, stream mode) each vector is encrypted under a fresh nonce drawn on
+    the host. Encryption runs inside the same jit as the network, so plaintext features never
+    leave the device.
 
     `api(images)` returns the served array (ciphertext when a key is set); `api.serve(images)`
-    returns `Served(features, nonces)`, which one-time mode needs for decryption
-    (`shufflebits.decrypt(served.features, secret, served.nonces)`).
+    returns `Served(features, nonces)`, whose nonces decryption needs in one-time and stream
+    mode (`shufflebits.decrypt(served.features, key, served.nonces)`).
     """
 
     def __init__(
@@ -68,11 +70,10 @@ class FeatureAPI:
         features_fn: FeaturesFn,
         variables: Any,
         batch_size: int = 256,
-        key: shufflebits.Key | shufflebits.Secret | None = None,
+        key: shufflebits.Key | shufflebits.Secret | shufflebits.StreamKey | None = None,
         devices: list[jax.Device] | None = None,
     ):
-        if key is not None and not isinstance(key, shufflebits.Key | shufflebits.Secret):
-            raise TypeError(f"key must be a shufflebits Key or Secret, got {type(key).__name__}")
+        nonced = key is not None and shufflebits.uses_nonces(key)  # TypeError for a non-key
         if isinstance(key, shufflebits.Key) and key.bits != 32:
             raise ValueError(
                 f"the API serves float32 features: a static key must be 32-bit, got {key.bits}-bit"
@@ -86,13 +87,12 @@ class FeatureAPI:
             raise ValueError("devices is empty: the API needs at least one device")
         self.mesh = Mesh(np.array(devices), ("data",))
         self.key = key
-        one_time = isinstance(key, shufflebits.Secret)
         replicated = NamedSharding(self.mesh, P())
         self.variables = jax.device_put(variables, replicated)
 
         def serve_batch(variables: Any, inputs: Any) -> jax.Array:
             """Features of a batch of images, encrypted under the key (with its nonces)."""
-            images_BHWC, nonces_B3 = inputs if one_time else (inputs, None)
+            images_BHWC, nonces_B3 = inputs if nonced else (inputs, None)
             features = features_fn(variables, images_BHWC).astype(jnp.float32)
             if key is None:
                 return features
@@ -109,8 +109,9 @@ class FeatureAPI:
         return cls(make_features_fn(model), variables, **kwargs)
 
     @property
-    def one_time(self) -> bool:
-        return isinstance(self.key, shufflebits.Secret)
+    def uses_nonces(self) -> bool:
+        """Whether each served vector comes with its nonce (one-time and stream mode)."""
+        return self.key is not None and shufflebits.uses_nonces(self.key)
 
     def serve(self, images: Any) -> Served:
         """Features of `images` (uint8 or float [0, 1], [N, H, W, 3]) and the nonces used."""
@@ -120,7 +121,7 @@ class FeatureAPI:
         if not len(images):
             raise ValueError("images is empty: nothing to serve")
         # uint8 images stay uint8 until their batch is sent
-        if not self.one_time:
+        if not self.uses_nonces:
             return Served(self._predict(self.variables, images, as_float_images), None)
         nonces = shufflebits.fresh_nonces(len(images))
         features = self._predict(
@@ -129,5 +130,5 @@ class FeatureAPI:
         return Served(features, nonces)
 
     def __call__(self, images: Any) -> np.ndarray:
-        """The served feature array (ciphertext under a key; one-time nonces are dropped)."""
+        """The served feature array (ciphertext under a key; nonces, if any, are dropped)."""
         return self.serve(images).features

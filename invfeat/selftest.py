@@ -1,4 +1,4 @@
-"""Fast self-checks of ShuffleBits on this machine: `python -m experiments shufflebits selftest`."""
+"""Fast self-checks of ShuffleBits and stream mode: `python -m experiments shufflebits selftest`."""
 
 from __future__ import annotations
 
@@ -28,6 +28,17 @@ PUBLISHED = (
 RFC8439_BLOCK = (
     "10f1e7e4d13b5915500fdd1fa32071c4c7d1f4c733c068030422aa9ac3d46c4e"
     "d2826446079faa0914c2d705d98b02a2b5129cd1de164eb9cbd083e8a2503c4e"
+)
+# RFC 8439 section 2.4.2: key 00..1f, nonce 000000000000004a00000000, counter 1, this text.
+SUNSCREEN = (
+    b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the "
+    b"future, sunscreen would be it."
+)
+RFC8439_SUNSCREEN = (
+    "6e2e359a2568f98041ba0728dd0d6981e97e7aec1d4360c20a27afccfd9fae0b"
+    "f91b65c5524733ab8f593dabcd62b3571639d624e65152ab8f530c359f0861d8"
+    "07ca0dbf500d6a6156a38e088a22b65e52bc514d16ccf806818ce91ab7793736"
+    "5af90bbf74a35be6b40b8eedf2785e42874d"
 )
 _FLOATS = ((jnp.float16, 5, 10), (jnp.bfloat16, 8, 7), (jnp.float32, 8, 23), (jnp.float64, 11, 52))
 
@@ -117,6 +128,22 @@ def _one_time() -> str:
     return "RFC 8439 block, equal nonces reproduce, distinct nonces differ"
 
 
+def _stream() -> str:
+    key = sb.StreamKey.from_bytes(bytes(range(32)))
+    nonce = np.frombuffer(bytes.fromhex("000000000000004a00000000"), "<u4").astype(np.uint32)
+    text = np.frombuffer(SUNSCREEN, np.float16)  # 114 bytes: a partial last block
+    cipher = np.asarray(sb.encrypt(text, key, nonce))
+    _require(cipher.tobytes().hex() == RFC8439_SUNSCREEN, "stream differs from RFC 8439 2.4.2")
+    _require(np.array_equal(_bits(sb.decrypt(cipher, key, nonce)), _bits(text)), "stream inverse")
+    for dtype, exp, man in _FLOATS:
+        with jax.enable_x64(dtype == jnp.float64):
+            x = special_bits(exp, man).view(np.dtype(dtype)).reshape(2, -1)
+            nonces = sb.fresh_nonces(2)
+            back = sb.decrypt(sb.encrypt(x, key, nonces), key, nonces)
+            _require(np.array_equal(_bits(back), _bits(x)), f"{dtype} stream round trip")
+    return "RFC 8439 2.4.2 keystream encryption; round trips in every width"
+
+
 def _fusion() -> str:
     key = sb.Key.from_seed(7)
     w = jax.random.normal(jax.random.key(0), (6, 8))
@@ -130,7 +157,7 @@ def _fusion() -> str:
 
 def _key_files() -> str:
     with tempfile.TemporaryDirectory() as tmp:
-        for obj in (sb.Key.generate(), sb.Secret.generate()):
+        for obj in (sb.Key.generate(), sb.Secret.generate(), sb.StreamKey.generate()):
             path = Path(tmp) / type(obj).__name__
             obj.save(path)
             _require(stat.S_IMODE(os.stat(path).st_mode) == 0o600, "key file mode")
@@ -142,6 +169,7 @@ CHECKS: tuple[tuple[str, Callable[[], str]], ...] = (
     ("published vectors", _published),
     ("bit-exact round trips", _round_trips),
     ("one-time mode", _one_time),
+    ("stream mode", _stream),
     ("jit fusion", _fusion),
     ("key files", _key_files),
 )

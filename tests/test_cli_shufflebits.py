@@ -181,7 +181,7 @@ def test_refuses_to_overwrite_unless_asked_and_never_the_key(tmp_path, plain, ca
 def test_selftest_passes(capsys):
     assert main(["shufflebits", "selftest"]) == 0
     out = capsys.readouterr().out
-    assert "5/5 checks passed" in out and "FAIL" not in out
+    assert "6/6 checks passed" in out and "stream mode" in out and "FAIL" not in out
 
 
 def _help(capsys, *argv: str) -> str:

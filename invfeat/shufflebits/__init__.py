@@ -1,4 +1,5 @@
-"""ShuffleBits: encrypt float features by permuting the bits of every element, in jnp ops.
+"""ShuffleBits: encrypt float features by permuting the bits of every element, in jnp ops; and
+stream mode, a standard cipher (ChaCha20) fused the same way.
 
 A static `Key` (the published scheme) is one secret permutation of the bit positions of a 16-, 32-
 or 64-bit float. One-time keys give every vector its own permutation: a 256-bit `Secret` keys
@@ -23,13 +24,29 @@ Where the key lives. Fused into a jitted program, a static key's masks, or a sec
 `with_encryption` or the `ShuffleBits` layer, are constants of the compiled code: HLO dumps
 (`XLA_FLAGS=--xla_dump_to`), a persistent compilation cache or an exported program hold them, so
 guard those like the key file. JAX's logs see a static key only as its repr, which hides it.
+
+Stream mode. A 256-bit `StreamKey` keys ChaCha20 (RFC 8439) over each vector's nonce, and the
+keystream is XORed onto the vector's little-endian bytes: each vector is encrypted exactly as the
+ciphertext part of ChaCha20-Poly1305 (block counter from 1, empty associated data), so any
+standard library decrypts it (`stream.py` says which keystream bits meet which float bits). It
+runs in uint32 jnp ops inside the same compiled program as the permutations, for 16-, 32- and
+64-bit floats. With nonces that never repeat under one key it hides everything about a vector
+but its length: no Hamming weights, no bit-column statistics, no equal ciphertexts for equal
+floats. A nonce used twice under one key gives two vectors one keystream, and the XOR of their
+ciphertexts is the XOR of their plaintexts: the rule on nonces above holds here with more at
+stake. On its own it does not authenticate: a flipped ciphertext bit flips the same plaintext
+bit, unnoticed (the Poly1305 tags of stream-mode feature files are to detect that). A key file
+names its scheme, and each scheme's `load` refuses the others' keys: key material is never
+shared across schemes.
 """
 
+from invfeat.shufflebits.chacha20 import NONCE_WORDS, chacha20_block
 from invfeat.shufflebits.cipher import (
     ShuffleBits,
     decrypt,
     encrypt,
     published_string_encrypt,
+    uses_nonces,
     with_encryption,
 )
 from invfeat.shufflebits.keys import (
@@ -39,14 +56,10 @@ from invfeat.shufflebits.keys import (
     Key,
     KeyFileError,
     Secret,
+    StreamKey,
     load_key,
 )
-from invfeat.shufflebits.one_time import (
-    NONCE_WORDS,
-    chacha20_block,
-    fresh_nonces,
-    one_time_permutation,
-)
+from invfeat.shufflebits.one_time import fresh_nonces, one_time_permutation
 from invfeat.shufflebits.rotations import (
     UINT_BY_WIDTH,
     fewest_rotations,
@@ -64,6 +77,7 @@ __all__ = [
     "KeyFileError",
     "Secret",
     "ShuffleBits",
+    "StreamKey",
     "chacha20_block",
     "decrypt",
     "encrypt",
@@ -74,5 +88,6 @@ __all__ = [
     "published_string_encrypt",
     "rotate_groups",
     "rotation_masks",
+    "uses_nonces",
     "with_encryption",
 ]

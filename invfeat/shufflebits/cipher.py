@@ -1,5 +1,6 @@
-"""Encrypt and decrypt float arrays with a `Key` or a `Secret` (one jitted kernel each), the
-`ShuffleBits` linen layer and `with_encryption`; the published per-element algorithm as reference."""
+"""Encrypt and decrypt float arrays with a `Key`, a `Secret` or a `StreamKey` (one jitted kernel
+each), the `ShuffleBits` linen layer and `with_encryption`; the published per-element algorithm
+as reference."""
 
 from __future__ import annotations
 
@@ -12,14 +13,29 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from invfeat.shufflebits.keys import WIDTHS, Key, Secret
-from invfeat.shufflebits.one_time import NONCE_WORDS, _one_time_ranks
+from invfeat.shufflebits.chacha20 import NONCE_WORDS
+from invfeat.shufflebits.keys import WIDTHS, AnyKey, Key, Secret, StreamKey
+from invfeat.shufflebits.one_time import _one_time_ranks
 from invfeat.shufflebits.rotations import (
     UINT_BY_WIDTH,
     fewest_rotations,
     rotate_groups,
     rotation_masks,
 )
+from invfeat.shufflebits.stream import stream_kernel
+
+_MODES = {Secret: "one-time", StreamKey: "stream"}  # the schemes that take a nonce per vector
+
+
+def uses_nonces(key: AnyKey) -> bool:
+    """Whether `key`'s scheme takes a nonce per vector (`Secret`, `StreamKey`) or none (`Key`)."""
+    if isinstance(key, Key):
+        return False
+    if type(key) in _MODES:
+        return True
+    raise TypeError(
+        f"key must be a shufflebits Key or Secret, or a StreamKey, got {type(key).__name__}"
+    )
 
 
 def _float_dtype(x: Any) -> np.dtype:
@@ -66,44 +82,55 @@ def _one_time_kernel(x: jax.Array, key_words: jax.Array, nonce: jax.Array, inver
     return jax.lax.bitcast_convert_type(out, x.dtype)
 
 
-def _apply(x: Any, key: Key | Secret, nonce: Any, inverse: bool) -> jax.Array:
+def _checked_nonce(x: jax.Array, nonce: Any, mode: str) -> jax.Array:
+    """The nonces [..., 3] uint32 of the vectors of x (its last axis), checked."""
+    if nonce is None:
+        raise ValueError(f"{mode} mode needs nonce=..., e.g. fresh_nonces(x.shape[:-1])")
+    if x.ndim < 1:
+        raise ValueError(
+            f"{mode} mode encrypts vectors: x must have at least one axis "
+            "(one nonce per vector along the last), got a scalar"
+        )
+    given = getattr(nonce, "dtype", None)  # before jnp.asarray, which may truncate uint64
+    nonce = jnp.asarray(nonce)
+    dtype = np.dtype(nonce.dtype if given is None else given)
+    expected = tuple(x.shape[:-1]) + (NONCE_WORDS,)
+    if dtype != np.uint32 or tuple(nonce.shape) != expected:
+        raise ValueError(
+            f"nonce must be uint32 of shape x.shape[:-1] + (3,) = {expected}, "
+            f"got {dtype} {tuple(nonce.shape)}"
+        )
+    return nonce
+
+
+def _apply(x: Any, key: AnyKey, nonce: Any, inverse: bool) -> jax.Array:
     dtype = _float_dtype(x)
     bits = dtype.itemsize * 8
     x = jnp.asarray(x)
-    if isinstance(key, Key):
+    if not uses_nonces(key):
         if nonce is not None:
-            raise ValueError("a static Key takes no nonce (nonces belong to one-time Secrets)")
+            raise ValueError(
+                "a static Key takes no nonce (nonces belong to Secrets and StreamKeys)"
+            )
         if key.bits != bits:
             raise ValueError(f"key width {key.bits} bits does not match {dtype} ({bits} bits)")
         return _static_kernel(x, key, inverse)
+    nonce = _checked_nonce(x, nonce, _MODES[type(key)])
     if isinstance(key, Secret):
-        if nonce is None:
-            raise ValueError("one-time mode needs nonce=..., e.g. fresh_nonces(x.shape[:-1])")
-        if x.ndim < 1:
-            raise ValueError(
-                "one-time mode permutes the bits of vectors: x must have at least one axis "
-                "(one nonce per vector along the last), got a scalar"
-            )
-        given = getattr(nonce, "dtype", None)  # before jnp.asarray, which may truncate uint64
-        nonce = jnp.asarray(nonce)
-        dtype = np.dtype(nonce.dtype if given is None else given)
-        expected = tuple(x.shape[:-1]) + (NONCE_WORDS,)
-        if dtype != np.uint32 or tuple(nonce.shape) != expected:
-            raise ValueError(
-                f"nonce must be uint32 of shape x.shape[:-1] + (3,) = {expected}, "
-                f"got {dtype} {tuple(nonce.shape)}"
-            )
         return _one_time_kernel(x, key._words, nonce, jnp.asarray(inverse))
-    raise TypeError(f"key must be a shufflebits Key or Secret, got {type(key).__name__}")
+    return stream_kernel(x, key._words, nonce)  # XOR: its own inverse
 
 
-def encrypt(x: Any, key: Key | Secret, nonce: Any = None) -> jax.Array:
-    """Permute the bits of every float in x (same shape, dtype); a Secret takes nonces [..., 3]."""
+def encrypt(x: Any, key: AnyKey, nonce: Any = None) -> jax.Array:
+    """Encrypt every float in x (same shape, dtype): a `Key` permutes its bits; a `Secret`
+    permutes them per vector, and a `StreamKey` XORs them with the vector's ChaCha20 keystream,
+    both under the nonces [..., 3] of the vectors along the last axis."""
     return _apply(x, key, nonce, inverse=False)
 
 
-def decrypt(y: Any, key: Key | Secret, nonce: Any = None) -> jax.Array:
-    """Invert `encrypt` exactly (needs the same key, and for one-time mode the same nonces)."""
+def decrypt(y: Any, key: AnyKey, nonce: Any = None) -> jax.Array:
+    """Invert `encrypt` exactly (needs the same key, and for one-time and stream mode the same
+    nonces)."""
     return _apply(y, key, nonce, inverse=True)
 
 
@@ -121,7 +148,7 @@ def published_string_encrypt(values: np.ndarray, index_array: Any) -> np.ndarray
 class ShuffleBits(nn.Module):
     """Encrypts (or, with inverse=True, decrypts) its input; put it last in a model."""
 
-    key: Key | Secret
+    key: AnyKey
     inverse: bool = False
 
     @nn.compact
@@ -129,20 +156,23 @@ class ShuffleBits(nn.Module):
         return _apply(x, self.key, nonce, self.inverse)
 
 
-def with_encryption(apply_fn: Callable[..., Any], key: Key | Secret) -> Callable[..., Any]:
+def with_encryption(apply_fn: Callable[..., Any], key: AnyKey) -> Callable[..., Any]:
     """Wrap `apply_fn` so that its output is encrypted: every leaf must be a float array (pass
-    nonce= for Secrets, where the output must be one array: a nonce serves one permutation).
+    nonce= for a Secret or StreamKey, where the output must be one array: a nonce serves one
+    permutation or keystream).
 
     The wrapper takes the keyword `nonce` for itself (`apply_fn` cannot receive one) and draws
     none: pass fresh nonces to every call (`fresh_nonces(output.shape[:-1])`).
     """
 
+    nonced = uses_nonces(key)
+
     def apply_encrypted(*args: Any, nonce: Any = None, **kwargs: Any) -> Any:
         out = apply_fn(*args, **kwargs)
-        if isinstance(key, Secret) and len(jax.tree.leaves(out)) > 1:
+        if nonced and len(jax.tree.leaves(out)) > 1:
             raise ValueError(
-                "one-time encryption of an output with several arrays would reuse each nonce "
-                "for all of them; return one array, or encrypt each with its own nonces"
+                f"{_MODES[type(key)]} encryption of an output with several arrays would reuse "
+                "each nonce for all of them; return one array, or encrypt each with its own nonces"
             )
         return jax.tree.map(lambda y: encrypt(y, key, nonce), out)
 

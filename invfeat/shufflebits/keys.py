@@ -1,5 +1,6 @@
-"""ShuffleBits keys: static `Key`s, one-time `Secret`s, and their key files (versioned, checked
-by a SHA-256 field, mode 0600, written atomically)."""
+"""Keys of every scheme: static ShuffleBits `Key`s, one-time `Secret`s, stream-mode `StreamKey`s,
+and their key files (versioned, checked by a SHA-256 field, mode 0600, written atomically; the
+file names its scheme, and each scheme's `load` refuses the others)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import secrets
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -43,6 +44,7 @@ class Key:
     """A static ShuffleBits key: one secret permutation of the bit positions of a float type."""
 
     __slots__ = ("_index_array", "_plans", "bits")
+    _what = "a static key"
 
     def __init__(self, index_array: Any):
         arr = _check_permutation(index_array, "Key")
@@ -92,10 +94,7 @@ class Key:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Key:
-        key = load_key(path)
-        if not isinstance(key, Key):
-            raise KeyFileError(f"{path}: holds a one-time secret, not a static key")
-        return key
+        return _load_as(cls, path)
 
     def _digest(self) -> bytes:
         return hashlib.sha256(self._index_array.astype("<i8").tobytes()).digest()
@@ -115,51 +114,90 @@ class Key:
         raise TypeError("ShuffleBits keys are not picklable; use Key.save")
 
 
-class Secret:
-    """A one-time-pad secret: 256 random bits keying ChaCha20 over per-vector nonces."""
+class _Key256:
+    """256 random bits as the eight little-endian uint32 words of a ChaCha20 key."""
 
     __slots__ = ("_words",)
+    _kind = ""  # the key file's "kind"
+    _what = ""  # what a file of that kind holds, for messages
 
-    def __init__(self, secret_bytes: bytes):
-        if not isinstance(secret_bytes, bytes | bytearray) or len(secret_bytes) != 32:
-            raise ValueError("Secret needs exactly 32 bytes")
-        self._words = np.frombuffer(bytes(secret_bytes), "<u4").astype(np.uint32)
+    def __init__(self, key_bytes: bytes):
+        if not isinstance(key_bytes, bytes | bytearray) or len(key_bytes) != 32:
+            raise ValueError(f"{type(self).__name__} needs exactly 32 bytes")
+        self._words = np.frombuffer(bytes(key_bytes), "<u4").astype(np.uint32)
 
     @classmethod
-    def generate(cls) -> Secret:
+    def generate(cls) -> Self:
+        """256 bits from `secrets`."""
         return cls(secrets.token_bytes(32))
+
+    @classmethod
+    def from_bytes(cls, key_bytes: bytes) -> Self:
+        """The key of 32 bytes (the ChaCha20 key of RFC 8439, as other libraries take it)."""
+        return cls(key_bytes)
+
+    def to_bytes(self) -> bytes:
+        return self._words.astype("<u4").tobytes()
 
     def words(self) -> np.ndarray:
         """The eight little-endian uint32 ChaCha20 key words."""
         return self._words.copy()
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
-        """Write a versioned secret file with mode 0600 (atomically)."""
-        payload = {"kind": "secret", "secret": self._words.astype("<u4").tobytes().hex()}
+        """Write a versioned key file of this scheme with mode 0600 (atomically)."""
+        payload = {"kind": self._kind, self._kind: self.to_bytes().hex()}
         _write_private(Path(path), payload, overwrite)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Secret:
-        secret = load_key(path)
-        if not isinstance(secret, Secret):
-            raise KeyFileError(f"{path}: holds a static key, not a one-time secret")
-        return secret
+    def load(cls, path: str | os.PathLike) -> Self:
+        return _load_as(cls, path)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and hmac.compare_digest(
+        return type(other) is type(self) and hmac.compare_digest(
             self._words.tobytes(), other._words.tobytes()
         )
 
     def __hash__(self) -> int:
-        return hash(("Secret", hashlib.sha256(self._words.tobytes()).digest()))
+        return hash((type(self).__name__, hashlib.sha256(self._words.tobytes()).digest()))
 
     def __repr__(self) -> str:
-        return "Secret(bits=256, value=<hidden>)"
+        return f"{type(self).__name__}(bits=256, value=<hidden>)"
 
     __str__ = __repr__
 
     def __reduce__(self) -> Any:
-        raise TypeError("ShuffleBits secrets are not picklable; use Secret.save")
+        name = type(self).__name__
+        raise TypeError(f"{name}s are not picklable; use {name}.save")
+
+
+class Secret(_Key256):
+    """A one-time-pad secret: 256 random bits keying ChaCha20 over per-vector nonces, whose
+    keystream words choose each vector's bit permutation."""
+
+    __slots__ = ()
+    _kind = "secret"
+    _what = "a one-time secret"
+
+
+class StreamKey(_Key256):
+    """A stream-mode key: 256 random bits keying the ChaCha20 keystream XORed onto each vector."""
+
+    __slots__ = ()
+    _kind = "stream"
+    _what = "a stream key"
+
+
+AnyKey = Key | Secret | StreamKey
+_KEY256_KINDS = {cls._kind: cls for cls in (Secret, StreamKey)}
+
+
+def _load_as(cls: type, path: str | os.PathLike) -> Any:
+    """`load_key(path)` if it holds a `cls`; otherwise an error naming what the file holds (a key
+    of one scheme is never used by another)."""
+    key = load_key(path)
+    if not isinstance(key, cls):
+        raise KeyFileError(f"{path}: holds {key._what}, not {cls._what}")
+    return key
 
 
 def _write_private(path: Path, payload: dict, overwrite: bool) -> None:
@@ -204,7 +242,7 @@ def _checksum(content: dict) -> str:
     return hashlib.sha256(canonical).hexdigest()[:16]
 
 
-def _verified(path: Path, data: dict, key: Key | Secret) -> Key | Secret:
+def _verified(path: Path, data: dict, key: AnyKey) -> AnyKey:
     """`key`, once a version-2 file's check matches its fields (version-1 files have none)."""
     if data["version"] >= 2:
         check = data.get("check")
@@ -213,8 +251,9 @@ def _verified(path: Path, data: dict, key: Key | Secret) -> Key | Secret:
     return key
 
 
-def load_key(path: str | os.PathLike) -> Key | Secret:
-    """Read a key or secret file, checking permissions, format, version and contents."""
+def load_key(path: str | os.PathLike) -> AnyKey:
+    """Read a key file of any scheme (`Key`, `Secret`, `StreamKey`), checking permissions, format,
+    version and contents."""
     path = Path(path)
     try:  # one open: the mode checked is that of the bytes read; the read is bounded
         with open(path, "rb") as f:
@@ -250,13 +289,15 @@ def load_key(path: str | os.PathLike) -> Key | Secret:
         if not all(type(v) is int for v in arr) or sorted(arr) != list(range(bits)):
             raise KeyFileError(f"{path}: key is not a permutation of 0..{bits - 1}")
         return _verified(path, data, Key(np.array(arr)))
-    if kind == "secret":
-        value = data.get("secret")
+    if kind in _KEY256_KINDS:
+        if kind == "stream" and data["version"] < 2:  # stream keys came with the check
+            raise KeyFileError(f"{path}: a stream key file must be of version 2 or later")
+        value = data.get(kind)
         try:
             raw = bytes.fromhex(value) if isinstance(value, str) else b""
         except ValueError:
             raw = b""
         if len(raw) != 32:
-            raise KeyFileError(f"{path}: corrupt secret (expected 64 hex digits)")
-        return _verified(path, data, Secret(raw))
+            raise KeyFileError(f"{path}: corrupt {kind} (expected 64 hex digits)")
+        return _verified(path, data, _KEY256_KINDS[kind](raw))
     raise KeyFileError(f"{path}: unknown key kind {kind!r}")

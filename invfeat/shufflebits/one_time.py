@@ -1,5 +1,5 @@
-"""One-time permutations: the ChaCha20 block (RFC 8439) over a vector's nonce, then the stable
-argsort of its keystream words; `fresh_nonces` draws the nonces."""
+"""One-time permutations: the stable argsort of the words of a vector's ChaCha20 blocks (RFC 8439,
+`chacha20.py`); `fresh_nonces` draws the nonces (one-time and stream mode alike)."""
 
 from __future__ import annotations
 
@@ -12,49 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from invfeat.shufflebits.chacha20 import NONCE_WORDS, chacha20_block, chacha20_lanes
 from invfeat.shufflebits.keys import Secret
-from invfeat.shufflebits.rotations import _rotl
 
-NONCE_WORDS = 3
-_SIGMA = (0x61707865, 0x3320646E, 0x79622D32, 0x6B206574)
-_COLUMNS = ((0, 4, 8, 12), (1, 5, 9, 13), (2, 6, 10, 14), (3, 7, 11, 15))
-_DIAGONALS = ((0, 5, 10, 15), (1, 6, 11, 12), (2, 7, 8, 13), (3, 4, 9, 14))
-
-
-def _chacha20(key_words: Any, counter: Any, nonce_words: tuple) -> list[jax.Array]:
-    """RFC 8439 block function on a state of 16 separate uint32 arrays (vectorises over them)."""
-    shape = jnp.broadcast_shapes(jnp.shape(counter), *(jnp.shape(n) for n in nonce_words))
-    lanes = [*_SIGMA, *(key_words[i] for i in range(8)), counter, *nonce_words]
-    init = tuple(jnp.broadcast_to(jnp.asarray(v, jnp.uint32), shape) for v in lanes)
-
-    def double_round(_: Any, state: tuple) -> tuple:
-        x = list(state)
-        for a, b, c, d in _COLUMNS + _DIAGONALS:
-            x[a] = x[a] + x[b]
-            x[d] = _rotl(x[d] ^ x[a], 16)
-            x[c] = x[c] + x[d]
-            x[b] = _rotl(x[b] ^ x[c], 12)
-            x[a] = x[a] + x[b]
-            x[d] = _rotl(x[d] ^ x[a], 8)
-            x[c] = x[c] + x[d]
-            x[b] = _rotl(x[b] ^ x[c], 7)
-        return tuple(x)
-
-    # Unrolled on accelerators (one fused kernel, not a loop of small launches); rolled on CPU,
-    # where unrolling slows compilation and gains nothing (benchmarks/RESULTS.md).
-    out = jax.lax.platform_dependent(
-        init,
-        cpu=lambda s: jax.lax.fori_loop(0, 10, double_round, s),
-        default=lambda s: jax.lax.fori_loop(0, 10, double_round, s, unroll=True),
-    )
-    return [o + i for o, i in zip(out, init, strict=True)]
-
-
-def chacha20_block(key_words: Any, counter: Any, nonce: Any) -> jax.Array:
-    """RFC 8439 ChaCha20 block: 8 key words, counter [...], nonce [..., 3] -> [..., 16] uint32."""
-    nonce = jnp.asarray(nonce, jnp.uint32)
-    words = jnp.asarray(key_words, jnp.uint32)
-    return jnp.stack(_chacha20(words, counter, tuple(nonce[..., i] for i in range(3))), axis=-1)
+__all__ = ["NONCE_WORDS", "chacha20_block", "fresh_nonces", "one_time_permutation"]
 
 
 def _stable_ranks(w: jax.Array) -> jax.Array:
@@ -74,7 +35,9 @@ def _one_time_ranks(key_words: jax.Array, nonce: jax.Array, bits: int) -> jax.Ar
     """[..., bits]: input bit i goes to output bit rank[i] (rank = inverse of src = argsort(w))."""
     n_blocks = -(-bits // 16)
     counter = jnp.arange(n_blocks, dtype=jnp.uint32).reshape((n_blocks,) + (1,) * (nonce.ndim - 1))
-    lanes = _chacha20(key_words, counter, tuple(nonce[None, ..., i] for i in range(NONCE_WORDS)))
+    lanes = chacha20_lanes(
+        key_words, counter, tuple(nonce[None, ..., i] for i in range(NONCE_WORDS))
+    )
     w = jnp.moveaxis(jnp.stack(lanes, axis=-1), 0, -2)  # [..., blocks, 16]
     return _stable_ranks(w.reshape(w.shape[:-2] + (n_blocks * 16,))[..., :bits])
 
