@@ -20,6 +20,10 @@ from invfeat.train import distributed
 from invfeat.victims.from_files import FileVictim, PendingFeatures
 
 PENDING_EXIT = 3  # the study waits for features computed outside (the message says which)
+OPTIONS = {  # the study's config fields that a command-line option gives
+    "features_dir": "--victim-features DIR",
+    "perceptual_weights": "--perceptual-weights FILE.h5",
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -154,12 +158,6 @@ def pending_message(pending: list[PendingFeatures], command: str) -> str:
         f"  {command}",
     ]
     return "\n".join(lines)
-
-
-OPTIONS = {
-    "features_dir": "--victim-features DIR",
-    "perceptual_weights": "--perceptual-weights FILE.h5",
-}
 
 
 def inputs_message(error: StudyInputsError) -> str:
