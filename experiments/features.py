@@ -1,9 +1,9 @@
 """`python -m experiments features extract`: FastReID-layout feature files through the victim's API.
 
     features extract --dataset NAME --victim WORKDIR --out PATH
-                     [--encrypt static|one-time --key FILE] [--splits train query ...]
+                     [--encrypt static|one-time|stream --key FILE] [--splits train query ...]
 
-One .npz per split, plaintext or (with --encrypt) ShuffleBits ciphertext.
+One .npz per split, plaintext or (with --encrypt) ShuffleBits or stream-mode ciphertext.
 """
 
 from __future__ import annotations
@@ -25,7 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     extract.add_argument("--victim", required=True, type=Path, help="trained victim workdir")
     extract.add_argument("--out", required=True, type=Path, help="a folder, or NAME.npz")
-    extract.add_argument("--encrypt", choices=("static", "one-time"), help="ShuffleBits scheme")
+    extract.add_argument(
+        "--encrypt",
+        choices=("static", "one-time", "stream"),
+        help="ShuffleBits scheme (static, one-time) or stream (ChaCha20-Poly1305)",
+    )
     extract.add_argument("--key", type=Path, help="key file (created if missing)")
     extract.add_argument("--splits", nargs="+", help="default: every built split")
     extract.add_argument("--batch-size", type=int_at_least(1), default=256)
@@ -39,14 +43,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def load_or_create_key(path: Path, scheme: str):
     """The key in `path` (checked against `scheme`), or a new one saved there (mode 0600)."""
     from invfeat import shufflebits as sb
+    from invfeat.victims.extraction import scheme_of
 
     if not path.exists():
-        key = sb.Secret.generate() if scheme == "one-time" else sb.Key.generate()
+        key = {"static": sb.Key, "one-time": sb.Secret, "stream": sb.StreamKey}[scheme].generate()
         key.save(path)
         print(f"created a new {scheme} key file {path} (mode 0600)")
         return key
     key = sb.load_key(path)
-    found = "one-time" if isinstance(key, sb.Secret) else "static"
+    found = scheme_of(key)
     if found != scheme:
         raise ValueError(f"{path} holds a {found} key, but --encrypt {scheme} was asked for")
     return key
@@ -56,8 +61,9 @@ def run_extract(args: argparse.Namespace) -> int:
     """One .npz per split: `--out DIR` writes DIR/<split>.npz, `--out NAME.npz` NAME_<split>.npz.
 
     With --encrypt the API emits ciphertext under the static key in the key file, or under
-    per-vector keys derived from its one-time secret, the nonces stored in the files; keys are
-    never printed. Existing outputs are replaced only with --overwrite, the key file never.
+    per-vector keys derived from its one-time secret, or XORed with the ChaCha20 keystream of its
+    stream key (with a Poly1305 tag per row), the nonces stored in the files; keys are never
+    printed. Existing outputs are replaced only with --overwrite, the key file never.
     """
     from invfeat import shufflebits as sb
     from invfeat.data import builders

@@ -14,7 +14,10 @@ from experiments import fail
 from invfeat import shufflebits as sb
 from invfeat.data.feature_files import FeatureFileError, read_features, write_features
 from invfeat.selftest import run_checks
+from invfeat.shufflebits.aead import check_stream_tags, stream_tags
 
+# the feature-file scheme of each key type
+_SCHEMES = {sb.Key: "static", sb.Secret: "one-time", sb.StreamKey: "stream"}
 _ERRORS = (sb.KeyFileError, FeatureFileError, FileExistsError, ValueError, TypeError, OSError)
 
 
@@ -26,22 +29,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     keygen = sub.add_parser("keygen", help="write a new key (mode 0600)")
     keygen.add_argument("--out", required=True, type=Path, help="key file to create")
-    keygen.add_argument(
+    kind = keygen.add_mutually_exclusive_group()
+    kind.add_argument(
         "--one-time", action="store_true", help="a 256-bit one-time-pad secret instead of a key"
+    )
+    kind.add_argument(
+        "--stream", action="store_true", help="a 256-bit stream-mode (ChaCha20-Poly1305) key"
     )
     keygen.add_argument(
         "--bits",
         type=int,
         default=32,
         choices=sb.WIDTHS,
-        help="float width a static key permutes (default: %(default)s; a one-time secret serves "
-        "every width, so --one-time ignores it)",
+        help="float width a static key permutes (default: %(default)s; one-time secrets and "
+        "stream keys serve every width, so --one-time and --stream ignore it)",
     )
     keygen.set_defaults(func=_keygen)
 
     for name, func, what in (("encrypt", _encrypt, "plain"), ("decrypt", _decrypt, "encrypted")):
         cmd = sub.add_parser(name, help=f"{name} a FastReID .npz feature file")
-        cmd.add_argument("--key", required=True, type=Path, help="key or secret file")
+        cmd.add_argument("--key", required=True, type=Path, help="key, secret or stream key file")
         cmd.add_argument("--in", dest="inp", required=True, type=Path, help=f"{what} .npz")
         cmd.add_argument("--out", required=True, type=Path, help="output .npz (written atomically)")
         cmd.add_argument(
@@ -55,11 +62,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _keygen(args: argparse.Namespace) -> int:
     try:
-        key = sb.Secret.generate() if args.one_time else sb.Key.generate(args.bits)
+        if args.stream:
+            key, kind = sb.StreamKey.generate(), "stream key (256 bits)"
+        elif args.one_time:
+            key, kind = sb.Secret.generate(), "one-time secret (256 bits)"
+        else:
+            key, kind = sb.Key.generate(args.bits), f"{args.bits}-bit static key"
         key.save(args.out)
     except _ERRORS as err:
         return fail(err)
-    kind = "one-time secret (256 bits)" if args.one_time else f"{args.bits}-bit static key"
     print(f"wrote {kind} to {args.out} (mode 0600)")
     return 0
 
@@ -76,26 +87,35 @@ def _check_output(args: argparse.Namespace) -> None:
 
 
 def _transform(args: argparse.Namespace, encrypting: bool) -> int:
+    """Encrypt or decrypt a feature file; a stream file's tags are all checked before any
+    decryption, and nothing is written unless every step succeeds."""
     try:
         _check_output(args)
         key = sb.load_key(args.key)
         ff = read_features(args.inp, encrypted=not encrypting)
-        scheme = "one-time" if isinstance(key, sb.Secret) else "static"
+        scheme = _SCHEMES[type(key)]
         if not encrypting and ff.encryption != scheme:
             raise ValueError(
                 f"{args.inp}: encrypted with a {ff.encryption} key, not a {scheme} one"
             )
         nonces = None
-        if scheme == "one-time":
+        if sb.uses_nonces(key):
             nonces = sb.fresh_nonces(len(ff)) if encrypting else ff.nonces
+        if scheme == "stream" and not encrypting:
+            try:
+                check_stream_tags(ff.features, key, nonces, ff.tags, names=ff.paths)
+            except ValueError as err:
+                raise ValueError(f"{args.inp}: {err}; nothing was written") from None
         op = sb.encrypt if encrypting else sb.decrypt
         with jax.enable_x64(ff.features.dtype == np.float64):
             out = np.asarray(op(ff.features, key, nonces))  # one compiled program
+        tags = stream_tags(out, key, nonces) if scheme == "stream" and encrypting else None
         result = dataclasses.replace(
             ff,
             features=out,
             encryption=scheme if encrypting else None,
             nonces=nonces if encrypting else None,
+            tags=tags,
         )
         write_features(args.out, result)
     except _ERRORS as err:

@@ -6,6 +6,7 @@ import stat
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from experiments.__main__ import main
 from invfeat import shufflebits as sb
@@ -52,6 +53,109 @@ def test_keygen_encrypt_decrypt_round_trip(tmp_path, plain, capsys, one_time):
     out = capsys.readouterr().out
     assert "encrypted 6 x 16 float32" in out and "decrypted 6 x 16" in out
     assert key.read_text() not in out
+
+
+def _run(cmd: str, key, src, dst) -> int:
+    return main(["shufflebits", cmd, "--key", str(key), "--in", str(src), "--out", str(dst)])
+
+
+@pytest.fixture
+def stream_file(tmp_path, plain):
+    """(plain path, its FeatureFile, stream key path, stream-encrypted path)."""
+    path, ff = plain
+    key, enc = tmp_path / "stream.json", tmp_path / "enc.npz"
+    assert main(["shufflebits", "keygen", "--stream", "--out", str(key)]) == 0
+    assert _run("encrypt", key, path, enc) == 0
+    return path, ff, key, enc
+
+
+def test_stream_keygen_encrypt_decrypt_round_trip(tmp_path, stream_file, capsys):
+    _, ff, key, enc = stream_file
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert isinstance(sb.load_key(key), sb.StreamKey)
+    e = ffs.read_features(enc, encrypted=True)
+    assert e.encryption == "stream" and np.array_equal(e.paths, ff.paths)
+    assert e.nonces.shape == (6, 3) and e.tags.shape == (6, 16) and e.tags.dtype == np.uint8
+    assert not np.array_equal(e.features.view(np.uint32), ff.features.view(np.uint32))
+    dec = tmp_path / "dec.npz"
+    assert _run("decrypt", key, enc, dec) == 0
+    assert "decrypted 6 x 16 float32" in capsys.readouterr().out
+    d = ffs.read_features(dec, encrypted=False)
+    assert d.tags is None and d.nonces is None
+    assert np.array_equal(d.features.view(np.uint32), ff.features.view(np.uint32))
+    with np.load(dec) as raw:
+        assert set(raw.files) == {ffs.PATHS_KEY, ffs.FEATURES_KEY}
+
+
+def test_each_stream_row_decrypts_with_any_chacha20poly1305_library(stream_file):
+    _, ff, key, enc = stream_file
+    box = ChaCha20Poly1305(sb.load_key(key).to_bytes())
+    with np.load(enc) as f:
+        features, nonces, tags = (
+            f["accumulated_feature_array"],
+            f["invfeat_nonces"],
+            f["invfeat_tags"],
+        )
+    for i in range(len(ff)):
+        message = features[i].tobytes() + tags[i].tobytes()
+        plain = box.decrypt(nonces[i].astype("<u4").tobytes(), message, None)
+        assert plain == ff.features[i].tobytes()
+
+
+def _rewrite(path, **changes) -> None:
+    """The .npz at `path` with some arrays replaced (what an attacker or a bad copy does)."""
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    np.savez(path, **{**arrays, **changes})
+
+
+@pytest.mark.parametrize("attack", ["flipped byte", "wrong key", "swapped nonces"])
+def test_stream_decrypt_refuses_what_does_not_authenticate(tmp_path, stream_file, capsys, attack):
+    _, ff, key, enc = stream_file
+    with np.load(enc) as f:
+        features, nonces = f["accumulated_feature_array"], f["invfeat_nonces"]
+    if attack == "flipped byte":
+        features = features.copy()
+        features.view(np.uint8)[4, 9] ^= 0x20
+        _rewrite(enc, accumulated_feature_array=features)
+        rows = [4]
+    elif attack == "swapped nonces":
+        _rewrite(enc, invfeat_nonces=nonces[[0, 1, 5, 3, 4, 2]])
+        rows = [2, 5]
+    else:
+        key = tmp_path / "other.json"
+        sb.StreamKey.generate().save(key)
+        rows = list(range(6))
+    capsys.readouterr()
+    out = tmp_path / "out.npz"
+    assert _run("decrypt", key, enc, out) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "fail Poly1305 authentication" in err and "nothing was written" in err
+    for i in rows[:5]:
+        assert f"{i} ({ff.paths[i]})" in err
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_keys_of_one_scheme_are_refused_for_another(tmp_path, stream_file, capsys):
+    path, _, stream_key, enc = stream_file
+    secret, static, out = tmp_path / "secret.json", tmp_path / "static.json", tmp_path / "o.npz"
+    assert main(["shufflebits", "keygen", "--one-time", "--out", str(secret)]) == 0
+    assert main(["shufflebits", "keygen", "--out", str(static)]) == 0
+    capsys.readouterr()
+    for key in (secret, static):
+        assert _run("decrypt", key, enc, out) == 2
+        assert "encrypted with a stream key, not a" in capsys.readouterr().err
+    one_time = tmp_path / "one_time.npz"
+    assert _run("encrypt", secret, path, one_time) == 0
+    assert _run("decrypt", stream_key, one_time, out) == 2
+    assert "encrypted with a one-time key, not a stream one" in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(SystemExit) as done:
+        main(["shufflebits", "keygen", "--stream", "--one-time", "--out", str(tmp_path / "k")])
+    assert done.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float64])
@@ -194,4 +298,4 @@ def _help(capsys, *argv: str) -> str:
 def test_keygen_bits_help_gives_default_and_one_time_ignoring_it(capsys):
     text = _help(capsys, "shufflebits", "keygen")
     assert "default: 32" in text
-    assert "--one-time ignores it" in text
+    assert "--one-time and --stream ignore it" in text

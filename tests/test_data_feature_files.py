@@ -41,6 +41,77 @@ def test_round_trip_plain_and_encrypted(tmp_path):
         ffs.read_features(path, encrypted=False)
 
 
+def stream_sample(n: int = 5) -> FeatureFile:
+    """A stream-mode file's layout (the tags are arbitrary bytes: verifying them needs the key,
+    which this layer never sees)."""
+    ff = sample(n)
+    nonces = np.arange(3 * n, dtype=np.uint32).reshape(n, 3)
+    tags = np.random.default_rng(1).integers(0, 256, (n, 16), np.uint8)
+    return FeatureFile(ff.paths, ff.features, "stream", nonces, tags=tags)
+
+
+def test_stream_files_store_nonces_and_tags(tmp_path):
+    ff = stream_sample()
+    path = tmp_path / "stream.npz"
+    ffs.write_features(path, ff)
+    back = ffs.read_features(path, encrypted=True)
+    assert back.encryption == "stream"
+    assert back.nonces.dtype == np.uint32 and np.array_equal(back.nonces, ff.nonces)
+    assert back.tags.dtype == np.uint8 and np.array_equal(back.tags, ff.tags)
+    assert ffs.TAGS_KEY not in back.extras and ffs.NONCES_KEY not in back.extras
+    with np.load(path) as raw:
+        assert set(raw.files) == {
+            ffs.PATHS_KEY, ffs.FEATURES_KEY, ffs.ENCRYPTION_KEY, ffs.NONCES_KEY, ffs.TAGS_KEY
+        }  # fmt: skip
+    one_time = FeatureFile(ff.paths, ff.features, "one-time", ff.nonces, tags=ff.tags)
+    with pytest.raises(FeatureFileError, match="has invfeat_tags but is not stream"):
+        ffs.write_features(tmp_path / "x.npz", one_time)
+
+
+def test_repeated_stream_nonces_are_refused_on_write_and_read(tmp_path):
+    ff = stream_sample()
+    nonces = ff.nonces.copy()
+    nonces[3] = nonces[1]
+    repeated = FeatureFile(ff.paths, ff.features, "stream", nonces, tags=ff.tags)
+    path = tmp_path / "repeated.npz"
+    message = rf"share a nonce.*rows 1 \({ff.paths[1]}\) and 3 \({ff.paths[3]}\)"
+    with pytest.raises(FeatureFileError, match=message):
+        ffs.write_features(path, repeated)
+    assert not path.exists()
+    meta = np.array('{"version": 1, "scheme": "stream"}')
+    layout = {ffs.PATHS_KEY: ff.paths, ffs.FEATURES_KEY: ff.features, ffs.ENCRYPTION_KEY: meta}
+    path = _raw(tmp_path, **layout, invfeat_nonces=nonces, invfeat_tags=ff.tags)
+    with pytest.raises(FeatureFileError, match=message) as err:
+        ffs.read_features(path)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "tags,found",
+    [
+        (None, "found none"),
+        (np.zeros((5, 15), np.uint8), r"found uint8 \(5, 15\)"),
+        (np.zeros((4, 16), np.uint8), r"found uint8 \(4, 16\)"),
+        (np.zeros((5, 4), np.uint32), r"found uint32 \(5, 4\)"),
+    ],
+    ids=["missing", "short", "rows", "dtype"],
+)
+def test_stream_files_without_good_tags_are_refused(tmp_path, tags, found):
+    ff = stream_sample()
+    meta = np.array('{"version": 1, "scheme": "stream"}')
+    arrays = {ffs.PATHS_KEY: ff.paths, ffs.FEATURES_KEY: ff.features, ffs.ENCRYPTION_KEY: meta}
+    arrays[ffs.NONCES_KEY] = ff.nonces
+    if tags is not None:
+        arrays[ffs.TAGS_KEY] = tags
+    path = _raw(tmp_path, **arrays)
+    with pytest.raises(FeatureFileError, match=rf"invfeat_tags of uint8 \[5, 16\].*{found}"):
+        ffs.read_features(path)
+    without_nonces = {k: v for k, v in arrays.items() if k != ffs.NONCES_KEY}
+    path = _raw(tmp_path, "no_nonces.npz", **without_nonces)
+    with pytest.raises(FeatureFileError, match="stream encryption needs invfeat_nonces"):
+        ffs.read_features(path)
+
+
 def _raw(tmp_path, name="bad.npz", **arrays):
     path = tmp_path / name
     np.savez(path, **arrays)

@@ -12,6 +12,7 @@ from helpers.worlds import TINY_MARKET_VICTIM as CONFIG
 from invfeat import shufflebits
 from invfeat.data.datasets import dataset_splits, open_dataset_split
 from invfeat.data.feature_files import read_features
+from invfeat.shufflebits.aead import bad_stream_tags
 from invfeat.victims import inference_model
 from invfeat.victims.extraction import extract_features, feature_paths
 
@@ -76,18 +77,26 @@ def test_rows_are_the_api_features_of_the_records(plain, untrained_victim, tiny_
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("scheme", ["static", "one-time"])
+KEY_TYPES = {
+    "static": shufflebits.Key, "one-time": shufflebits.Secret, "stream": shufflebits.StreamKey
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("scheme", list(KEY_TYPES))
 def test_encrypted_files_decrypt_to_the_plain_files_bit_exactly(
     scheme, plain, untrained_victim, tiny_market_dir, tmp_path
 ):
-    key = shufflebits.Secret.generate() if scheme == "one-time" else shufflebits.Key.generate()
+    key = KEY_TYPES[scheme].generate()
     paths = _extract(untrained_victim, tiny_market_dir, tmp_path / "features.npz", key=key)
     assert paths["gallery"] == tmp_path / "features_gallery.npz"
     for split, path in paths.items():
         cipher = read_features(path, encrypted=True)
         reference = read_features(plain[split])
         assert cipher.encryption == scheme
-        assert (cipher.nonces is not None) == (scheme == "one-time")
+        assert (cipher.nonces is not None) == (scheme != "static")
+        assert (cipher.tags is not None) == (scheme == "stream")
+        if scheme == "stream":  # tags of the served ciphertext, each verifying
+            assert len(bad_stream_tags(cipher.features, key, cipher.nonces, cipher.tags)) == 0
         np.testing.assert_array_equal(cipher.paths, reference.paths)
         assert not np.array_equal(
             cipher.features.view(np.uint32), reference.features.view(np.uint32)

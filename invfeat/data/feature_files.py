@@ -2,8 +2,11 @@
 
 `accumulated_image_file_paths` (str [N]) and `accumulated_feature_array` (float [N, D]; FastReID
 readers load ciphertext too); encrypted files add `invfeat_encryption`, a 0-d JSON string
-`{"version": 1, "scheme": "static" | "one-time"}`, and one-time ones `invfeat_nonces` (uint32
-[N, 3]). Everything else is written back as read: encrypting a file changes only its features.
+`{"version": 1, "scheme": "static" | "one-time" | "stream"}`; one-time and stream ones
+`invfeat_nonces` (uint32 [N, 3]), and stream ones `invfeat_tags` (uint8 [N, 16], each row's
+ChaCha20-Poly1305 tag). Everything else is written back as read: encrypting a file changes only
+its features. Shapes, dtypes and the uniqueness of a stream file's nonces are checked here; the
+tags are computed and verified where the key is (`invfeat.shufflebits.aead`).
 """
 
 from __future__ import annotations
@@ -23,8 +26,11 @@ PATHS_KEY = "accumulated_image_file_paths"
 FEATURES_KEY = "accumulated_feature_array"
 ENCRYPTION_KEY = "invfeat_encryption"
 NONCES_KEY = "invfeat_nonces"
-SCHEMES = ("static", "one-time")
-_LAYOUT_KEYS = (PATHS_KEY, FEATURES_KEY, ENCRYPTION_KEY, NONCES_KEY)
+TAGS_KEY = "invfeat_tags"
+SCHEMES = ("static", "one-time", "stream")
+NONCED_SCHEMES = ("one-time", "stream")  # a nonce per row
+TAG_BYTES = 16  # a Poly1305 tag per row of a stream file
+_LAYOUT_KEYS = (PATHS_KEY, FEATURES_KEY, ENCRYPTION_KEY, NONCES_KEY, TAGS_KEY)
 _META_VERSION = 1
 
 
@@ -38,10 +44,11 @@ class FeatureFile:
 
     paths: np.ndarray  # [N] str
     features: np.ndarray  # [N, D] float
-    encryption: str | None = None  # None (plain), "static" or "one-time"
-    nonces: np.ndarray | None = None  # [N, 3] uint32 for one-time encryption
+    encryption: str | None = None  # None (plain), "static", "one-time" or "stream"
+    nonces: np.ndarray | None = None  # [N, 3] uint32 for one-time and stream encryption
     extras: dict[str, np.ndarray] = field(default_factory=dict)  # other arrays, kept verbatim
     paths_as_bytes: bool = False  # the file stored its paths as UTF-8 bytes (written back so)
+    tags: np.ndarray | None = None  # [N, 16] uint8 Poly1305 tags for stream encryption
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -66,7 +73,8 @@ def validate(ff: FeatureFile, where: str | os.PathLike, dataset_paths=None) -> N
 
     Checks: 1-D string paths, unique; 2-D float features with one row per path; no NaN or
     infinity in plain files (ciphertext may hold any bit pattern); nonces exactly for one-time
-    encryption; and, if `dataset_paths` is given, that the paths are exactly that set.
+    and stream encryption, unique for stream; tags exactly for stream; and, if `dataset_paths`
+    is given, that the paths are exactly that set.
     """
     paths, feats = ff.paths, ff.features
     if paths.ndim != 1 or paths.dtype.kind != "U":
@@ -99,14 +107,19 @@ def validate(ff: FeatureFile, where: str | os.PathLike, dataset_paths=None) -> N
             )
     elif ff.encryption not in SCHEMES:
         raise FeatureFileError(f"{where}: unknown encryption scheme {ff.encryption!r}")
-    if ff.encryption == "one-time":
+    if ff.encryption in NONCED_SCHEMES:
         n = ff.nonces
         if n is None or n.dtype != np.uint32 or n.shape != (len(paths), 3):
             raise FeatureFileError(
-                f"{where}: one-time encryption needs {NONCES_KEY} of uint32 [{len(paths)}, 3]"
+                f"{where}: {ff.encryption} encryption needs {NONCES_KEY} of uint32 "
+                f"[{len(paths)}, 3]"
             )
     elif ff.nonces is not None:
-        raise FeatureFileError(f"{where}: has {NONCES_KEY} but is not one-time encrypted")
+        raise FeatureFileError(f"{where}: has {NONCES_KEY} but is not one-time or stream encrypted")
+    if ff.encryption == "stream":
+        _check_stream(ff, where)
+    elif ff.tags is not None:
+        raise FeatureFileError(f"{where}: has {TAGS_KEY} but is not stream encrypted")
     if dataset_paths is not None:
         expected = {normalise_path(p) for p in dataset_paths}
         unknown, missing = set(normal) - expected, expected - set(normal)
@@ -114,6 +127,33 @@ def validate(ff: FeatureFile, where: str | os.PathLike, dataset_paths=None) -> N
             parts = [_mismatch("paths not in the dataset", unknown)] if unknown else []
             parts += [_mismatch("dataset images missing", missing)] if missing else []
             raise FeatureFileError(f"{where}: {'; '.join(parts)}")
+
+
+def repeated_nonces(nonces: np.ndarray) -> list[np.ndarray]:
+    """The groups of rows (indices, ascending) that share a nonce, in order of first row."""
+    _, inverse, counts = np.unique(nonces, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    groups = [np.flatnonzero(inverse == g) for g in np.flatnonzero(counts > 1)]
+    return sorted(groups, key=lambda rows: rows[0])
+
+
+def _check_stream(ff: FeatureFile, where: str | os.PathLike) -> None:
+    """A stream file's tags (uint8 [N, 16]) and its nonces, none used twice."""
+    t, n = ff.tags, len(ff.paths)
+    if t is None or t.dtype != np.uint8 or t.shape != (n, TAG_BYTES):
+        found = "none" if t is None else f"{t.dtype} {t.shape}"
+        raise FeatureFileError(
+            f"{where}: stream encryption needs {TAGS_KEY} of uint8 [{n}, {TAG_BYTES}] "
+            f"(a Poly1305 tag per row), found {found}"
+        )
+    groups = repeated_nonces(ff.nonces)
+    if groups:
+        shown = "; ".join(" and ".join(f"{i} ({ff.paths[i]})" for i in rows) for rows in groups[:3])
+        more = f"; and {len(groups) - 3} more groups" if len(groups) > 3 else ""
+        raise FeatureFileError(
+            f"{where}: stream-encrypted rows share a nonce (one keystream twice gives away the "
+            f"XOR of their plaintexts): rows {shown}{more}"
+        )
 
 
 def read_features(
@@ -155,7 +195,13 @@ def read_features(
         scheme = meta.get("scheme", "<missing>")
     extras = {k: v for k, v in contents.items() if k not in _LAYOUT_KEYS}
     ff = FeatureFile(
-        paths, contents[FEATURES_KEY], scheme, contents.get(NONCES_KEY), extras, paths_as_bytes
+        paths,
+        contents[FEATURES_KEY],
+        scheme,
+        contents.get(NONCES_KEY),
+        extras,
+        paths_as_bytes,
+        contents.get(TAGS_KEY),
     )
     validate(ff, path, dataset_paths)
     if encrypted is not None and (scheme is not None) != encrypted:
@@ -175,6 +221,8 @@ def write_features(path: str | os.PathLike, ff: FeatureFile) -> None:
         arrays[ENCRYPTION_KEY] = np.array(meta)
     if ff.nonces is not None:
         arrays[NONCES_KEY] = ff.nonces
+    if ff.tags is not None:
+        arrays[TAGS_KEY] = ff.tags
     write_atomic(path, lambda f: np.savez(f, **arrays))
 
 

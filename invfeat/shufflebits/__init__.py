@@ -35,11 +35,14 @@ but its length: no Hamming weights, no bit-column statistics, no equal ciphertex
 floats. A nonce used twice under one key gives two vectors one keystream, and the XOR of their
 ciphertexts is the XOR of their plaintexts: the rule on nonces above holds here with more at
 stake. On its own it does not authenticate: a flipped ciphertext bit flips the same plaintext
-bit, unnoticed (the Poly1305 tags of stream-mode feature files are to detect that). A key file
-names its scheme, and each scheme's `load` refuses the others' keys: key material is never
-shared across schemes.
+bit, unnoticed. `stream_tags` (aead.py) gives each vector its Poly1305 tag, so that vector and
+tag are the whole ChaCha20-Poly1305 message (empty associated data), and `check_stream_tags`
+names the vectors whose tags do not verify: stream-mode feature files store the tags, and
+decrypting one checks them all first. A key file names its scheme, and each scheme's `load`
+refuses the others' keys: key material is never shared across schemes.
 """
 
+from invfeat.shufflebits.aead import TagError, check_stream_tags, stream_tags
 from invfeat.shufflebits.chacha20 import NONCE_WORDS, chacha20_block
 from invfeat.shufflebits.cipher import (
     ShuffleBits,
@@ -78,7 +81,9 @@ __all__ = [
     "Secret",
     "ShuffleBits",
     "StreamKey",
+    "TagError",
     "chacha20_block",
+    "check_stream_tags",
     "decrypt",
     "encrypt",
     "fewest_rotations",
@@ -88,6 +93,7 @@ __all__ = [
     "published_string_encrypt",
     "rotate_groups",
     "rotation_masks",
+    "stream_tags",
     "uses_nonces",
     "with_encryption",
 ]

@@ -2,8 +2,9 @@
 
 `embed_split` streams one built split through an embedding function in fixed-size batches;
 `extract_features` writes one `.npz` per split (plaintext, or ShuffleBits ciphertext under a
-static key, or under one-time keys with the per-row nonces beside the features). Rows follow
-the dataset's record order; paths are the records' dataset-relative file names.
+static key, or under one-time keys with the per-row nonces beside the features, or stream-mode
+ciphertext with its nonces and Poly1305 tags). Rows follow the dataset's record order; paths are
+the records' dataset-relative file names.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from invfeat.api import FeatureAPI
 from invfeat.data.datasets import dataset_splits, open_dataset_split, prepare_dataset
 from invfeat.data.feature_files import FeatureFile, write_features
 from invfeat.data.pipeline import LoaderConfig, make_loader
+from invfeat.shufflebits.aead import stream_tags
 
 # images float32 [B, H, W, 3] in [0, 1] -> (features [B, D], nonces [B, 3] or None)
 EmbedFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
@@ -39,7 +41,7 @@ class Embedded(NamedTuple):
     """A split's features in record order, with what identifies each row."""
 
     features: np.ndarray  # [N, D]
-    nonces: np.ndarray | None  # [N, 3] uint32 (one-time encryption only)
+    nonces: np.ndarray | None  # [N, 3] uint32 (one-time and stream encryption only)
     identity: np.ndarray  # [N] int32
     camera: np.ndarray  # [N] int32
     file_names: np.ndarray  # [N] str
@@ -83,7 +85,7 @@ def embed_split(
 
 
 def api_embed(api: FeatureAPI) -> EmbedFn:
-    """The API as an `EmbedFn` (its served features and one-time nonces)."""
+    """The API as an `EmbedFn` (its served features and one-time or stream nonces)."""
 
     def embed(images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         served = api.serve(images)
@@ -96,11 +98,13 @@ def scheme_of(key: Any) -> str | None:
     """The feature-file encryption scheme of an API key (None: plaintext)."""
     if key is None:
         return None
+    if isinstance(key, shufflebits.StreamKey):
+        return "stream"
     if isinstance(key, shufflebits.Secret):
         return "one-time"
     if isinstance(key, shufflebits.Key):
         return "static"
-    raise TypeError(f"key must be a shufflebits Key or Secret, got {type(key).__name__}")
+    raise TypeError(f"key must be a shufflebits Key, Secret or StreamKey, got {type(key).__name__}")
 
 
 def feature_paths(out: str | Path, splits: Sequence[str]) -> dict[str, Path]:
@@ -116,7 +120,7 @@ def extract_features(
     dataset: str,
     out: str | Path,
     *,
-    key: shufflebits.Key | shufflebits.Secret | None = None,
+    key: shufflebits.Key | shufflebits.Secret | shufflebits.StreamKey | None = None,
     splits: Sequence[str] | None = None,
     data_dir: str | Path | None = None,
     data_settings: Mapping[str, Any] | None = None,
@@ -126,7 +130,8 @@ def extract_features(
 ) -> dict[str, Path]:
     """Write one feature file per split of `dataset` (default: every built split).
 
-    Returns {split: path}. With a key the files hold ciphertext (and, one-time, the nonces).
+    Returns {split: path}. With a key the files hold ciphertext (and, one-time and stream, the
+    nonces; stream, the Poly1305 tags computed from the served ciphertext).
     Existing files are replaced only with `overwrite` (FileExistsError, before any work, else).
     """
     scheme = scheme_of(key)
@@ -151,5 +156,7 @@ def extract_features(
             desc=f"{dataset}/{split}" if progress else None,
         )
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_features(path, FeatureFile(emb.file_names, emb.features, scheme, emb.nonces))
+        tags = stream_tags(emb.features, key, emb.nonces) if scheme == "stream" else None
+        ff = FeatureFile(emb.file_names, emb.features, scheme, emb.nonces, tags=tags)
+        write_features(path, ff)
     return paths
