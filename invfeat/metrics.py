@@ -1,4 +1,5 @@
-"""Pure metrics: re-ID retrieval (CMC, mAP), balanced accuracy and its baselines, PSNR, SSIM."""
+"""Pure metrics: re-ID retrieval (CMC, mAP, the chance rank-1), balanced accuracy and its
+baselines, PSNR, SSIM."""
 
 from __future__ import annotations
 
@@ -96,6 +97,20 @@ def reid_metrics(*args: Any, ranks: tuple[int, ...] = (1, 5, 10), **kwargs: Any)
     out["mAP"] = float(np.mean(ap[valid]))
     out["num_queries"] = int(valid.sum())
     return out
+
+
+def chance_rank1(
+    query_ids: np.ndarray, query_cams: np.ndarray, gallery_ids: np.ndarray, gallery_cams: np.ndarray
+) -> float:
+    """Expected rank-1 of a uniformly random gallery ranking, under the evaluation's protocol:
+    same-identity-same-camera entries excluded, queries without a true match left out."""
+    rates = []
+    for start in range(0, len(query_ids), 512):
+        same_id = query_ids[start : start + 512, None] == gallery_ids[None]
+        junk = same_id & (query_cams[start : start + 512, None] == gallery_cams[None])
+        matches, kept = (same_id & ~junk).sum(1), len(gallery_ids) - junk.sum(1)
+        rates.append((matches / np.maximum(kept, 1))[matches > 0])
+    return float(np.mean(np.concatenate(rates)))
 
 
 def balanced_accuracy(labels_NA: Any, predictions_NA: Any, num_classes: int) -> jax.Array:

@@ -241,6 +241,12 @@ REFUSED = [
     ("victim_train", ["--configs", "tiny", "--identities", "2"], "--identities 2: tiny batches 4"),
     ("victim_train", ["--configs", "tiny", "--steps-per-epoch", "0"], "--steps-per-epoch must be"),
     ("attribute_encodings", ["--study", "nope"], "argument --study: invalid choice: 'nope'"),
+    ("linkability", ["--study", "nope"], "argument --study: invalid choice: 'nope'"),
+    (
+        "linkability",
+        ["--study", "tiny", "--runs-dir", "/nonexistent/runs"],
+        "/nonexistent/runs/tiny holds no finished study (no report.json): run it first",
+    ),
 ]
 
 

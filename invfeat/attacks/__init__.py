@@ -1,5 +1,5 @@
 """The attacks: attribute recognition, reconstruction (autoencoder, GAN) with the perceptual
-network the threat model allows, their evaluation; each submodule loads on first use."""
+network the threat model allows, their evaluation, linkability; each submodule loads on first use."""
 
 from invfeat import lazy_submodules
 
@@ -9,6 +9,7 @@ SUBMODULES = (
     "ciphertext",
     "configs",
     "evaluation",
+    "linkability",
     "perceptual",
     "reconstruction",
     "steps",

@@ -22,6 +22,7 @@ from invfeat.attacks.evaluation import evaluate_reconstructions
 from invfeat.attacks.perceptual import THREAT_MODEL_ALLOWED
 from invfeat.attacks.reconstruction import run_reconstruction, train_surrogate
 from invfeat.data import builders
+from invfeat.metrics import chance_rank1
 from invfeat.models.perceptual import load_keras_resnet50, white_box_perceptual
 from invfeat.study import report
 from invfeat.study.config import StudyConfig
@@ -39,7 +40,6 @@ from invfeat.study.stages import Stages
 from invfeat.train.loop import METRICS_FILE
 from invfeat.train.run import Refusals, claim_workdir
 from invfeat.victims.base import MissingInputError, Victim
-from invfeat.victims.evaluation import chance_rank1
 from invfeat.victims.from_files import PendingFeatures, external_features
 
 EXTERNAL_DIR = "external"  # reconstructions waiting for a file victim's features

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 
 from invfeat import metrics
 from invfeat.data.datasets import open_dataset_split, prepare_dataset
+from invfeat.metrics import chance_rank1
 from invfeat.models.reid import ReIDModel, make_features_fn
 from invfeat.train import state as S
 from invfeat.victims.extraction import Embedded, HasAPI, api_embed, embed_split
@@ -26,20 +26,6 @@ def reid_scores(query: Embedded, gallery: Embedded) -> dict[str, float]:
     return scores | {
         "chance_rank1": chance_rank1(query.identity, query.camera, gallery.identity, gallery.camera)
     }
-
-
-def chance_rank1(
-    query_ids: np.ndarray, query_cams: np.ndarray, gallery_ids: np.ndarray, gallery_cams: np.ndarray
-) -> float:
-    """Expected rank-1 of a uniformly random gallery ranking, under the evaluation's protocol:
-    same-identity-same-camera entries excluded, queries without a true match left out."""
-    rates = []
-    for start in range(0, len(query_ids), 512):
-        same_id = query_ids[start : start + 512, None] == gallery_ids[None]
-        junk = same_id & (query_cams[start : start + 512, None] == gallery_cams[None])
-        matches, kept = (same_id & ~junk).sum(1), len(gallery_ids) - junk.sum(1)
-        rates.append((matches / np.maximum(kept, 1))[matches > 0])
-    return float(np.mean(np.concatenate(rates)))
 
 
 class ReIDEvaluator:
