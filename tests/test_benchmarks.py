@@ -247,6 +247,13 @@ REFUSED = [
         ["--study", "tiny", "--runs-dir", "/nonexistent/runs"],
         "/nonexistent/runs/tiny holds no finished study (no report.json): run it first",
     ),
+    ("ciphertext_inversion", ["--study", "nope"], "argument --study: invalid choice: 'nope'"),
+    ("ciphertext_inversion", ["--pairs", "0"], "--pairs, --trials and --max-pairs must be >= 1"),
+    (
+        "ciphertext_inversion",
+        ["--study", "tiny", "--runs-dir", "/nonexistent/runs"],
+        "/nonexistent/runs/tiny holds no finished study (no report.json): run it first",
+    ),
 ]
 
 

@@ -1,5 +1,6 @@
 """The attacks: attribute recognition, reconstruction (autoencoder, GAN) with the perceptual
-network the threat model allows, their evaluation, linkability; each submodule loads on first use."""
+network the threat model allows, their evaluation, linkability, inversion
+of ciphertext (irreversibility, key recovery); each submodule loads on first use."""
 
 from invfeat import lazy_submodules
 
@@ -9,6 +10,7 @@ SUBMODULES = (
     "ciphertext",
     "configs",
     "evaluation",
+    "inversion",
     "linkability",
     "perceptual",
     "reconstruction",
