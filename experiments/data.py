@@ -49,6 +49,8 @@ def run_build(args: argparse.Namespace) -> int:
     if args.dataset in REAL and args.manual_dir is None:
         return fail(
             f"{args.dataset} needs --manual-dir FOLDER, the folder you unpacked it in:\n\n"
+            f"    python -m experiments data build --dataset {args.dataset} "
+            "--manual-dir /path/to/unpacked\n\n"
             f"{cls.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()}"
         )
     if args.dataset in REAL and args.manual_dir.is_file():

@@ -109,3 +109,38 @@ def test_import_invfeat_reaches_submodules_lazily():
         "    raise AssertionError('no AttributeError')\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)
+
+
+def command_lines_in(path: Path) -> list[int]:
+    """Lines of `path` whose string constants (docstrings aside) spell out a CLI command."""
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+        and "python -m experiments" in node.value
+    ]
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_library_names_no_command(path):
+    """Messages that need a command come from `experiments` (e.g. `experiments.describe`)."""
+    assert command_lines_in(path) == []
+
+
+def test_a_command_in_a_message_is_found(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text(
+        '"""Run `python -m experiments demo`."""\nHINT = "python -m experiments demo"\n'
+    )
+    assert command_lines_in(module) == [2]

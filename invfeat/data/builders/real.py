@@ -25,10 +25,8 @@ _OPTIONAL_SPLITS = ("val",)
 _MAX_LISTED = 10
 
 _INSTRUCTIONS = """\
-Download {what} yourself (it is not redistributed) and unpack it; pass the folder that holds
-`{folder}` (or its parent) as the manual dir:
-
-    python -m experiments data build --dataset {name} --manual-dir /path/to/unpacked
+Download {what} yourself (it is not redistributed) and unpack it; the manual dir is the folder
+that holds `{folder}` (or its parent).
 
 Expected layout:
 {layout}
@@ -131,7 +129,6 @@ class Market1501(_RealReidBuilder):
     MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS.format(
         what="Market-1501-v15.09.15.zip",
         folder="Market-1501-v15.09.15",
-        name="market1501",
         layout="  Market-1501-v15.09.15/{bounding_box_train,bounding_box_test,query}/"
         "PPPP_cCsS_FFFFFF_NN.jpg",
     )
@@ -155,7 +152,6 @@ class DukemtmcReid(_RealReidBuilder):
     MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS.format(
         what="DukeMTMC-reID.zip",
         folder="DukeMTMC-reID",
-        name="dukemtmc_reid",
         layout="  DukeMTMC-reID/{bounding_box_train,bounding_box_test,query}/PPPP_cC_fFFFFFFF.jpg",
     )
 
@@ -180,7 +176,6 @@ class Msmt17(_RealReidBuilder):
     MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS.format(
         what="MSMT17_V2 or MSMT17_V1 (by request from its authors)",
         folder="MSMT17_V2",
-        name="msmt17",
         layout="  MSMT17_V2/list_{train,val,query,gallery}.txt  (lines: 'PPPP/name.jpg PID')\n"
         "  MSMT17_V2/mask_train_v2/PPPP/PPPP_NNN_CC_*.jpg, MSMT17_V2/mask_test_v2/...\n"
         "  (MSMT17_V1: the same lists over MSMT17_V1/train/ and MSMT17_V1/test/)",
