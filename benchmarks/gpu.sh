@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Every GPU measurement in one call, for the lent device machine (run from the repository root):
-#   run(command="bash benchmarks/gpu.sh", timeout_s=540)
+#   run(command="bash benchmarks/gpu.sh", timeout_s=600)
 # Checks ShuffleBits bit for bit on the device, then prints Markdown tables; writes the full log
 # to $OUT/gpu.log and the ResNet-50 HLO texts to $OUT/hlo/ when $OUT is set (else under /tmp).
-# Each step runs under its own `timeout` (caps 10 + 40 + 80 + 110 + 230 = 470 s, so the whole
-# stays under 8 minutes even if every step hangs); a step that fails or times out is reported and
-# the next one runs. Expected on one H100: about 3-5 minutes, most of it XLA compiles and
-# autotuning (each step prints its seconds, the scripts their compile times). Compiles are cached
-# in $JAX_COMPILATION_CACHE_DIR (default /tmp/invfeat-jax-cache): a rerun on the same warm machine
-# is faster, and its "compile s" columns then show cache loads.
+# Each step runs under its own `timeout` (caps 10 + 40 + 80 + 110 + 100 + 230 = 570 s, so the
+# whole stays under 9.5 minutes even if every step hangs); a step that fails or times out is
+# reported and the next one runs. Expected on one H100: about 3-5 minutes, most of it XLA
+# compiles and autotuning (each step prints its seconds, the scripts their compile times).
+# Compiles are cached in $JAX_COMPILATION_CACHE_DIR (default /tmp/invfeat-jax-cache): a rerun on
+# the same warm machine is faster, and its "compile s" columns then show cache loads.
 # Needs only jax, flax, optax and numpy (the device image has them; no grain, no
 # tensorflow-datasets, no array-record), so no wheels travel.
 #
@@ -36,6 +36,7 @@ if [[ ${SMOKE:-0} == 1 ]]; then
   export PYTHONPATH=$hidden:$PYTHONPATH
   shufflebits_args=(--mib 4 --repeats 3 --sample 2000)
   resnet_args=(--batch 2 --height 32 --width 16 --repeats 3)
+  stream_args=(--mib 1 --width 256 --repeats 2 --serve-config cpu-tiny --serve-batch 4)
   victim_args=(--configs cpu-tiny --dtypes float32,bfloat16 --train-batch 4 --infer-batch 4
     --repeats 1 --warmup 1 --matmul-size 64)
   mode="smoke (tiny sizes, CPU)"
@@ -43,6 +44,9 @@ else
   export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/invfeat-jax-cache}
   shufflebits_args=(--mib 1024)
   resnet_args=()  # ResNet-50, batch 256, 256x128, bf16, 60 rounds
+  # 1 GiB (target: stream >= 0.5 of a device copy); fused into ResNet-50, batch 256, 256x128,
+  # bf16 as the step above (target: < 0.5 % of the step)
+  stream_args=(--mib 1024 --repeats 20 --serve-config resnet50 --serve-dtype bfloat16)
   victim_args=()  # ResNet-50 at 256x128, fp32 and bf16, train batch 64, infer batch 256
   mode="full"
 fi
@@ -84,6 +88,8 @@ sys.exit(not all(ok for _, ok, _ in results))'
     80 "$py" benchmarks/shufflebits.py --formulations "${shufflebits_args[@]}"
   step "ShuffleBits fused into a ResNet-50 re-ID forward (GPU: batch 256, 256x128, bf16)" \
     110 "$py" benchmarks/shufflebits_resnet.py --hlo-dir "$out/hlo" "${resnet_args[@]}"
+  step "Stream mode (ChaCha20) throughput, ${stream_args[1]} MiB, and fused into a re-ID forward" \
+    100 "$py" benchmarks/stream.py "${stream_args[@]}"
   step "Victim re-ID training and inference (GPU: ResNet-50, fp32 and bf16)" \
     230 "$py" benchmarks/victim.py "${victim_args[@]}"
   echo

@@ -79,7 +79,7 @@ def _table_rows(output: str, header_start: str) -> list[str]:
 
 
 def test_gpu_scripts_at_tiny_size_without_grain_or_tfds(hidden_dir: Path, tmp_path: Path) -> None:
-    """The three GPU benchmarks (run concurrently) print every table row, numbers in each cell."""
+    """The four GPU benchmarks (run concurrently) print every table row, numbers in each cell."""
     env = _env(hidden_dir)
     procs = {
         "shufflebits": _start(
@@ -91,6 +91,12 @@ def test_gpu_scripts_at_tiny_size_without_grain_or_tfds(hidden_dir: Path, tmp_pa
             "shufflebits_resnet.py",
             ["--config", "cpu-tiny", "--batch", "2", "--height", "32", "--width", "16"]
             + ["--repeats", "2", "--hlo-dir", str(tmp_path / "hlo")],
+            env,
+        ),
+        "stream": _start(
+            "stream.py",
+            ["--mib", "1", "--width", "256", "--repeats", "1", "--warmup", "0"]
+            + ["--serve-config", "cpu-tiny", "--serve-batch", "2"],
             env,
         ),
         "victim": _start(
@@ -119,6 +125,14 @@ def test_gpu_scripts_at_tiny_size_without_grain_or_tfds(hidden_dir: Path, tmp_pa
     assert "added vs plain:" in out["resnet"]
     assert len(list((tmp_path / "hlo").glob("*.hlo.txt"))) == 3
 
+    rows = _table_rows(out["stream"], "| method | best ms |")
+    names = [row.split(" | ")[0].strip("| ") for row in rows]
+    assert len(rows) == 7 and names[2] == "stream mode (StreamKey, ChaCha20 in jnp)", rows
+    assert "every mode decrypts to the input bit for bit" in out["stream"]
+    assert all("nan" not in row and "inf" not in row for row in rows), rows
+    rows = _table_rows(out["stream"], "| serving step | best ms |")
+    assert len(rows) == 3 and "stream mode adds " in out["stream"], rows
+
     rows = _table_rows(out["victim"], "| config | dtype | input |")
     assert len(rows) == 1 and rows[0].startswith("| cpu-tiny | bfloat16 | 32x16 |"), rows
     assert len(rows[0].split("|")) == 11 and "nan" not in rows[0], rows
@@ -142,9 +156,9 @@ def test_gpu_sh_reports_failed_steps_and_exits_nonzero(tmp_path: Path) -> None:
     result = subprocess.run(
         ["bash", "benchmarks/gpu.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
     )
-    assert result.returncode == 4, result.stdout + result.stderr
-    assert result.stdout.count("!! step failed:") == 4, result.stdout
-    assert "4 step(s) failed" in (tmp_path / "gpu.log").read_text()
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert result.stdout.count("!! step failed:") == 5, result.stdout
+    assert "5 step(s) failed" in (tmp_path / "gpu.log").read_text()
 
 
 def test_kernel_count_reads_gpu_hlo() -> None:
@@ -187,10 +201,12 @@ def test_gpu_sh_smoke_mode(tmp_path: Path) -> None:
     log = result.stdout
     assert result.returncode == 0, log[-6000:] + result.stderr
     assert "0 step(s) failed" in log and "!! step failed" not in log, log
-    assert log.count("\n## ") == 4 and log.count("device: cpu backend") == 4, log
-    assert log.count("ok   ") == 5 and "FAIL" not in log, log
+    assert log.count("\n## ") == 5 and log.count("device: cpu backend") == 5, log
+    assert log.count("ok   ") == 6 and "FAIL" not in log, log  # selftest: 6 checks
     assert len(_table_rows(log, "| method | GB/s fresh |")) == 16, log
     assert len(_table_rows(log, "| forward pass | median ms |")) == 3, log
+    assert len(_table_rows(log, "| method | best ms |")) == 7, log
+    assert len(_table_rows(log, "| serving step | best ms |")) == 3, log
     assert len(_table_rows(log, "| config | dtype | input |")) == 2, log  # fp32 and bf16
     assert (tmp_path / "gpu.log").read_text() == log
 
@@ -227,6 +243,12 @@ REFUSED = [
         "--batch must be >= 1: got 0",
     ),
     ("shufflebits_resnet", ["--config", "cpu-tiny", "--repeats", "0"], "--repeats must be >= 1"),
+    ("stream", ["--mib", "0"], "--mib must be >= 1: got 0"),
+    ("stream", ["--repeats", "0"], "--repeats must be >= 1: got 0"),
+    ("stream", ["--warmup", "-1"], "--warmup must be >= 0: got -1"),
+    ("stream", ["--mib", "1", "--width", "1000000"], "--mib 1 holds no row of --width 1000000"),
+    ("stream", ["--serve-batch", "-1"], "--serve-batch must be >= 0 (0 skips the serving step)"),
+    ("stream", ["--serve-config", "nope"], "argument --serve-config: invalid choice: 'nope'"),
     ("data_pipeline", ["--images", "0"], "--images must be >= 1: got 0"),
     ("data_pipeline", ["--images", "8", "--batch-size", "0"], "--batch-size must be >= 1"),
     ("data_pipeline", ["--images", "8", "--threads", "0", "-1"], "--threads must be >= 0"),
