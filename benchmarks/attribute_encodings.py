@@ -20,51 +20,24 @@ import dataclasses
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
+from study_files import (  # benchmarks/study_files.py, beside this script
+    add_study_arguments,
+    finished_run,
+    read_splits,
+)
 
-from experiments.configs import STUDIES, get_study
 from invfeat import shufflebits
 from invfeat.attacks.attributes import run_attribute_attack
 from invfeat.attacks.ciphertext import ENCODINGS
 from invfeat.data import builders
-from invfeat.data.datasets import SPLITS, open_dataset_split
-from invfeat.data.feature_files import read_features
-from invfeat.data.pipeline import read_labels
-
-
-def split_arrays(run: Path, data_dir: Path, config, kind: str) -> dict[str, tuple]:
-    """split -> (features, attributes) of the study's feature files, checked against the data."""
-    out = {}
-    for split in SPLITS:
-        source = open_dataset_split(
-            config.attack_dataset,
-            split,
-            data_dir=data_dir,
-            data_settings=config.attack_data_settings,
-        )
-        labels = read_labels(source)
-        file = read_features(run / "features" / f"{kind}_{split}.npz", encrypted=kind == "cipher")
-        paths = [p.decode() if isinstance(p, bytes) else str(p) for p in file.paths]
-        names = [n.decode() if isinstance(n, bytes) else str(n) for n in labels["file_name"]]
-        if paths != names:
-            sys.exit(
-                f"error: {run}/features/{kind}_{split}.npz does not follow {data_dir}'s records"
-            )
-        out[split] = (file.features, labels["attributes"])
-    return out
+from invfeat.data.datasets import SPLITS
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--study", default="demo", choices=sorted(STUDIES))
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        help="the study's --data-dir (default: $INVFEAT_DATA_DIR or ./data)",
-    )
+    add_study_arguments(parser)
     parser.add_argument("--encodings", nargs="+", default=["bits", "popcount"])
     parser.add_argument("--epochs", nargs="+", type=int, default=[15])
     parser.add_argument("--plaintext", action="store_true", help="also the plaintext head")
@@ -82,20 +55,19 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(args.encodings) - set(ENCODINGS))
     if unknown or min(args.epochs) < 1:
         parser.error(f"--encodings from {list(ENCODINGS)}, --epochs >= 1 (got {unknown or ''})")
-    config = get_study(args.study)
-    data_dir = args.data_dir or builders.default_data_dir()
-    run = args.runs_dir / args.study
-    if not (run / "report.json").exists():
-        parser.error(f"{run} holds no finished study (no report.json): run it first")
+    config, run = finished_run(parser, args)
     schema = tuple(builders.builder_class(config.attack_dataset).ATTRIBUTES)
     rows = [("cipher", e) for e in args.encodings]
     rows += [("static", e) for e in args.encodings] if args.static_key else []
     rows += [("plain", None)] if args.plaintext else []
     kinds = ({kind for kind, _ in rows} - {"static"}) | ({"plain"} if args.static_key else set())
-    try:
-        arrays = {kind: split_arrays(run, data_dir, config, kind) for kind in kinds}
-    except (OSError, ValueError) as err:  # data not built there, a feature file missing: named
-        parser.error(f"{err} (--data-dir: the folder the study ran on)")
+    arrays = {
+        kind: {
+            split: (features, labels["attributes"])
+            for split, (features, labels) in read_splits(parser, args, config, run, kind).items()
+        }
+        for kind in kinds
+    }
     if args.static_key:
         key = shufflebits.Key.generate(32)
         plain = arrays["plain"]

@@ -21,13 +21,12 @@ from pathlib import Path
 
 import device_info  # benchmarks/device_info.py, beside this script
 import numpy as np
-from linkability import split_arrays  # benchmarks/linkability.py, beside this script
+from linkability import identities  # benchmarks/linkability.py, beside this script
+from study_files import add_study_arguments, finished_run
 
-from experiments.configs import STUDIES, get_study
 from invfeat import shufflebits as sb
 from invfeat.attacks import inversion as inv
 from invfeat.attacks.linkability import linkability
-from invfeat.data import builders
 from invfeat.data.datasets import SPLITS
 from invfeat.data.feature_files import read_features
 
@@ -131,13 +130,7 @@ def static_rows(plain: dict, args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--study", default="demo", choices=sorted(STUDIES))
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        help="the study's --data-dir (default: $INVFEAT_DATA_DIR or ./data)",
-    )
+    add_study_arguments(parser)
     parser.add_argument("--pairs", type=int, default=200, help="known pairs drawn, one at a time")
     parser.add_argument("--trials", type=int, default=10, help="draws per ciphertext-only size")
     parser.add_argument("--max-pairs", type=int, default=200_000, help="D_sys pairs per set")
@@ -145,17 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.pairs < 1 or args.trials < 1 or args.max_pairs < 1:
         parser.error("--pairs, --trials and --max-pairs must be >= 1")
-    config = get_study(args.study)
-    data_dir = args.data_dir or builders.default_data_dir()
-    run = args.runs_dir / args.study
-    if not (run / "report.json").exists():
-        parser.error(f"{run} holds no finished study (no report.json): run it first")
+    config, run = finished_run(parser, args)
+    plain = identities(parser, args, config, run, "plain")
+    cipher = identities(parser, args, config, run, "cipher")
     try:
-        plain = split_arrays(run, data_dir, config, "plain")
-        cipher = split_arrays(run, data_dir, config, "cipher")
         truth = one_time_truth(run)
-    except (OSError, ValueError) as err:  # data not built there, a feature file missing: named
-        parser.error(f"{err} (--data-dir: the folder the study ran on)")
+    except (OSError, ValueError) as err:  # the run's one-time secret or nonces missing: named
+        parser.error(str(err))
     print(device_info.describe(), flush=True)
     sizes = ", ".join(f"{s} {len(plain[s][0])}" for s in SPLITS)
     print(f"# ciphertext inversion on {run} ({sizes}); the attacker's profile from train")

@@ -19,19 +19,19 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import device_info  # benchmarks/device_info.py, beside this script
 import numpy as np
+from study_files import (  # benchmarks/study_files.py, beside this script
+    add_study_arguments,
+    finished_run,
+    read_splits,
+)
 
-from experiments.configs import STUDIES, get_study
 from invfeat import shufflebits as sb
 from invfeat.attacks.ciphertext import ENCODINGS, encode_features
 from invfeat.attacks.linkability import learn_metric, linkability
-from invfeat.data import builders
-from invfeat.data.datasets import SPLITS, open_dataset_split
-from invfeat.data.feature_files import read_features
-from invfeat.data.pipeline import read_labels
+from invfeat.data.datasets import SPLITS
 
 ROWS = (  # (features, reading): None reads the floats themselves
     ("plain", None),
@@ -45,27 +45,12 @@ ROWS = (  # (features, reading): None reads the floats themselves
 FILE_KIND = {"plain": "plain", "one-time": "cipher"}
 
 
-def split_arrays(run: Path, data_dir: Path, config, kind: str) -> dict[str, tuple]:
-    """split -> (features, identities, cameras) of the study's feature files, checked against
-    the dataset's records."""
-    out = {}
-    for split in SPLITS:
-        source = open_dataset_split(
-            config.attack_dataset,
-            split,
-            data_dir=data_dir,
-            data_settings=config.attack_data_settings,
-        )
-        labels = read_labels(source)
-        file = read_features(run / "features" / f"{kind}_{split}.npz", encrypted=kind == "cipher")
-        paths = [p.decode() if isinstance(p, bytes) else str(p) for p in file.paths]
-        names = [n.decode() if isinstance(n, bytes) else str(n) for n in labels["file_name"]]
-        if paths != names:
-            sys.exit(
-                f"error: {run}/features/{kind}_{split}.npz does not follow {data_dir}'s records"
-            )
-        out[split] = (np.asarray(file.features), labels["identity"], labels["camera"])
-    return out
+def identities(parser, args, config, run, kind: str) -> dict[str, tuple]:
+    """split -> (features, identities, cameras) of the run's `kind` feature files."""
+    return {
+        split: (features, labels["identity"], labels["camera"])
+        for split, (features, labels) in read_splits(parser, args, config, run, kind).items()
+    }
 
 
 def stream_encrypted(plain: dict[str, tuple]) -> dict[str, tuple]:
@@ -95,13 +80,7 @@ def measure(arrays: dict[str, tuple], reading: str | None, args) -> tuple[dict, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--study", default="demo", choices=sorted(STUDIES))
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        help="the study's --data-dir (default: $INVFEAT_DATA_DIR or ./data)",
-    )
+    add_study_arguments(parser)
     parser.add_argument("--bins", type=int, help="D_sys histogram bins (default: the paper's)")
     parser.add_argument("--max-pairs", type=int, default=200_000, help="per set, sub-sampled")
     parser.add_argument("--max-dims", type=int, default=512, help="PCA dims before LDA")
@@ -110,15 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     if (args.bins is not None and args.bins < 1) or args.max_pairs < 1 or args.max_dims < 1:
         parser.error("--bins, --max-pairs and --max-dims must be >= 1")
     assert all(r is None or r in ENCODINGS for _, r in ROWS)
-    config = get_study(args.study)
-    data_dir = args.data_dir or builders.default_data_dir()
-    run = args.runs_dir / args.study
-    if not (run / "report.json").exists():
-        parser.error(f"{run} holds no finished study (no report.json): run it first")
-    try:
-        arrays = {mode: split_arrays(run, data_dir, config, k) for mode, k in FILE_KIND.items()}
-    except (OSError, ValueError) as err:  # data not built there, a feature file missing: named
-        parser.error(f"{err} (--data-dir: the folder the study ran on)")
+    config, run = finished_run(parser, args)
+    arrays = {mode: identities(parser, args, config, run, k) for mode, k in FILE_KIND.items()}
     print(device_info.describe(), flush=True)
     arrays["stream"] = stream_encrypted(arrays["plain"])
     sizes = ", ".join(f"{s} {len(arrays['plain'][s][0])}" for s in SPLITS)
