@@ -36,8 +36,7 @@ class StudyConfig:
     # attribute attack runs once per encoding (cheap) and the report gives each; the
     # reconstructions, which cost far more, read the first. One-time keys permute the bit
     # positions of all of a vector's floats alike: `columns` sorts them back by their counts of
-    # ones (demo: 53.9 % mean balanced accuracy, against 46.0 % reading the raw bits, plaintext
-    # 67.1 %, chance 41.6 %); `popcount` reads what no bit permutation changes (46.4 %).
+    # ones; `popcount` reads what no bit permutation changes (figures in benchmarks/RESULTS.md).
     ciphertext_encodings: tuple[str, ...] = ("columns", "popcount")
     grid_images: int = 8  # query images shown in the report's reconstruction grid
     api_batch_size: int = 256
