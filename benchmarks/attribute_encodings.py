@@ -1,13 +1,12 @@
 """How well the attribute attack reads a finished study's ciphertext, by encoding and key mode.
 
 A bit permutation keeps each float's count of one-bits. The study trains its head once per
-reading in `StudyConfig.ciphertext_encodings` (`bits`, `popcount`) for its configured epochs;
-this script trains the same head on any readings (and plaintext) for several epoch counts, and
-prints one table. With `--static-key` it also encrypts the run's plaintext features under one
-fresh static key (drawn here, never written) and attacks that: a static key is one fixed
-bijection, which a head reading bits learns through as through plaintext. It reads what `python -m experiments run NAME` left in
-RUNS/NAME/features and the attack dataset in DATA; it trains in a temporary folder and changes
-nothing of the run.
+reading in `StudyConfig.readings` for its configured epochs; this script trains the same head on
+any encoding of the bits (and plaintext) for several epoch counts, and prints one table. It
+reads the run's one-time ciphertext, and with `--static-key` its static-key ciphertext too: a
+static key is one fixed bijection, which a head reading bits learns through as through
+plaintext. It reads what `python -m experiments run NAME` left in RUNS/NAME/features and the
+attack dataset in DATA; it trains in a temporary folder and changes nothing of the run.
 
     python benchmarks/attribute_encodings.py --study demo --runs-dir runs --data-dir data \
         --encodings bits popcount --epochs 15 60
@@ -28,7 +27,6 @@ from study_files import (  # benchmarks/study_files.py, beside this script
     read_splits,
 )
 
-from invfeat import shufflebits
 from invfeat.attacks.attributes import run_attribute_attack
 from invfeat.attacks.ciphertext import ENCODINGS
 from invfeat.data import builders
@@ -44,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--static-key",
         action="store_true",
-        help="also the run's plaintext under a fresh static key, read by each encoding",
+        help="also the run's static-key ciphertext, read by each encoding",
     )
     parser.add_argument(
         "--last-epoch",
@@ -57,10 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--encodings from {list(ENCODINGS)}, --epochs >= 1 (got {unknown or ''})")
     config, run = finished_run(parser, args)
     schema = tuple(builders.builder_class(config.attack_dataset).ATTRIBUTES)
-    rows = [("cipher", e) for e in args.encodings]
+    rows = [("one-time", e) for e in args.encodings]
     rows += [("static", e) for e in args.encodings] if args.static_key else []
     rows += [("plain", None)] if args.plaintext else []
-    kinds = ({kind for kind, _ in rows} - {"static"}) | ({"plain"} if args.static_key else set())
+    kinds = {kind for kind, _ in rows}
     arrays = {
         kind: {
             split: (features, labels["attributes"])
@@ -68,17 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         }
         for kind in kinds
     }
-    if args.static_key:
-        key = shufflebits.Key.generate(32)
-        plain = arrays["plain"]
-        arrays["static"] = {
-            split: (np.asarray(shufflebits.encrypt(features, key)), attributes)
-            for split, (features, attributes) in plain.items()
-        }
     selection = "last epoch" if args.last_epoch else "best epoch on the victims, as published"
     print(f"# attribute head on {run}, {selection}: mean balanced accuracy of the victims")
-    print("# features: cipher = the run's one-time ciphertext; static = its plaintext under a")
-    print("# fresh static key; plain = its plaintext")
+    print("# features: the run's one-time or static-key ciphertext, or its plaintext")
     print("| features | encoding | epochs | mean balanced accuracy | seconds |")
     print("| --- | --- | ---: | ---: | ---: |")
     for kind, encoding in rows:

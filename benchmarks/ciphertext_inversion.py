@@ -4,10 +4,9 @@ floats come, and how much of a static key it recovers, on a finished study's fea
 Reads what `python -m experiments run NAME` left in RUNS/NAME/features (as benchmarks/
 linkability.py does). The attacker learns the bit statistics of its own plaintext (the train
 split, other people; invfeat/attacks/inversion.py) and estimates each query and gallery vector's
-permutation from its ciphertext alone, then decodes it. One-time rows read the run's own
-ciphertext (its secret, read here only to score the positions); stream rows encrypt the
-plaintext under a fresh StreamKey, static rows under a fresh Key (both drawn here, never
-written). Nothing of the run changes.
+permutation from its ciphertext alone, then decodes it. Every row reads the run's own
+ciphertext (one-time, stream, static); the run's one-time and static keys are read here only to
+score the positions found. Nothing of the run changes.
 
     python benchmarks/ciphertext_inversion.py --study demo --runs-dir runs --data-dir data
 """
@@ -31,13 +30,17 @@ from invfeat.data.datasets import SPLITS
 from invfeat.data.feature_files import read_features
 
 SIZES = (1, 10, 100, 1000)
+PROTECTIONS = ("static", "one-time", "stream")
+
+
+def run_key(run: Path, mode: str) -> sb.Key | sb.Secret:
+    return sb.load_key(run / "features" / "keys" / f"{mode}.json")
 
 
 def one_time_truth(run: Path) -> np.ndarray:
     """The run's one-time permutations of query then gallery (the evaluator's view)."""
-    secret = sb.Secret.load(run / "features" / "one_time_secret.json")
-    nonces = [read_features(run / "features" / f"cipher_{s}.npz").nonces for s in SPLITS[1:]]
-    return inv.key_permutation(secret, np.concatenate(nonces))
+    nonces = [read_features(run / "features" / f"one-time_{s}.npz").nonces for s in SPLITS[1:]]
+    return inv.key_permutation(run_key(run, "one-time"), np.concatenate(nonces))
 
 
 def link(query: np.ndarray, gallery: np.ndarray, arrays: dict, args) -> dict:
@@ -46,13 +49,15 @@ def link(query: np.ndarray, gallery: np.ndarray, arrays: dict, args) -> dict:
     return linkability(query, qid, qcam, gallery, gid, gcam, **common)
 
 
+def victims(arrays: dict) -> np.ndarray:
+    return np.concatenate([arrays["query"][0], arrays["gallery"][0]])
+
+
 def irreversibility_rows(plain: dict, cipher: dict, truth: np.ndarray, args) -> None:
     profile = inv.learn_profile(plain["train"][0])
     nq = len(plain["query"][0])
-    x = np.concatenate([plain["query"][0], plain["gallery"][0]])
-    stream_key = sb.StreamKey.generate()
-    stream = np.asarray(sb.encrypt(x, stream_key, sb.fresh_nonces(len(x))))
-    one_time = np.concatenate([cipher["query"][0], cipher["gallery"][0]])
+    x = victims(plain)
+    one_time, stream = victims(cipher["one-time"]), victims(cipher["stream"])
     print(
         "| ciphertext | model | positions placed | bits right | cosine to plaintext "
         "| cosine to another's | rank-1 / mAP vs plaintext gallery "
@@ -85,12 +90,10 @@ def _pair(result: dict) -> str:
     return f"{100 * result['rank1']:.1f} % / {100 * result['mAP']:.1f} %"
 
 
-def static_rows(plain: dict, args) -> None:
+def static_rows(plain: dict, static: dict, key: sb.Key, args) -> None:
     profile = inv.learn_profile(plain["train"][0])
-    x = np.concatenate([plain["query"][0], plain["gallery"][0]])
-    key = sb.Key.generate()
+    x, y = victims(plain), victims(static)
     truth = inv.key_permutation(key)
-    y = np.asarray(sb.encrypt(x, key))
     rng = np.random.default_rng(args.seed)
     pairs = rng.choice(len(x), min(args.pairs, len(x)), replace=False)
     found = np.stack([inv.known_pair_permutation(x[i], y[i]) for i in pairs])
@@ -140,19 +143,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--pairs, --trials and --max-pairs must be >= 1")
     config, run = finished_run(parser, args)
     plain = identities(parser, args, config, run, "plain")
-    cipher = identities(parser, args, config, run, "cipher")
+    cipher = {mode: identities(parser, args, config, run, mode) for mode in PROTECTIONS}
     try:
-        truth = one_time_truth(run)
-    except (OSError, ValueError) as err:  # the run's one-time secret or nonces missing: named
+        truth, static_key = one_time_truth(run), run_key(run, "static")
+    except (OSError, ValueError) as err:  # the run's keys or nonces missing: named
         parser.error(str(err))
     print(device_info.describe(), flush=True)
     sizes = ", ".join(f"{s} {len(plain[s][0])}" for s in SPLITS)
     print(f"# ciphertext inversion on {run} ({sizes}); the attacker's profile from train")
-    print("# one-time = the run's ciphertext; stream = its plaintext under a fresh StreamKey;")
     print("# estimates of query and gallery; NaN decodes to 0, |x| beyond train's max to it")
     irreversibility_rows(plain, cipher, truth, args)
     print()
-    static_rows(plain, args)
+    static_rows(plain, cipher["static"], static_key, args)
     return 0
 
 

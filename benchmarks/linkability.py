@@ -1,8 +1,8 @@
 """Can ciphertext alone link one person across cameras? Linkability of a finished study's features
 by key mode and by the attacker's reading.
 
-Reads what `python -m experiments run NAME` left in RUNS/NAME/features (plaintext and one-time
-ciphertext of the attack dataset's train, query and gallery splits) and the identities and cameras
+Reads what `python -m experiments run NAME` left in RUNS/NAME/features (plaintext, one-time and
+stream ciphertext of the attack dataset's train, query and gallery splits) and the identities and cameras
 of those records from the attack dataset in DATA. Each row ranks the gallery for every query by
 cosine distance over one key-independent reading (invfeat/attacks/ciphertext.py), under the re-ID
 protocol, then again after a metric the attacker learns on the train split's readings and
@@ -28,7 +28,6 @@ from study_files import (  # benchmarks/study_files.py, beside this script
     read_splits,
 )
 
-from invfeat import shufflebits as sb
 from invfeat.attacks.ciphertext import ENCODINGS, encode_features
 from invfeat.attacks.linkability import learn_metric, linkability
 from invfeat.data.datasets import SPLITS
@@ -42,7 +41,7 @@ ROWS = (  # (features, reading): None reads the floats themselves
     ("stream", "popcount"),
     ("stream", "bits"),
 )
-FILE_KIND = {"plain": "plain", "one-time": "cipher"}
+KINDS = ("plain", "one-time", "stream")
 
 
 def identities(parser, args, config, run, kind: str) -> dict[str, tuple]:
@@ -50,14 +49,6 @@ def identities(parser, args, config, run, kind: str) -> dict[str, tuple]:
     return {
         split: (features, labels["identity"], labels["camera"])
         for split, (features, labels) in read_splits(parser, args, config, run, kind).items()
-    }
-
-
-def stream_encrypted(plain: dict[str, tuple]) -> dict[str, tuple]:
-    key = sb.StreamKey.generate()
-    return {
-        split: (np.asarray(sb.encrypt(f, key, sb.fresh_nonces(len(f)))), ids, cams)
-        for split, (f, ids, cams) in plain.items()
     }
 
 
@@ -90,13 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--bins, --max-pairs and --max-dims must be >= 1")
     assert all(r is None or r in ENCODINGS for _, r in ROWS)
     config, run = finished_run(parser, args)
-    arrays = {mode: identities(parser, args, config, run, k) for mode, k in FILE_KIND.items()}
+    arrays = {kind: identities(parser, args, config, run, kind) for kind in KINDS}
     print(device_info.describe(), flush=True)
-    arrays["stream"] = stream_encrypted(arrays["plain"])
     sizes = ", ".join(f"{s} {len(arrays['plain'][s][0])}" for s in SPLITS)
     print(f"# linkability on {run} ({sizes}); learned metric fitted on train")
-    print("# plain = the run's plaintext; one-time = its one-time ciphertext; stream = its")
-    print("# plaintext under a fresh StreamKey; D_sys null = largest D_sys of 20 label shuffles")
+    print("# the run's plaintext, one-time and stream ciphertext")
+    print("# D_sys null = largest D_sys of 20 label shuffles")
     print(
         "| features | reading | rank-1 | mAP | rank-1, learned metric | mAP, learned metric "
         "| D_sys (null) | D_sys, learned metric (null) | chance rank-1 | p (rank-1 at chance) "

@@ -39,7 +39,8 @@ def finished_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> t
 def read_splits(
     parser: argparse.ArgumentParser, args: argparse.Namespace, config: Any, run: Path, kind: str
 ) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
-    """split -> (features, labels) of the run's `kind` ("plain", "cipher") feature files, rows
+    """split -> (features, labels) of the run's `kind` ("plain", or a protection: "static",
+    "one-time", "stream") feature files, rows
     checked against the dataset's records; a usage error naming what is missing."""
     data_dir = args.data_dir or builders.default_data_dir()
     try:
@@ -54,7 +55,7 @@ def _split(config: Any, run: Path, data_dir: Path, kind: str, split: str) -> tup
     )
     labels = read_labels(source)
     path = run / "features" / f"{kind}_{split}.npz"
-    file = read_features(path, encrypted=kind == "cipher")
+    file = read_features(path, encrypted=kind != "plain")
     paths = [p.decode() if isinstance(p, bytes) else str(p) for p in file.paths]
     names = [n.decode() if isinstance(n, bytes) else str(n) for n in labels["file_name"]]
     if paths != names:

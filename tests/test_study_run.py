@@ -23,10 +23,23 @@ from invfeat.study.run import run_study
 from invfeat.victims import load_victim
 from invfeat.victims.from_files import FileVictim
 
+PROTECTED = (
+    "inversion",
+    "attributes_estimate",
+    "attributes_popcount",
+    "linkability",
+    "autoencoder",
+    "gan",
+    "legitimate",
+)
 STAGES = (
-    "data", "victim", "victim_eval", "features", "legitimate", "attributes_plain",
-    "attributes_cipher_columns", "attributes_cipher_popcount", "surrogate", "autoencoder_plain", "gan_plain", "autoencoder_cipher",
-    "gan_cipher",
+    "data", "victim", "victim_eval", "features", "attributes_plain", "surrogate",
+    "autoencoder_plain", "gan_plain", "linkability_plain",
+    *(f"protections/{mode}/{stage}" for mode in ("static", "one-time", "stream") for stage in PROTECTED),
+)  # fmt: skip
+RECONSTRUCTIONS = (
+    "autoencoder_plain", "gan_plain",
+    *(f"protections/{mode}/{kind}" for mode in ("static", "one-time", "stream") for kind in ("autoencoder", "gan")),
 )  # fmt: skip
 
 
@@ -44,45 +57,62 @@ def test_tiny_study_writes_a_complete_report(tiny_run):
     results = json.loads((run / "report.json").read_text())
     report.check_results(results)
     assert set(results["timings"]) == set(STAGES)
-    for block in (results["reconstruction"], results["encrypted"]["reconstruction"]):
+    for block in (
+        results["reconstruction"],
+        results["protections"]["one-time"]["reconstruction"]["attacks"],
+    ):
         for method in ("autoencoder", "gan"):
             assert set(report.RECONSTRUCTION_METRICS) <= set(block[method])
             assert np.isfinite([block[method][m] for m in report.RECONSTRUCTION_METRICS]).all()
     names = set(results["attributes"]) - {"mean"}
     assert {"gender", "up_colour", "down_colour"} <= names
-    assert list(results["encrypted"]["attributes"]) == ["columns", "popcount"]
-    for block in results["encrypted"]["attributes"].values():
-        assert set(block) - {"mean"} == names
-    assert results["encrypted"]["reconstruction_encoding"] == "columns"
-    # The key holder's re-ID after decryption equals the plaintext figures exactly.
-    assert results["legitimate"]["bit_exact"] is True
-    assert results["legitimate"]["rank1"] == results["victim"]["rank1"]
-    assert results["legitimate"]["mAP"] == results["victim"]["mAP"]
+    assert set(results["protections"]) == {"static", "one-time", "stream"}
+    for mode, cells in results["protections"].items():
+        assert set(cells) >= {"attributes", "reconstruction", "linkability", "irreversibility"}
+        assert ("key_recovery" in cells) == (mode == "static")
+        assert list(cells["attributes"]["readings"]) == ["estimate", "popcount"]
+        for block in cells["attributes"]["readings"].values():
+            assert set(block) - {"mean"} == names
+        assert cells["reconstruction"]["reading"] in ("estimate", "popcount")
+        for cell in (cells[k] for k in ("attributes", "reconstruction", "linkability")):
+            assert cell["leaks"] == any(t["leaks"] for t in cell["tests"])
+            assert all(t["low"] <= t["value"] <= t["high"] for t in cell["tests"])
+        # The key holder's re-ID after decryption equals the plaintext figures exactly.
+        assert cells["legitimate"]["bit_exact"] is True
+        assert cells["legitimate"]["rank1"] == results["victim"]["rank1"]
+        assert cells["legitimate"]["mAP"] == results["victim"]["mAP"]
+        key = run / "features" / "keys" / f"{mode}.json"
+        assert key.stat().st_mode & 0o777 == 0o600
+    assert set(results["reference"]) == {"attributes", "reconstruction", "linkability"}
+    # Counts of ones are the same under any bit permutation: one head serves both key modes.
+    popcount = json.loads(
+        (run / "protections/one-time/attributes_popcount/timing.json").read_text()
+    )
+    assert popcount["same_as"] == "protections/static/attributes_popcount"
     assert 0 < results["chance"]["rank1"] < 1
     text = (run / "report.md").read_text()
-    assert "Chance rank-1 of a reconstruction" in text and "**Optimistic:**" in text
-    for png in ("attributes.png", "reconstructions.png", "curves.png"):
+    assert "## What each protection hides" in text and "**Optimistic:**" in text
+    for png in ("security.png", "attributes.png", "reconstructions.png", "curves.png"):
         assert (run / png).stat().st_size > 0
-    secret = run / "features" / "one_time_secret.json"
-    assert secret.stat().st_mode & 0o777 == 0o600
 
 
 def test_a_killed_study_resumes_where_it_stopped(tiny_run, capsys):
     root, argv = tiny_run
     run = root / "runs" / "tiny"
     before = json.loads((run / "report.json").read_text())
-    (run / "gan_cipher" / "result.json").unlink()  # as if killed during the last stage
+    (run / "protections/stream/gan/result.json").unlink()  # as if killed in the last stage
     (run / "report.json").unlink()
     capsys.readouterr()
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert "[victim] done earlier" in err and "[gan_plain] done earlier" in err
     assert "[features] done earlier" in err and "[surrogate] done earlier" in err
-    assert "[gan_cipher] finished" in err
+    assert "[protections/stream/gan] finished" in err
     after = json.loads((run / "report.json").read_text())
-    for key in ("victim", "attributes", "reconstruction", "legitimate"):
+    for key in ("victim", "attributes", "reconstruction", "reference"):
         assert after[key] == before[key]
-    assert after["encrypted"]["attributes"] == before["encrypted"]["attributes"]
+    for mode in ("static", "one-time"):
+        assert after["protections"][mode] == before["protections"][mode]
 
 
 def test_another_config_in_the_same_run_dir_is_refused(tiny_run):
@@ -153,8 +183,8 @@ def test_a_feature_file_victim_is_attacked_and_scored_through_files(
     assert main(argv) == PENDING_EXIT
     out = capsys.readouterr().out
     external = tmp_path / "runs" / "tiny-files" / "external"
-    stages = ("autoencoder_plain", "gan_plain", "autoencoder_cipher", "gan_cipher")
-    assert all(str(external / stage) in out for stage in stages)
+    stages = [stage for stage in RECONSTRUCTIONS if str(external / stage) in out]
+    assert stages[:2] == ["autoencoder_plain", "gan_plain"]
     api = load_victim(tiny_dir / "victim").api(batch_size=32)
     for stage in stages:  # the victim's own extractor, run outside the study
         names = sorted((external / stage).rglob("*.png"))
@@ -172,7 +202,8 @@ def test_a_feature_file_victim_is_attacked_and_scored_through_files(
     assert results["victim"]["source"] == "tiny-as-files"
     for key in ("rank1", "mAP"):
         assert results["victim"][key] == tiny["victim"][key]
-        assert results["legitimate"][key] == tiny["legitimate"][key]
+        for mode, cells in results["protections"].items():
+            assert cells["legitimate"][key] == tiny["protections"][mode]["legitimate"][key]
     assert results["attributes"] == tiny["attributes"]
     for method in ("autoencoder", "gan"):
         ours, theirs = results["reconstruction"][method], tiny["reconstruction"][method]

@@ -181,6 +181,13 @@ def _estimate(cipher: Any, profile: BitProfile, model: str) -> tuple[np.ndarray,
     return src, np.clip(x, -profile.bound, profile.bound).astype(np.float32)
 
 
+def static_estimates(cipher: Any, src: Any) -> np.ndarray:
+    """Float32 estimates of static-key ciphertext [N, D] decoded under one src [32]: the
+    plaintext itself where src is the key's; a NaN or inf from a wrong position reads as 0."""
+    x = decode(cipher, src).view(np.float32)
+    return np.where(np.isfinite(x), x, np.float32(0)).astype(np.float32)
+
+
 def known_pair_permutation(plain: Any, cipher: Any) -> np.ndarray:
     """src [32] of a static key from known (plaintext, ciphertext) vectors [..., D] (one pair or
     several): a ciphertext column matching exactly one plaintext column came from it; -1 where
@@ -194,6 +201,23 @@ def known_pair_permutation(plain: Any, cipher: Any) -> np.ndarray:
         raise ValueError("a ciphertext column matches no plaintext column: not a ShuffleBits pair")
     unique = matches.sum(axis=1) == 1
     return np.where(unique, matches.argmax(axis=1), -1)
+
+
+def consistent_permutation(plain: Any, cipher: Any) -> np.ndarray:
+    """A static key's src [32] from known (plaintext, ciphertext) vectors [..., D]: equal to the
+    key's wherever the pairs tell positions apart; where several plaintext columns are equal in
+    every pair, one consistent choice among them (it decodes those pairs alike)."""
+    p = bit_columns(plain).reshape(-1, BITS)
+    c = bit_columns(cipher).reshape(-1, BITS)
+    if p.shape != c.shape:
+        raise ValueError(f"plain and cipher differ in shape: {p.shape} vs {c.shape}")
+    matches = (c[:, :, None] == p[:, None, :]).all(axis=0)  # [column j, position k]
+    columns, positions = scipy.optimize.linear_sum_assignment(~matches)
+    if matches[columns, positions].sum() != BITS:
+        raise ValueError("no permutation maps these plaintext columns to these: not static pairs")
+    src = np.empty(BITS, np.int64)
+    src[columns] = positions
+    return src
 
 
 def positions_recovered(estimate: Any, truth: Any) -> float:

@@ -210,11 +210,13 @@ def linkability(
     metric: Metric | None = None,
     bins: int | None = None,
     max_pairs: int = 200_000,
+    permutations: int = 20,
     seed: int = 0,
 ) -> dict[str, float]:
     """{rank1, mAP, num_queries, chance_rank1, rank1_p_value, d_sys, d_sys_null, mated_pairs,
     non_mated_pairs}: query readings [Q, D] ranked against gallery readings [G, D] by cosine
-    distance under the re-ID protocol, after `metric` (from `learn_metric`) where given."""
+    distance under the re-ID protocol, after `metric` (from `learn_metric`) where given;
+    `d_sys_null` is the largest D_sys of `permutations` label shuffles."""
     q = _rows(query_readings, "query_readings")
     g = _rows(gallery_readings, "gallery_readings")
     if metric is not None:
@@ -231,7 +233,7 @@ def linkability(
         "chance_rank1": chance,
         "rank1_p_value": rank1_p_value(scores["rank1"], scores["num_queries"], chance),
         "d_sys": d_sys(mated, non_mated, bins=bins),
-        "d_sys_null": d_sys_null(mated, non_mated, bins=bins, seed=seed),
+        "d_sys_null": d_sys_null(mated, non_mated, bins=bins, permutations=permutations, seed=seed),
         "mated_pairs": len(mated),
         "non_mated_pairs": len(non_mated),
     }

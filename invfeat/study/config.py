@@ -18,6 +18,9 @@ from invfeat.attacks.configs import (
 from invfeat.victims.config import VictimConfig
 from invfeat.victims.from_files import FileVictim
 
+PROTECTIONS = ("static", "one-time", "stream")
+ESTIMATE = "estimate"  # the attacker's estimate of the plaintext floats
+
 
 @dataclasses.dataclass(frozen=True)
 class StudyConfig:
@@ -32,27 +35,31 @@ class StudyConfig:
     surrogate: SurrogateConfig = SurrogateConfig()
     autoencoder: ReconstructionConfig = autoencoder_config()
     gan: ReconstructionConfig = gan_config()
-    # How the attacker reads ciphertext floats (`invfeat.attacks.ciphertext.ENCODINGS`): the
-    # attribute attack runs once per encoding (cheap) and the report gives each; the
-    # reconstructions, which cost far more, read the first. One-time keys permute the bit
-    # positions of all of a vector's floats alike: `columns` sorts them back by their counts of
-    # ones; `popcount` reads what no bit permutation changes (figures in benchmarks/RESULTS.md).
-    ciphertext_encodings: tuple[str, ...] = ("columns", "popcount")
+    # The protections the study attacks, each under a key of its own (`invfeat.study.domain`
+    # KEY_TYPES), and how the attacker reads their ciphertext (`invfeat.study.security`): its
+    # plaintext estimate or an encoding of the bits. Each reading gets an attribute head and
+    # the linkability measures; the reconstructions named read the strongest one.
+    protections: tuple[str, ...] = PROTECTIONS
+    readings: tuple[str, ...] = ("estimate", "popcount")
+    protected_reconstructions: tuple[str, ...] = ("autoencoder", "gan")
     grid_images: int = 8  # query images shown in the report's reconstruction grid
     api_batch_size: int = 256
     requires: tuple[str, ...] = ()  # what a run needs beyond this machine, e.g. "GPU"
 
     def __post_init__(self):
-        encodings = list(self.ciphertext_encodings)
-        if (
-            not encodings
-            or len(set(encodings)) != len(encodings)
-            or set(encodings) - ENCODINGS.keys()
+        for field, allowed in (
+            ("protections", PROTECTIONS),
+            ("readings", (ESTIMATE, *ENCODINGS)),
+            ("protected_reconstructions", ("autoencoder", "gan")),
         ):
-            raise ValueError(
-                f"{self.name}: ciphertext_encodings must name one or more of {list(ENCODINGS)}, "
-                f"each once (got {encodings})"
-            )
+            names = list(getattr(self, field))
+            if len(set(names)) != len(names) or set(names) - set(allowed):
+                raise ValueError(
+                    f"{self.name}: {field} must name some of {list(allowed)}, each once "
+                    f"(got {names})"
+                )
+        if self.protections and not self.readings:
+            raise ValueError(f"{self.name}: readings must name at least one way to read ciphertext")
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))

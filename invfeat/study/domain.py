@@ -1,5 +1,5 @@
-"""The attack domain: its splits decoded and served by the victim, in plaintext and under
-one-time keys, written once as FastReID-layout feature files and read back on resume."""
+"""The attack domain: its splits decoded and served by the victim, in plaintext and under each
+protection's key, written once as FastReID-layout feature files and read back on resume."""
 
 from __future__ import annotations
 
@@ -17,10 +17,16 @@ from invfeat.data.attributes import Attribute
 from invfeat.data.datasets import SPLITS, open_dataset_split, prepare_dataset
 from invfeat.data.feature_files import FeatureFile, read_features, write_features
 from invfeat.data.pipeline import materialize, read_labels
+from invfeat.shufflebits.aead import check_stream_tags, stream_tags
 from invfeat.study.config import StudyConfig
 from invfeat.victims.base import Victim
 
-SECRET_FILE = "one_time_secret.json"
+KEYS_DIR = "keys"  # in the features stage: one key file per protection, mode 0600
+KEY_TYPES = {
+    "static": shufflebits.Key,
+    "one-time": shufflebits.Secret,
+    "stream": shufflebits.StreamKey,
+}  # the protections a study evaluates, by the key each takes
 
 
 @dataclasses.dataclass
@@ -35,8 +41,8 @@ class AttackDomain:
     file_names: dict[str, np.ndarray]
     schema: tuple[Attribute, ...]  # the raw columns; the attack merges colours if asked
     plain: dict[str, np.ndarray]  # split -> plaintext features [N, D]
-    cipher: dict[str, np.ndarray]  # split -> one-time-key ciphertext [N, D]
-    nonces: dict[str, np.ndarray]  # split -> [N, 3] uint32
+    cipher: dict[str, dict[str, np.ndarray]]  # protection -> split -> ciphertext [N, D]
+    nonces: dict[str, dict[str, np.ndarray | None]]  # protection -> split -> [N, 3] uint32
 
 
 def reid_scores(features: Mapping[str, np.ndarray], domain: AttackDomain) -> dict[str, float]:
@@ -47,37 +53,52 @@ def reid_scores(features: Mapping[str, np.ndarray], domain: AttackDomain) -> dic
     return {"rank1": float(scores["rank1"]), "mAP": float(scores["mAP"])}
 
 
-def one_time_secret(path: Path) -> shufflebits.Secret:
-    """The study's one-time-key secret: made once (os.urandom), mode 0600, read back on resume;
-    ciphertext already served without it is refused, not paired with a new secret."""
-    if path.exists():
-        return shufflebits.Secret.load(path)
-    served = sorted(p.name for p in path.parent.glob("cipher_*.npz"))
-    if served:
-        raise FileNotFoundError(
-            f"{path}: the one-time secret of {', '.join(served)} in {path.parent} is missing, "
-            f"so they cannot be decrypted; remove {path.parent} to serve the features again"
-        )
-    secret = shufflebits.Secret.generate()
-    secret.save(path)
-    return secret
+def protection_keys(stage_dir: Path, protections: tuple[str, ...]) -> dict[str, Any]:
+    """Each protection's key: made once (`secrets`/`os.urandom`), mode 0600, read back on
+    resume; ciphertext already served without its key is refused, not paired with a new key."""
+    keys = {}
+    for mode in protections:
+        path = stage_dir / KEYS_DIR / f"{mode}.json"
+        if path.exists():
+            keys[mode] = shufflebits.load_key(path)
+            if not isinstance(keys[mode], KEY_TYPES[mode]):
+                raise ValueError(f"{path}: holds a {type(keys[mode]).__name__}, not a {mode} key")
+            continue
+        served = sorted(p.name for p in stage_dir.glob(f"{mode}_*.npz"))
+        if served:
+            raise FileNotFoundError(
+                f"{path}: the {mode} key of {', '.join(served)} in {stage_dir} is missing, so "
+                f"they cannot be decrypted; remove {stage_dir} to serve the features again"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        keys[mode] = KEY_TYPES[mode].generate()
+        keys[mode].save(path)
+    return keys
+
+
+def _served_file(mode: str, key: Any, names: np.ndarray, cipher: np.ndarray, nonces: Any):
+    tags = stream_tags(cipher, key, nonces) if mode == "stream" else None
+    return FeatureFile(names, cipher, mode, nonces, tags=tags)
 
 
 def serve_attack_domain(
     config: StudyConfig,
     victim: Victim,
-    secret: shufflebits.Secret,
+    keys: Mapping[str, Any],
     stage_dir: Path,
     data_dir: Path | None,
 ) -> AttackDomain:
-    """Decode the attack domain's splits and serve them, in plaintext and encrypted.
+    """Decode the attack domain's splits and serve them, in plaintext and under every key.
 
-    Feature files (FastReID layout) are written once to `stage_dir` and read back on resume.
+    Feature files (FastReID layout: `plain_<split>.npz`, `<protection>_<split>.npz`, stream
+    files with their Poly1305 tags) are written once to `stage_dir` and read back on resume.
     """
-    serve = victim.server(secret, config.api_batch_size)
+    serve = victim.server(keys, config.api_batch_size)
     schema = tuple(builders.builder_class(config.attack_dataset).ATTRIBUTES)
     fields = [f.name for f in dataclasses.fields(AttackDomain) if f.name != "schema"]
-    parts: dict[str, dict[str, np.ndarray]] = {name: {} for name in fields}
+    parts: dict[str, dict[str, Any]] = {name: {} for name in fields}
+    parts["cipher"] = {mode: {} for mode in keys}
+    parts["nonces"] = {mode: {} for mode in keys}
     for split in SPLITS:
         source = open_dataset_split(
             config.attack_dataset,
@@ -85,11 +106,9 @@ def serve_attack_domain(
             data_dir=data_dir,
             data_settings=config.attack_data_settings,
         )
-        plain_path, cipher_path = (
-            stage_dir / f"plain_{split}.npz",
-            stage_dir / f"cipher_{split}.npz",
-        )
-        done = plain_path.exists() and cipher_path.exists()
+        paths = {None: stage_dir / f"plain_{split}.npz"}
+        paths |= {mode: stage_dir / f"{mode}_{split}.npz" for mode in keys}
+        done = all(path.exists() for path in paths.values())
         images = None
         if split != "gallery" or (victim.embeds_images and not done):
             arrays = materialize(source, victim.image_size)
@@ -100,12 +119,13 @@ def serve_attack_domain(
             labels = read_labels(source)
         file_names = labels["file_name"]
         if not done:
-            plain, cipher, nonces = serve(split, images, file_names)
-            write_features(plain_path, FeatureFile(file_names, plain))
-            write_features(cipher_path, FeatureFile(file_names, cipher, "one-time", nonces))
-        plain = read_features(plain_path)
-        cipher = read_features(cipher_path, encrypted=True)
-        for path, served in ((plain_path, plain), (cipher_path, cipher)):
+            plain, ciphers = serve(split, images, file_names)
+            write_features(paths[None], FeatureFile(file_names, plain))
+            for mode, (cipher, nonces) in ciphers.items():
+                file = _served_file(mode, keys[mode], file_names, cipher, nonces)
+                write_features(paths[mode], file)
+        for mode, path in paths.items():
+            served = read_features(path, encrypted=mode is not None)
             if not np.array_equal(served.paths.astype(str), file_names.astype(str)):
                 raise ValueError(
                     f"{path}: served from other records than {config.attack_dataset} {split!r} "
@@ -113,22 +133,30 @@ def serve_attack_domain(
                     "changed since this run began; use the data it was made from or another "
                     "run directory"
                 )
+            if mode is None:
+                parts["plain"][split] = served.features
+                continue
+            if mode == "stream":
+                check_stream_tags(
+                    served.features, keys[mode], served.nonces, served.tags, names=served.paths
+                )
+            parts["cipher"][mode][split] = served.features
+            parts["nonces"][mode][split] = served.nonces
         if split != "gallery":
             parts["images"][split] = images
         parts["identity"][split] = labels["identity"].astype(np.int32)
         parts["camera"][split] = labels["camera"].astype(np.int32)
         parts["attributes"][split] = labels["attributes"].astype(np.int32)
         parts["file_names"][split] = file_names
-        parts["plain"][split] = plain.features
-        parts["cipher"][split] = cipher.features
-        parts["nonces"][split] = cipher.nonces
     return AttackDomain(**parts, schema=schema)
 
 
-def legitimate_reid(domain: AttackDomain, secret: shufflebits.Secret) -> dict[str, Any]:
+def legitimate_reid(domain: AttackDomain, mode: str, key: Any) -> dict[str, Any]:
     """Re-ID by the key holder: decrypt the ciphertext, then rank; must equal the plaintext."""
     decrypted = {
-        split: np.asarray(shufflebits.decrypt(domain.cipher[split], secret, domain.nonces[split]))
+        split: np.asarray(
+            shufflebits.decrypt(domain.cipher[mode][split], key, domain.nonces[mode][split])
+        )
         for split in ("query", "gallery")
     }
     exact = all(
@@ -136,7 +164,7 @@ def legitimate_reid(domain: AttackDomain, secret: shufflebits.Secret) -> dict[st
         for s in decrypted
     )
     if not exact:
-        raise AssertionError("decrypted features differ from the plaintext features")
+        raise AssertionError(f"{mode}: decrypted features differ from the plaintext features")
     return reid_scores(decrypted, domain) | {"bit_exact": exact}
 
 

@@ -20,14 +20,23 @@ REQUIRED_KEYS = (
     "victim",
     "attributes",
     "reconstruction",
-    "encrypted",
-    "legitimate",
+    "reference",
+    "protections",
     "config",
     "timings",
+)
+# The security table's columns: (cell key, heading)
+ATTACKS = (
+    ("attributes", "attributes"),
+    ("reconstruction", "reconstruction"),
+    ("linkability", "linkability"),
+    ("irreversibility", "irreversibility"),
+    ("key_recovery", "key recovery"),
 )
 RECONSTRUCTION_METRICS = ("cosine_distance", "rank1", "mAP", "psnr", "ssim")
 # How an attacker may read a ciphertext float (`invfeat.attacks.ciphertext`), for the report's note.
 CIPHERTEXT_READINGS = {
+    "estimate": "the attacker's estimate of the plaintext floats (invfeat.study.security)",
     "bits": "its 32 bits",
     "columns": "its 32 bits, with the vector's bit positions sorted by how many of its floats "
     "have a one there, which undoes most of a per-vector permutation",
@@ -58,7 +67,7 @@ def attribute_chart(
     plain: Mapping[str, Any], encrypted: Mapping[str, Mapping[str, Any]], path: Path
 ) -> Path:
     """Bar chart of balanced accuracy per attribute beside the chance and majority baselines:
-    plaintext, then ciphertext as read by each encoding in `encrypted` (encoding -> block)."""
+    plaintext, then each block of `encrypted` (label -> block: a protection's reading)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -70,7 +79,7 @@ def attribute_chart(
     series = [("plaintext features", [r[1] for r in rows])]
     for encoding, block in encrypted.items():
         enc = {r[0]: r[1] for r in attribute_rows(block)}
-        series.append((f"ciphertext read as {encoding}", [enc.get(n, math.nan) for n in names]))
+        series.append((encoding, [enc.get(n, math.nan) for n in names]))
     width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(rows) + 2), 4))
     for k, (label, values) in enumerate(series):
@@ -158,62 +167,133 @@ def _pct(value: float) -> str:
     return f"{100 * value:.1f} %"
 
 
-def _cipher_means(encrypted: Mapping[str, Mapping[str, Any]]) -> str:
-    """Mean balanced accuracy per ciphertext reading, strongest first: "<mean> % <reading>, ..."."""
-    means = {e: block["mean"]["balanced_accuracy"] for e, block in encrypted.items()}
-    return ", ".join(f"{_pct(v)} {e}" for e, v in sorted(means.items(), key=lambda kv: -kv[1]))
+def _strongest_test(cell: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The leaking test whose interval rises furthest above its chance; where none leaks, the
+    one whose value does."""
+    leaking = [t for t in cell["tests"] if t["leaks"]]
+    if leaking:
+        return max(leaking, key=lambda t: t["low"] - t["chance"])
+    return max(cell["tests"], key=lambda t: t["value"] - t["chance"])
 
 
-def headline_table(results: Mapping[str, Any]) -> str:
-    """The study in one Markdown table: what the attacker gets from plaintext vs ciphertext."""
-    plain_rec = results["reconstruction"]
-    enc = results["encrypted"]
-    lines = [
-        "| measure | plaintext features | one-time-key ciphertext |",
-        "| --- | --- | --- |",
-        "| attributes: mean balanced accuracy (chance / majority) | "
-        f"{_pct(results['attributes']['mean']['balanced_accuracy'])} "
-        f"({_pct(results['attributes']['mean']['chance'])} / "
-        f"{_pct(results['attributes']['mean']['majority'])}) | "
-        f"{_cipher_means(enc['attributes'])} |",
-    ]
-    for method in ("autoencoder", "gan"):
-        p, e = plain_rec[method], enc["reconstruction"][method]
-        lines.append(
-            f"| {method}: rank-1 / mAP of reconstructions | {_pct(p['rank1'])} / {_pct(p['mAP'])} | "
-            f"{_pct(e['rank1'])} / {_pct(e['mAP'])} |"
-        )
-        lines.append(
-            f"| {method}: cosine distance to the victim feature | {p['cosine_distance']:.3f} | "
-            f"{e['cosine_distance']:.3f} |"
-        )
-    victim, legit = results["victim"], results["legitimate"]
-    lines.append(
-        f"| legitimate re-ID rank-1 / mAP (victim; after decryption) | "
-        f"{_pct(victim['rank1'])} / {_pct(victim['mAP'])} | {_pct(legit['rank1'])} / {_pct(legit['mAP'])} |"
+def _figure(value: float, figure: str) -> str:
+    return f"{value:.3f}" if "D_sys" in figure or "cosine" in figure else _pct(value)
+
+
+def _cell_text(cell: Mapping[str, Any] | None) -> str:
+    if cell is None:
+        return "-"
+    t = _strongest_test(cell)
+    leaking = sum(test["leaks"] for test in cell["tests"])
+    verdict = f"**leaks** ({leaking} of {len(cell['tests'])} tests)" if leaking else "at chance"
+    interval = (
+        f" [{_figure(t['low'], t['figure'])}, {_figure(t['high'], t['figure'])}]"
+        if t["low"] != t["high"]
+        else ""
     )
+    return (
+        f"{verdict}: {t['figure']} {_figure(t['value'], t['figure'])}{interval} "
+        f"(chance {_figure(t['chance'], t['figure'])})"
+    )
+
+
+def _security_rows(results: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    return [("plaintext", results["reference"]), *results["protections"].items()]
+
+
+def security_table(results: Mapping[str, Any]) -> str:
+    """Protections (plaintext first) against attacks: each cell's verdict and strongest test."""
+    lines = [
+        "| protection | " + " | ".join(h for _, h in ATTACKS) + " | legitimate re-ID rank-1 |",
+        "| --- |" + " --- |" * (len(ATTACKS) + 1),
+    ]
+    for name, cells in _security_rows(results):
+        legit = cells.get("legitimate")
+        legit_text = (
+            f"{_pct(legit['rank1'])} (decrypted bit-exact)"
+            if legit
+            else f"{_pct(results['victim']['rank1'])}"
+        )
+        row = " | ".join(_cell_text(cells.get(key)) for key, _ in ATTACKS)
+        lines.append(f"| {name} | {row} | {legit_text} |")
     return "\n".join(lines)
 
 
-def _attribute_table(plain: Mapping[str, Any], encrypted: Mapping[str, Mapping[str, Any]]) -> str:
-    """Balanced accuracy per attribute: plaintext, then a column per ciphertext reading."""
-    columns = [
-        {name: bacc for name, bacc, _, _ in attribute_rows(block)}
-        | {"**mean**": block["mean"]["balanced_accuracy"]}
-        for block in encrypted.values()
-    ]
-    header = "".join(f" ciphertext, {encoding} |" for encoding in encrypted)
+def security_chart(results: Mapping[str, Any], path: Path) -> Path:
+    """Protections against attacks as a grid: red where the cell leaks, green where it is at
+    chance, each with its strongest figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = _security_rows(results)
+    fig, ax = plt.subplots(figsize=(2.3 * len(ATTACKS) + 1.5, 0.8 * len(rows) + 1.2))
+    colours = {True: "#e8a0a0", False: "#a8d8a8", None: "#e0e0e0"}
+    for r, (_, cells) in enumerate(rows):
+        for c, (key, _) in enumerate(ATTACKS):
+            cell = cells.get(key)
+            ax.add_patch(
+                plt.Rectangle((c, r), 1, 1, color=colours[None if cell is None else cell["leaks"]])
+            )
+            text = "-"
+            if cell is not None:
+                t = _strongest_test(cell)
+                verdict = "leaks" if cell["leaks"] else "at chance"
+                text = f"{verdict}\n{_figure(t['value'], t['figure'])}\n(chance {_figure(t['chance'], t['figure'])})"
+            ax.text(c + 0.5, r + 0.5, text, ha="center", va="center", fontsize=7)
+    ax.set_xlim(0, len(ATTACKS))
+    ax.set_ylim(len(rows), 0)
+    ax.set_xticks(np.arange(len(ATTACKS)) + 0.5, [h for _, h in ATTACKS], fontsize=8)
+    ax.set_yticks(np.arange(len(rows)) + 0.5, [name for name, _ in rows], fontsize=8)
+    ax.tick_params(length=0)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def headline_table(results: Mapping[str, Any]) -> str:
+    """What the attacker gets from plaintext features (the reference)."""
+    plain_rec, victim = results["reconstruction"], results["victim"]
+    mean = results["attributes"]["mean"]
     lines = [
-        f"| attribute | balanced accuracy |{header} majority | chance |",
-        "| --- | --- |" + " --- |" * len(encrypted) + " --- | --- |",
+        "| measure | plaintext features |",
+        "| --- | --- |",
+        f"| victim re-ID rank-1 / mAP | {_pct(victim['rank1'])} / {_pct(victim['mAP'])} |",
+        f"| attributes: mean balanced accuracy (chance / majority) | "
+        f"{_pct(mean['balanced_accuracy'])} ({_pct(mean['chance'])} / {_pct(mean['majority'])}) |",
     ]
-    for name, bacc, majority, chance in attribute_rows(plain) + [
-        ("**mean**", *(plain["mean"][k] for k in ("balanced_accuracy", "majority", "chance")))
-    ]:
-        cells = "".join(
-            " - |" if column.get(name) is None else f" {column[name]:.3f} |" for column in columns
+    for method, p in plain_rec.items():
+        lines.append(
+            f"| {method}: rank-1 / mAP of reconstructions | {_pct(p['rank1'])} / {_pct(p['mAP'])} |"
         )
-        lines.append(f"| {name} | {bacc:.3f} |{cells} {majority:.3f} | {chance:.3f} |")
+        lines.append(
+            f"| {method}: cosine distance to the victim feature | {p['cosine_distance']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def _attribute_table(columns: Mapping[str, Mapping[str, Any]]) -> str:
+    """Balanced accuracy per attribute [interval] per column (a reading of some features)."""
+    first = next(iter(columns.values()))
+    names = [r[0] for r in attribute_rows(first)] + ["mean"]
+    lines = [
+        "| attribute | " + " | ".join(columns) + " | majority | chance |",
+        "| --- |" + " --- |" * (len(columns) + 2),
+    ]
+    for name in names:
+        cells = []
+        for block in columns.values():
+            v = block.get(name)
+            bounds = f" [{v['low']:.3f}, {v['high']:.3f}]" if v and "low" in v else ""
+            cells.append("-" if v is None else f"{v['balanced_accuracy']:.3f}{bounds}")
+        label = "**mean**" if name == "mean" else name
+        lines.append(
+            f"| {label} | {' | '.join(cells)} | {first[name]['majority']:.3f} "
+            f"| {first[name]['chance']:.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -228,26 +308,77 @@ def _reconstruction_table(block: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _tests_table(cell: Mapping[str, Any]) -> str:
+    """Every test of a cell: figure, value [interval], chance, verdict."""
+    lines = [
+        f"Tests at level {cell['level']:.4f} each:",
+        "",
+        "| figure | value [interval] | chance | leaks |",
+        "| --- | --- | --- | --- |",
+    ]
+    for t in cell["tests"]:
+        f = t["figure"]
+        bounds = (
+            f" [{_figure(t['low'], f)}, {_figure(t['high'], f)}]" if t["low"] != t["high"] else ""
+        )
+        lines.append(
+            f"| {f} | {_figure(t['value'], f)}{bounds} | {_figure(t['chance'], f)} "
+            f"| {'**yes**' if t['leaks'] else 'no'} |"
+        )
+    return "\n".join(lines)
+
+
+def _protection_sections(name: str, cells: Mapping[str, Any]) -> list[str]:
+    sections = [f"## {name}"]
+    if "attributes" in cells:
+        sections += [
+            "### Attributes",
+            _attribute_table(cells["attributes"]["readings"]),
+        ]
+    reconstruction = cells.get("reconstruction")
+    if reconstruction is not None:
+        read = reconstruction["reading"]
+        sections += [
+            f"### Reconstruction{f' (read as {read})' if read else ''}",
+            _reconstruction_table(reconstruction["attacks"]),
+        ]
+    for key, heading in ATTACKS[2:]:
+        if key in cells:
+            sections += [f"### {heading.capitalize()}", _tests_table(cells[key])]
+    legit = cells.get("legitimate")
+    if legit:
+        sections.append(
+            f"Legitimate re-ID after decryption: rank-1 {_pct(legit['rank1'])}, mAP "
+            f"{_pct(legit['mAP'])}, bit-exact: {legit['bit_exact']}."
+        )
+    return sections
+
+
 def _notes(results: Mapping[str, Any]) -> list[str]:
-    """What the headline's figures are measured against, and which of them are optimistic."""
+    """What the figures are measured against, and which of them are optimistic."""
     notes = []
     chance = results.get("chance", {}).get("rank1")
     if chance is not None:
         notes.append(
-            f"Chance rank-1 of a reconstruction: {100 * chance:.3f} % (a random ranking of this "
-            "gallery, same-identity-same-camera entries excluded, as in the evaluation)."
+            f"Chance rank-1: {100 * chance:.3f} % (a random ranking of this gallery, "
+            "same-identity-same-camera entries excluded, as in the evaluation)."
         )
     readings = [
-        f"`{e}`, {CIPHERTEXT_READINGS.get(e, 'see invfeat.attacks.ciphertext')}"
-        for e in results["encrypted"]["attributes"]
+        f"`{r}`, {CIPHERTEXT_READINGS.get(r, 'see invfeat.attacks.ciphertext')}"
+        for r in results.get("config", {}).get("readings", ())
     ]
-    notes.append(f"The attacker read each ciphertext float as: {'; '.join(readings)}.")
+    if readings:
+        notes.append(f"The attacker read each ciphertext vector as: {'; '.join(readings)}.")
+    notes.append(
+        "A cell **leaks** when one of its tests' intervals lies wholly above chance; a cell of "
+        "m tests makes each at level 1 - 0.05 / m (its table gives them all)."
+    )
     if results.get("config", {}).get("attributes", {}).get("keep_best"):
         notes.append(
-            "**Optimistic:** the attribute figures (plaintext and ciphertext) come from the "
-            "epoch with the best mean balanced accuracy on the victims themselves, the split "
-            "they are measured on, as the published code selects; a head that learns nothing "
-            "is lifted slightly above chance by this choice."
+            "**Optimistic:** the attribute figures come from the epoch with the best mean "
+            "balanced accuracy on the victims themselves, the split they are measured on, as the "
+            "published code selects; a head that learns nothing is lifted slightly above chance "
+            "by this choice."
         )
     return notes
 
@@ -257,24 +388,19 @@ def render_markdown(results: Mapping[str, Any], figures: Mapping[str, str]) -> s
     perceptual = results.get("perceptual", {})
     sections = [
         f"# Study report: {results.get('name', 'unnamed')}",
-        "## Headline",
-        headline_table(results),
+        "## What each protection hides",
+        security_table(results),
     ]
     sections += _notes(results)
+    sections += ["## Plaintext features (the reference)", headline_table(results)]
     if perceptual and not perceptual.get("threat_model_allowed", True):
         sections.append(
             f"**Upper bound:** the GAN used the `{perceptual['name']}` perceptual network, "
             "gradients through the victim itself, which the paper's black-box threat model does not allow."
         )
-    sections += [
-        "## Attribute recognition",
-        _attribute_table(results["attributes"], results["encrypted"]["attributes"]),
-        "## Reconstruction, plaintext features",
-        _reconstruction_table(results["reconstruction"]),
-        "## Reconstruction, one-time-key ciphertext (read as "
-        f"{results['encrypted']['reconstruction_encoding']})",
-        _reconstruction_table(results["encrypted"]["reconstruction"]),
-    ]
+    sections += _protection_sections("Plaintext, in detail", results["reference"])
+    for mode, cells in results["protections"].items():
+        sections += _protection_sections(f"Protection: {mode}", cells)
     sections += [f"## {caption}\n\n![{caption}]({rel})" for caption, rel in figures.items()]
     timings = results["timings"]
     sections += [
@@ -299,12 +425,12 @@ def write_report(
     `results` holds (see `REQUIRED_KEYS`):
 
     - `victim` {rank1, mAP}: the victim's own re-ID accuracy on the attack domain;
-    - `attributes` {attribute name: {balanced_accuracy, majority, chance}, ..., "mean": {...}};
-    - `reconstruction` {autoencoder, gan: each {cosine_distance, rank1, mAP, psnr, ssim}};
-    - `encrypted`: the same attacks on one-time-key ciphertext: `attributes` {encoding: a block
-      like `attributes`} for each way the attacker read the ciphertext floats,
-      `reconstruction`, and `reconstruction_encoding` (the reading the reconstructions used);
-    - `legitimate` {rank1, mAP}: re-ID after decryption (equal to the plaintext figures);
+    - `attributes` {attribute name: {balanced_accuracy, majority, chance}, ..., "mean": {...}}
+      and `reconstruction` {autoencoder, gan: each {cosine_distance, rank1, mAP, psnr, ssim}}:
+      the attacks on plaintext features;
+    - `reference` and `protections` {protection: ...}: the security table's rows (plaintext,
+      then each protection), each {attack: cell} with cells as `invfeat.study.security` makes
+      them ({tests, leaks, level, ...}), and per protection `legitimate` {rank1, mAP, bit_exact};
     - `config` and `timings` {stage: seconds}; optionally `perceptual` {name,
       threat_model_allowed} and `chance` {rank1}: the expected rank-1 of a random ranking of
       the same query and gallery.
@@ -312,9 +438,16 @@ def write_report(
     check_results(results)
     run_dir = Path(run_dir)
     figures: dict[str, str] = {}
-    attribute_chart(
-        results["attributes"], results["encrypted"]["attributes"], run_dir / "attributes.png"
-    )
+    security_chart(results, run_dir / "security.png")
+    figures["Protections against attacks"] = "security.png"
+    strongest = {
+        f"{mode}, {cells['reconstruction']['reading']}": cells["attributes"]["readings"][
+            cells["reconstruction"]["reading"]
+        ]
+        for mode, cells in results["protections"].items()
+        if "reconstruction" in cells
+    }
+    attribute_chart(results["attributes"], strongest, run_dir / "attributes.png")
     figures["Balanced accuracy per attribute"] = "attributes.png"
     if grid_rows:
         image_grid(grid_rows, run_dir / "reconstructions.png")

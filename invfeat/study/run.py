@@ -1,41 +1,38 @@
 """The study end to end: data -> victim -> features -> attacks -> evaluation -> report.
 
 `run_study(config, run_dir)` builds the datasets, gets the victim (trained here, or read from
-its feature files), serves the attack domain in plaintext and under one-time keys, and runs
-every attack on both: attribute recognition, an autoencoder and a GAN reconstructing images,
-scored through the victim. Each stage lands in its own folder of `run_dir`, the report at the
-top; a killed study resumes at its first unfinished stage. A study waiting for features made
-outside raises `StudyPending` and resumes the same way.
+its feature files), serves the attack domain in plaintext and under each protection's key, and
+runs every attack on the plaintext (the reference) and on each protection's ciphertext
+(`invfeat.study.protections`): attribute recognition, linkability, an autoencoder and a GAN
+reconstructing images, scored through the victim. Each stage lands in its own folder of
+`run_dir`, the report at the top; a killed study resumes at its first unfinished stage. A study
+waiting for features made outside raises `StudyPending` and resumes the same way.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from invfeat.attacks.attributes import run_attribute_attack
-from invfeat.attacks.evaluation import evaluate_reconstructions
 from invfeat.attacks.perceptual import THREAT_MODEL_ALLOWED
-from invfeat.attacks.reconstruction import run_reconstruction, train_surrogate
+from invfeat.attacks.reconstruction import train_surrogate
 from invfeat.data import builders
 from invfeat.metrics import chance_rank1
 from invfeat.models.perceptual import load_keras_resnet50, white_box_perceptual
 from invfeat.study import report
+from invfeat.study.attack_stages import Reading, attribute_stage, reconstruction_stages
 from invfeat.study.config import StudyConfig
 from invfeat.study.domain import (
-    SECRET_FILE,
-    AttackDomain,
     build_data,
     check_same_data,
-    legitimate_reid,
-    one_time_secret,
+    protection_keys,
     reid_scores,
     serve_attack_domain,
 )
+from invfeat.study.protections import Attacker, evaluate_protection, reference
 from invfeat.study.stages import Stages
 from invfeat.train.loop import METRICS_FILE
 from invfeat.train.run import Refusals, claim_workdir
@@ -66,89 +63,6 @@ class StudyPending(Exception):
     def __init__(self, pending: list[PendingFeatures]):
         super().__init__(f"{len(pending)} sets of reconstructions wait for the victim's features")
         self.pending = pending
-
-
-def _attributes(
-    config: StudyConfig,
-    domain: AttackDomain,
-    features: Mapping[str, np.ndarray],
-    workdir: Path,
-    encoding: str | None,
-    progress: bool,
-):
-    victims = np.concatenate([features["query"], features["gallery"]])
-    victim_attrs = np.concatenate([domain.attributes["query"], domain.attributes["gallery"]])
-    return run_attribute_attack(
-        features["train"],
-        domain.attributes["train"],
-        victims,
-        victim_attrs,
-        domain.schema,
-        dataclasses.replace(config.attributes, encoding=encoding),
-        workdir,
-        progress=progress,
-    )
-
-
-def _reconstruction_block(
-    config: StudyConfig,
-    domain: AttackDomain,
-    features: Mapping[str, np.ndarray],
-    run: Path,
-    stages: Stages,
-    *,
-    tag: str,
-    encoding: str | None,
-    perceptual_fn: Any,
-    scoring: Callable[[str], Callable[[np.ndarray], np.ndarray]],
-    attribute_predict: Callable[[np.ndarray], np.ndarray],
-    pending: list[PendingFeatures],
-) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Path]]:
-    """Autoencoder and GAN on `features` (plaintext or ciphertext), each evaluated on the query.
-
-    `scoring(stage)` is the victim's plaintext features function for that stage's
-    reconstructions; a stage whose features come from outside and are not there yet is
-    added to `pending` and left out of the returned blocks.
-    """
-    block, grid, logs = {}, {}, {}
-    for kind, rec_config in (("autoencoder", config.autoencoder), ("gan", config.gan)):
-        stage = f"{kind}_{tag}"
-
-        def attack(workdir: Path, rec_config=rec_config, stage=stage) -> dict[str, Any]:
-            result = run_reconstruction(
-                domain.images["train"],
-                features["train"],
-                dataclasses.replace(rec_config, encoding=encoding),
-                workdir,
-                perceptual_fn=perceptual_fn if rec_config.feature > 0 else None,
-                progress=stages.progress,
-            )
-            scores, images = evaluate_reconstructions(
-                result.reconstruct,
-                features["query"],
-                query_images=domain.images["query"],
-                query_features_plain=domain.plain["query"],
-                query_ids=domain.identity["query"],
-                query_cams=domain.camera["query"],
-                gallery_features_plain=domain.plain["gallery"],
-                gallery_ids=domain.identity["gallery"],
-                gallery_cams=domain.camera["gallery"],
-                plain_features_fn=scoring(stage),
-                attribute_predict=attribute_predict,
-                query_attributes=domain.attributes["query"],
-                grid_images=config.grid_images,
-            )
-            np.save(workdir / "grid.npy", images)
-            return scores
-
-        try:
-            block[kind] = stages.run(stage, attack)
-        except PendingFeatures as waiting:
-            pending.append(waiting)
-            continue
-        grid[f"{kind} ({tag})"] = np.load(run / stage / "grid.npy")
-        logs[f"{kind} ({tag})"] = run / stage / "metrics.jsonl"
-    return block, grid, logs
 
 
 def _perceptual(config: StudyConfig, victim: Victim, surrogate: Any) -> Any:
@@ -217,13 +131,13 @@ def run_study(
     recorded = stages.run("data", lambda _: build_data(config, data_dir))
     check_same_data(recorded, build_data(config, data_dir), run, data_dir)
 
-    secret = one_time_secret(stages.dir("features") / SECRET_FILE)
+    keys = protection_keys(stages.dir("features"), config.protections)
     opened = dict(data_dir=data_dir, progress=progress)
     victim = config.victim.obtain(stages, **opened)
     scoring_api = victim.scoring_api(config.api_batch_size)
     domain = stages.timed(
         "features",
-        lambda stage_dir: serve_attack_domain(config, victim, secret, stage_dir, data_dir),
+        lambda stage_dir: serve_attack_domain(config, victim, keys, stage_dir, data_dir),
     )
     evaluated = stages.run(
         "victim_eval",
@@ -233,19 +147,9 @@ def run_study(
             **opened,
         ),
     )
-    legitimate = stages.run("legitimate", lambda _: legitimate_reid(domain, secret))
-
-    heads = {}
-    for tag, features, encoding in (
-        ("plain", domain.plain, None),
-        *((f"cipher_{e}", domain.cipher, e) for e in config.ciphertext_encodings),
-    ):
-        heads[tag] = stages.timed(
-            f"attributes_{tag}",
-            lambda workdir, f=features, e=encoding: _attributes(
-                config, domain, f, workdir, e, progress
-            ),
-        )
+    head = attribute_stage(
+        stages, "attributes_plain", config, domain, Reading("plaintext", domain.plain)
+    )
 
     # The attacker's perceptual network imitates the plaintext API on the attacker's own images.
     # The ciphertext attacker is given it too: a stronger attacker than one who only sees
@@ -271,50 +175,55 @@ def run_study(
             external / stage, external / f"{stage}.npz", domain.file_names["query"]
         )
 
+    chance = chance_rank1(
+        domain.identity["query"],
+        domain.camera["query"],
+        domain.identity["gallery"],
+        domain.camera["gallery"],
+    )
+    attacker = Attacker(
+        config,
+        domain,
+        stages,
+        _perceptual(config, victim, surrogate),
+        scoring,
+        head.predict,
+        chance,
+        pending=[],
+    )
     real = domain.images["query"][: config.grid_images].astype(np.float32) / 255.0
-    blocks, grid, pending = {}, {"real": real}, []
-    logs = {"victim": run / "victim" / METRICS_FILE}  # absent for a victim read from files
-    for tag, features, encoding in (
-        ("plain", domain.plain, None),
-        ("cipher", domain.cipher, config.ciphertext_encodings[0]),
-    ):
-        blocks[tag], tag_grid, tag_logs = _reconstruction_block(
-            config,
-            domain,
-            features,
-            run,
-            stages,
-            tag=tag,
-            encoding=encoding,
-            perceptual_fn=_perceptual(config, victim, surrogate),
-            scoring=scoring,
-            attribute_predict=heads["plain"].predict,
-            pending=pending,
-        )
-        grid |= tag_grid
-        logs |= tag_logs
-    if pending:
-        raise StudyPending(pending)
+    plain, grid, logs = reconstruction_stages(
+        stages,
+        config,
+        domain,
+        Reading("plaintext", domain.plain),
+        names={"autoencoder": "autoencoder_plain", "gan": "gan_plain"},
+        perceptual_fn=attacker.perceptual_fn,
+        scoring=scoring,
+        attribute_predict=head.predict,
+        pending=attacker.pending,
+    )
+    grid = {"real": real} | {f"{kind} (plaintext)": images for kind, images in grid.items()}
+    logs = {"victim": run / "victim" / METRICS_FILE} | {
+        f"{kind} (plaintext)": log for kind, log in logs.items()
+    }  # the victim's log is absent for a victim read from files
+    reference_cells = reference(attacker, head, plain)
+    protections = {}
+    for mode, key in keys.items():
+        protections[mode], mode_grid, mode_logs = evaluate_protection(mode, key, attacker)
+        grid |= mode_grid
+        logs |= mode_logs
+    if attacker.pending:
+        raise StudyPending(attacker.pending)
 
     results = {
         "name": config.name,
         "victim": victim.report_block(evaluated),
-        "attributes": heads["plain"].metrics,
-        "reconstruction": blocks["plain"],
-        "encrypted": {
-            "attributes": {e: heads[f"cipher_{e}"].metrics for e in config.ciphertext_encodings},
-            "reconstruction": blocks["cipher"],
-            "reconstruction_encoding": config.ciphertext_encodings[0],
-        },
-        "legitimate": legitimate,
-        "chance": {
-            "rank1": chance_rank1(
-                domain.identity["query"],
-                domain.camera["query"],
-                domain.identity["gallery"],
-                domain.camera["gallery"],
-            )
-        },
+        "attributes": head.metrics,
+        "reconstruction": plain,
+        "reference": reference_cells,
+        "protections": protections,
+        "chance": {"rank1": chance},
         "perceptual": {
             "name": config.gan.perceptual,
             "threat_model_allowed": THREAT_MODEL_ALLOWED[config.gan.perceptual],

@@ -9,8 +9,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-# (split, uint8 images [N, H, W, 3] or None, file names) -> plaintext, one-time ciphertext, nonces
-ServeFn = Callable[[str, np.ndarray | None, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+# (split, uint8 images [N, H, W, 3] or None, file names) -> plaintext features, and for each
+# protection {name: (ciphertext, nonces [N, 3] or None)}
+Served = tuple[np.ndarray, dict[str, tuple[np.ndarray, np.ndarray | None]]]
+ServeFn = Callable[[str, np.ndarray | None, np.ndarray], Served]
 # float images [N, H, W, 3] in [0, 1] -> plaintext features [N, D]
 FeaturesFn = Callable[[np.ndarray], np.ndarray]
 DatasetRef = tuple[str, Mapping[str, Any] | None]  # (dataset name, synthetic data settings)
@@ -43,7 +45,7 @@ class StageRunner(Protocol):
 
 class Victim(Protocol):
     """A re-ID model under attack: it serves features of the attack data, in plaintext and under
-    one-time keys, and embeds reconstructions to score them."""
+    each protection's key, and embeds reconstructions to score them."""
 
     name: str
 
@@ -55,7 +57,9 @@ class Victim(Protocol):
         """Whether serving needs the images (a model), or only their file names (files)."""
         ...
 
-    def server(self, secret: Any, batch_size: int) -> ServeFn: ...
+    def server(self, keys: Mapping[str, Any], batch_size: int) -> ServeFn:
+        """Serves a split in plaintext and encrypted under each of `keys` (protection -> key)."""
+        ...
 
     def scoring_api(self, batch_size: int) -> FeaturesFn | None:
         """Plaintext features of new images, or None when they must come from outside."""

@@ -12,19 +12,18 @@ written as PNGs for the victim's own extractor (`external_features`), as the pub
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import cv2
-import jax
 import numpy as np
 
 from invfeat import shufflebits
 from invfeat.api import FeatureAPI
 from invfeat.data.datasets import SPLITS
 from invfeat.data.feature_files import FeatureFileError, align_to_records, read_features
-from invfeat.victims.base import DatasetRef, MissingInputError, ServeFn, StageRunner
+from invfeat.victims.base import DatasetRef, MissingInputError, Served, ServeFn, StageRunner
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,14 +73,19 @@ class FileVictim:
         del stages, opened  # nothing to train: its features are read from files
         return self
 
-    def server(self, secret: shufflebits.Secret, batch_size: int) -> ServeFn:
+    def server(self, keys: Mapping[str, Any], batch_size: int) -> ServeFn:
+        """The features read from files, encrypted here under each key (fresh nonces)."""
         del batch_size
-        encrypt = jax.jit(lambda x, nonces: shufflebits.encrypt(x, secret, nonces))
 
-        def serve(split: str, images: Any, file_names: np.ndarray) -> tuple[np.ndarray, ...]:
+        def serve(split: str, images: Any, file_names: np.ndarray) -> Served:
             plain = split_features(self, split, file_names)
-            nonces = shufflebits.fresh_nonces(len(plain))
-            return plain, np.asarray(encrypt(plain, nonces)), nonces
+            served = {}
+            for mode, key in keys.items():
+                nonces = (
+                    shufflebits.fresh_nonces(len(plain)) if shufflebits.uses_nonces(key) else None
+                )
+                served[mode] = (np.asarray(shufflebits.encrypt(plain, key, nonces)), nonces)
+            return plain, served
 
         return serve
 

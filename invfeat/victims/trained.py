@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from invfeat import shufflebits
 from invfeat.api import FeatureAPI
 from invfeat.files import write_atomic
 from invfeat.models.reid import ReIDModel, get_config, make_features_fn
 from invfeat.train.run import CONFIG_FILE
-from invfeat.victims.base import DatasetRef, ServeFn, VictimNotTrainedError
+from invfeat.victims.base import DatasetRef, Served, ServeFn, VictimNotTrainedError
 from invfeat.victims.config import VictimConfig
 from invfeat.victims.evaluation import evaluate_victim
 
@@ -52,13 +52,15 @@ class TrainedVictim:
         """The black-box API over this victim (plain, or ShuffleBits under `key`)."""
         return FeatureAPI.from_model(self.model, self.variables, batch_size=batch_size, key=key)
 
-    def server(self, secret: shufflebits.Secret, batch_size: int) -> ServeFn:
+    def server(self, keys: Mapping[str, Any], batch_size: int) -> ServeFn:
+        """Each protection's ciphertext comes from the model with the encryption fused in."""
         plain_api = self.api(batch_size=batch_size)
-        cipher_api = self.api(key=secret, batch_size=batch_size)
+        cipher_apis = {mode: self.api(key=key, batch_size=batch_size) for mode, key in keys.items()}
 
-        def serve(split: str, images: np.ndarray, file_names: np.ndarray) -> tuple[np.ndarray, ...]:
-            served = cipher_api.serve(images)
-            return plain_api(images), served.features, served.nonces
+        def serve(split: str, images: np.ndarray, file_names: np.ndarray) -> Served:
+            return plain_api(images), {
+                mode: tuple(api.serve(images)) for mode, api in cipher_apis.items()
+            }
 
         return serve
 

@@ -1,0 +1,150 @@
+"""The study's attacks as stages: the attribute head and the reconstructions on one reading of
+the attack domain's features, each keyed by a digest of the numbers it reads, so that two
+readings that are equal bit for bit (a key recovered exactly; counts of ones, which no bit
+permutation changes) share one run."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from invfeat.attacks.attributes import AttributeResult, run_attribute_attack
+from invfeat.attacks.ciphertext import encode_features
+from invfeat.attacks.evaluation import evaluate_reconstructions
+from invfeat.attacks.reconstruction import run_reconstruction
+from invfeat.study.config import StudyConfig
+from invfeat.study.domain import AttackDomain
+from invfeat.study.stages import Stages, inputs_digest
+from invfeat.victims.from_files import PendingFeatures
+
+CHUNK_ROWS = 4096  # rows encoded at a time: a 32-bit encoding holds 32 floats per float read
+
+
+@functools.cache
+def _encoder(encoding: str) -> Callable[[np.ndarray], jax.Array]:
+    return jax.jit(functools.partial(encode_features, encoding=encoding))
+
+
+@dataclasses.dataclass(frozen=True)
+class Reading:
+    """How the attacker reads one kind of served features: `features` per split and the
+    `encoding` the attack networks apply to them (None: the floats as they are)."""
+
+    name: str
+    features: Mapping[str, np.ndarray]  # split -> [N, D]
+    encoding: str | None = None
+
+    def chunks(self, split: str) -> Iterator[np.ndarray]:
+        """The split as the networks see it (float32), CHUNK_ROWS rows at a time."""
+        x = self.features[split]
+        for start in range(0, len(x), CHUNK_ROWS):
+            block = x[start : start + CHUNK_ROWS]
+            yield (
+                np.asarray(block, np.float32)
+                if self.encoding is None
+                else np.asarray(_encoder(self.encoding)(block))
+            )
+
+    def read(self, split: str) -> np.ndarray:
+        """The whole split as the networks see it: float32 [N, encoded width]."""
+        return np.concatenate(list(self.chunks(split)))
+
+    def digest(self, splits: tuple[str, ...], settings: Mapping[str, Any]) -> str:
+        return inputs_digest((c for s in splits for c in self.chunks(s)), settings)
+
+
+def victims(values: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The victims of the attribute attack: query then gallery."""
+    return np.concatenate([values["query"], values["gallery"]])
+
+
+def attribute_stage(
+    stages: Stages, name: str, config: StudyConfig, domain: AttackDomain, reading: Reading
+) -> AttributeResult:
+    """The attribute head trained on the train split's reading, scored on the victims'."""
+    attack_config = dataclasses.replace(config.attributes, encoding=reading.encoding)
+    settings = {"attack": "attributes", "config": dataclasses.asdict(config.attributes)}
+    return stages.timed(
+        name,
+        lambda workdir: run_attribute_attack(
+            reading.features["train"],
+            domain.attributes["train"],
+            victims(reading.features),
+            victims(domain.attributes),
+            domain.schema,
+            attack_config,
+            workdir,
+            progress=stages.progress,
+        ),
+        inputs=reading.digest(("train", "query", "gallery"), settings),
+    )
+
+
+def reconstruction_stages(
+    stages: Stages,
+    config: StudyConfig,
+    domain: AttackDomain,
+    reading: Reading,
+    *,
+    names: Mapping[str, str],
+    perceptual_fn: Any,
+    scoring: Callable[[str], Callable[[np.ndarray], np.ndarray]],
+    attribute_predict: Callable[[np.ndarray], np.ndarray],
+    pending: list[PendingFeatures],
+) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Path]]:
+    """The reconstructions of `names` (kind -> stage name: "autoencoder", "gan") trained on the
+    train split's reading, each evaluated on the query's: (scores, grid images, log) per kind.
+
+    `scoring(stage)` is the victim's plaintext features function for that stage's
+    reconstructions; a stage whose features come from outside and are not there yet is
+    added to `pending` and left out of the returned blocks.
+    """
+    configs = {"autoencoder": config.autoencoder, "gan": config.gan}
+    block, grid, logs = {}, {}, {}
+    for kind, stage in names.items():
+        rec_config = dataclasses.replace(configs[kind], encoding=reading.encoding)
+
+        def attack(workdir: Path, rec_config=rec_config, stage=stage) -> dict[str, Any]:
+            result = run_reconstruction(
+                domain.images["train"],
+                reading.features["train"],
+                rec_config,
+                workdir,
+                perceptual_fn=perceptual_fn if rec_config.feature > 0 else None,
+                progress=stages.progress,
+            )
+            scores, images = evaluate_reconstructions(
+                result.reconstruct,
+                reading.features["query"],
+                query_images=domain.images["query"],
+                query_features_plain=domain.plain["query"],
+                query_ids=domain.identity["query"],
+                query_cams=domain.camera["query"],
+                gallery_features_plain=domain.plain["gallery"],
+                gallery_ids=domain.identity["gallery"],
+                gallery_cams=domain.camera["gallery"],
+                plain_features_fn=scoring(stage),
+                attribute_predict=attribute_predict,
+                query_attributes=domain.attributes["query"],
+                grid_images=config.grid_images,
+            )
+            np.save(workdir / "grid.npy", images)
+            return scores
+
+        settings = {"attack": kind, "config": dataclasses.asdict(configs[kind])}
+        try:
+            block[kind] = stages.run(
+                stage, attack, inputs=reading.digest(("train", "query"), settings)
+            )
+        except PendingFeatures as waiting:
+            pending.append(waiting)
+            continue
+        grid[kind] = np.load(stages.home(stage) / "grid.npy")
+        logs[kind] = stages.home(stage) / "metrics.jsonl"
+    return block, grid, logs
