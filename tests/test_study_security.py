@@ -1,7 +1,7 @@
 """The security evaluation (invfeat/study/security.py) on a small synthetic attack domain: a
 cell leaks where the attacker beats chance beyond doubt (plaintext, a static key) and not where
 the ciphertext hides everything (stream mode); every cell's verdict is any of its tests', each
-made at the Bonferroni level 1 - 0.05 / (number of tests)."""
+made at the Bonferroni level 1 - security.ALPHA / security.CELLS / (number of tests)."""
 
 import dataclasses
 from pathlib import Path
@@ -81,7 +81,7 @@ def check_cell(cell: dict) -> None:
     lies wholly above its chance, and its level is Bonferroni's over its tests."""
     tests = cell["tests"]
     assert tests
-    assert cell["level"] == pytest.approx(1 - 0.05 / len(tests))
+    assert cell["level"] == pytest.approx(1 - security.ALPHA / security.CELLS / len(tests))
     assert cell["leaks"] == any(t["leaks"] for t in tests)
     for t in tests:
         assert set(t) >= {"figure", "value", "low", "high", "chance", "leaks"}
@@ -129,7 +129,7 @@ def test_linkability_tests_every_reading_at_one_level(domain):
     }
     cell = security.linkability_cell(readings, domain)
     check_cell(cell)
-    assert len(cell["tests"]) == 8 and cell["level"] == pytest.approx(1 - 0.05 / 8)
+    assert len(cell["tests"]) == 8 and cell["level"] == pytest.approx(1 - security.ALPHA / security.CELLS / 8)
     assert cell["leaks"]  # the plaintext reading alone leaks
     leaking = {t["figure"].split(",")[0] for t in cell["tests"] if t["leaks"]}
     assert leaking == {"floats"}
@@ -141,7 +141,7 @@ def test_irreversibility_of_a_static_key_is_bit_exact(domain):
     assert set(estimates) == set(SPLITS)
     cell = security.irreversibility_cell(estimates, domain)
     check_cell(cell)
-    assert len(cell["tests"]) == 2 and cell["level"] == pytest.approx(1 - 0.05 / 2)
+    assert len(cell["tests"]) == 2 and cell["level"] == pytest.approx(1 - security.ALPHA / security.CELLS / 2)
     assert cell["leaks"] and all(t["leaks"] for t in cell["tests"])
     assert cell["bit_exact"] and cell["bits_correct"] == 1.0
     assert cell["cosine"] == pytest.approx(1.0)
@@ -174,7 +174,7 @@ def test_key_recovery_of_a_static_key_leaks(domain):
     sizes = [n for n in security.KEY_RECOVERY_SIZES if n <= len(cipher)]
     assert sizes == [1, 10, 100]  # 150 victims
     assert len(cell["tests"]) == 1 + len(sizes)
-    assert cell["level"] == pytest.approx(1 - 0.05 / (1 + len(sizes)))
+    assert cell["level"] == pytest.approx(1 - security.ALPHA / security.CELLS / (1 + len(sizes)))
     assert 0.0 <= cell["known_pair"] <= 1.0
     # one pair pins down all but the positions whose columns are equal within its 32 floats
     assert cell["known_pair"] > 0.5
@@ -187,10 +187,11 @@ def test_key_recovery_of_a_static_key_leaks(domain):
 def test_reconstruction_verdicts_from_rank1_against_chance():
     leaking = security.reconstruction_cell({"gan": {"rank1": 0.5, "num_queries": 200}}, 0.01, "x")
     check_cell(leaking)
-    assert leaking["leaks"] and leaking["level"] == pytest.approx(0.95)
+    level = 1 - security.ALPHA / security.CELLS
+    assert leaking["leaks"] and leaking["level"] == pytest.approx(level)
     assert leaking["reading"] == "x" and leaking["attacks"]["gan"]["rank1"] == 0.5
     (test,) = leaking["tests"]
-    exact = sig.binomial_interval(100, 200, z=sig.z_for(0.95))
+    exact = sig.binomial_interval(100, 200, z=sig.z_for(level))
     assert test["value"] == 0.5 and test["low"] == pytest.approx(exact["low"])
     assert test["chance"] == 0.01
 
@@ -200,7 +201,7 @@ def test_reconstruction_verdicts_from_rank1_against_chance():
     }
     hidden = security.reconstruction_cell(blocks, 0.01, None)
     check_cell(hidden)
-    assert not hidden["leaks"] and hidden["level"] == pytest.approx(1 - 0.05 / 2)
+    assert not hidden["leaks"] and hidden["level"] == pytest.approx(1 - security.ALPHA / security.CELLS / 2)
     assert [t["figure"] for t in hidden["tests"]] == ["gan: rank-1", "autoencoder: rank-1"]
 
 
@@ -257,7 +258,7 @@ def test_attributes_cell_leaks_where_a_head_reads_the_attributes(domain):
     cell = security.attributes_cell(heads, domain, readings)
     check_cell(cell)
     assert len(cell["tests"]) == 2 * (len(NUM_CLASSES) + 1)
-    assert cell["level"] == pytest.approx(1 - 0.05 / 6)
+    assert cell["level"] == pytest.approx(1 - security.ALPHA / security.CELLS / 6)
     assert cell["leaks"]
     by_reading = {
         name: [t for t in cell["tests"] if t["figure"].startswith(name)] for name in heads

@@ -168,6 +168,27 @@ def d_sys(mated_scores: Any, non_mated_scores: Any, *, bins: int | None = None, 
     return float(np.sum(local * p_mated))
 
 
+def d_sys_shuffled(
+    mated_scores: Any,
+    non_mated_scores: Any,
+    *,
+    bins: int | None = None,
+    permutations: int = 20,
+    seed: int = 0,
+) -> np.ndarray:
+    """D_sys of `permutations` label shuffles of the same scores (the sizes of both sets kept):
+    what the histogram estimate gives where nothing links."""
+    mated = np.asarray(mated_scores, np.float64).ravel()
+    pooled = np.concatenate([mated, np.asarray(non_mated_scores, np.float64).ravel()])
+    bins = bins or max(1, min(len(mated) // 10, 100))
+    rng = np.random.default_rng(seed)
+    out = np.empty(permutations)
+    for i in range(permutations):
+        shuffled = rng.permutation(pooled)
+        out[i] = d_sys(shuffled[: len(mated)], shuffled[len(mated) :], bins=bins)
+    return out
+
+
 def d_sys_null(
     mated_scores: Any,
     non_mated_scores: Any,
@@ -176,18 +197,12 @@ def d_sys_null(
     permutations: int = 20,
     seed: int = 0,
 ) -> float:
-    """The largest D_sys of `permutations` label shuffles of the same scores (the sizes of both
-    sets kept): what the histogram estimate gives where nothing links, the bar a measured D_sys
-    must clear (at about 1 / (permutations + 1) significance)."""
-    mated = np.asarray(mated_scores, np.float64).ravel()
-    pooled = np.concatenate([mated, np.asarray(non_mated_scores, np.float64).ravel()])
-    bins = bins or max(1, min(len(mated) // 10, 100))
-    rng = np.random.default_rng(seed)
-    best = 0.0
-    for _ in range(permutations):
-        shuffled = rng.permutation(pooled)
-        best = max(best, d_sys(shuffled[: len(mated)], shuffled[len(mated) :], bins=bins))
-    return best
+    """The largest D_sys of `permutations` label shuffles (`d_sys_shuffled`): the bar a measured
+    D_sys must clear (at about 1 / (permutations + 1) significance)."""
+    shuffled = d_sys_shuffled(
+        mated_scores, non_mated_scores, bins=bins, permutations=permutations, seed=seed
+    )
+    return float(shuffled.max(initial=0.0))
 
 
 def rank1_p_value(rank1: float, num_queries: int, chance: float) -> float:
@@ -213,10 +228,11 @@ def linkability(
     permutations: int = 20,
     seed: int = 0,
 ) -> dict[str, float]:
-    """{rank1, mAP, num_queries, chance_rank1, rank1_p_value, d_sys, d_sys_null, mated_pairs,
-    non_mated_pairs}: query readings [Q, D] ranked against gallery readings [G, D] by cosine
-    distance under the re-ID protocol, after `metric` (from `learn_metric`) where given;
-    `d_sys_null` is the largest D_sys of `permutations` label shuffles."""
+    """{rank1, mAP, num_queries, chance_rank1, rank1_p_value, d_sys, d_sys_null,
+    d_sys_shuffled_mean, d_sys_shuffled_std, mated_pairs, non_mated_pairs}: query readings [Q, D]
+    ranked against gallery readings [G, D] by cosine distance under the re-ID protocol, after
+    `metric` (from `learn_metric`) where given; `d_sys_null` is the largest D_sys of
+    `permutations` label shuffles, beside the mean and standard deviation of theirs."""
     q = _rows(query_readings, "query_readings")
     g = _rows(gallery_readings, "gallery_readings")
     if metric is not None:
@@ -226,6 +242,7 @@ def linkability(
     scores = reid_metrics(q, qid, qcam, g, gid, gcam, ranks=(1,))
     chance = chance_rank1(qid, qcam, gid, gcam)
     mated, non_mated = score_pairs(q, qid, qcam, g, gid, gcam, max_pairs=max_pairs, seed=seed)
+    shuffled = d_sys_shuffled(mated, non_mated, bins=bins, permutations=permutations, seed=seed)
     return {
         "rank1": scores["rank1"],
         "mAP": scores["mAP"],
@@ -233,7 +250,9 @@ def linkability(
         "chance_rank1": chance,
         "rank1_p_value": rank1_p_value(scores["rank1"], scores["num_queries"], chance),
         "d_sys": d_sys(mated, non_mated, bins=bins),
-        "d_sys_null": d_sys_null(mated, non_mated, bins=bins, permutations=permutations, seed=seed),
+        "d_sys_null": float(shuffled.max(initial=0.0)),
+        "d_sys_shuffled_mean": float(shuffled.mean()),
+        "d_sys_shuffled_std": float(shuffled.std(ddof=1)) if permutations > 1 else 0.0,
         "mated_pairs": len(mated),
         "non_mated_pairs": len(non_mated),
     }

@@ -341,6 +341,7 @@ def _protection_sections(name: str, cells: Mapping[str, Any]) -> list[str]:
         sections += [
             f"### Reconstruction{f' (read as {read})' if read else ''}",
             _reconstruction_table(reconstruction["attacks"]),
+            _tests_table(reconstruction),
         ]
     for key, heading in ATTACKS[2:]:
         if key in cells:
@@ -370,8 +371,10 @@ def _notes(results: Mapping[str, Any]) -> list[str]:
     if readings:
         notes.append(f"The attacker read each ciphertext vector as: {'; '.join(readings)}.")
     notes.append(
-        "A cell **leaks** when one of its tests' intervals lies wholly above chance; a cell of "
-        "m tests makes each at level 1 - 0.05 / m (its table gives them all)."
+        "A cell **leaks** when one of its tests' intervals lies wholly above chance. A "
+        "protection's tests share a 1 % chance of a false alarm (Bonferroni over its attacks "
+        "and their tests; each table gives its level); D_sys is tested against the mean of its "
+        "label shuffles plus z of their standard deviations."
     )
     if results.get("config", {}).get("attributes", {}).get("keep_best"):
         notes.append(
