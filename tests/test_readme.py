@@ -33,6 +33,9 @@ def test_shufflebits_in_your_model_runs_as_written(tmp_path, monkeypatch):
     decrypted = shufflebits.decrypt(scope["ciphertext"], scope["secret"], scope["nonces"])
     assert np.asarray(decrypted).tobytes() == plain.tobytes()
     assert np.asarray(scope["ciphertext"]).tobytes() != plain.tobytes()
+    assert np.asarray(scope["opened"]).tobytes() == plain.tobytes()
+    assert np.asarray(scope["sealed"]).tobytes() != plain.tobytes()
+    assert scope["tags"].shape == (len(plain), 16)
 
 
 def test_stream_decryption_with_cryptography_runs_as_written(tmp_path, monkeypatch):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -228,7 +229,7 @@ def security_chart(results: Mapping[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     rows = _security_rows(results)
-    fig, ax = plt.subplots(figsize=(2.3 * len(ATTACKS) + 1.5, 0.8 * len(rows) + 1.2))
+    fig, ax = plt.subplots(figsize=(2.6 * len(ATTACKS) + 1.5, 1.0 * len(rows) + 1.2))
     colours = {True: "#e8a0a0", False: "#a8d8a8", None: "#e0e0e0"}
     for r, (_, cells) in enumerate(rows):
         for c, (key, _) in enumerate(ATTACKS):
@@ -240,7 +241,9 @@ def security_chart(results: Mapping[str, Any], path: Path) -> Path:
             if cell is not None:
                 t = _strongest_test(cell)
                 verdict = "leaks" if cell["leaks"] else "at chance"
-                text = f"{verdict}\n{_figure(t['value'], t['figure'])}\n(chance {_figure(t['chance'], t['figure'])})"
+                value, chance = (_figure(t[k], t["figure"]) for k in ("value", "chance"))
+                name = textwrap.fill(t["figure"], 30)
+                text = f"{verdict}\n{name}\n{value} (chance {chance})"
             ax.text(c + 0.5, r + 0.5, text, ha="center", va="center", fontsize=7)
     ax.set_xlim(0, len(ATTACKS))
     ax.set_ylim(len(rows), 0)
