@@ -1,5 +1,6 @@
-"""`demo`, `run NAME`, `list`: the study end to end, one named configuration per run, in one
-process (a launch as several, JAX_NUM_PROCESSES > 1, is refused)."""
+"""`demo`, `run NAME`, `list`: the study end to end, one named configuration per run (or one
+run per seed, summarised), in one process (a launch as several, JAX_NUM_PROCESSES > 1, is
+refused)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from experiments.configs import STUDIES, get_study
 from experiments.configs.overrides import add_set_option, apply_overrides
 from invfeat.study.config import StudyConfig
 from invfeat.study.run import StudyInputsError, StudyPending, run_study
+from invfeat.study.seeds import with_seed, write_summary
 from invfeat.train import distributed
 from invfeat.victims.from_files import FileVictim, PendingFeatures
 
@@ -71,7 +73,26 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "built here first with `data build` ($INVFEAT_DATA_DIR, else ./data)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument(
+        "--seeds",
+        type=_seeds,
+        help="comma-separated seeds, e.g. 0,1,2: one run per seed (runs/<name>-seed<S>/, every "
+        "seed field of the config set to S), then one report of every figure's mean and "
+        "spread in runs/<name>-seeds/",
+    )
     add_set_option(parser, "gan.learning_rate=1e-4 or victim.epochs=3")
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"seeds are comma-separated integers, got {text!r}"
+        ) from None
+    if min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"seeds must be distinct and >= 0, got {text!r}")
+    return seeds
 
 
 def with_paths(config: StudyConfig, args: argparse.Namespace) -> StudyConfig:
@@ -110,9 +131,20 @@ def _run(name: str, args: argparse.Namespace) -> int:
         config = with_paths(apply_overrides(get_study(name), args.overrides), args)
         if "GPU" in config.requires and jax.default_backend() == "cpu":
             print(f"warning: {name} is sized for a GPU; on this CPU it takes days", file=sys.stderr)
-        report = run_study(
-            config, args.runs_dir / config.name, data_dir=args.data_dir, progress=not args.quiet
-        )
+        if args.seeds is None:
+            report = run_study(
+                config, args.runs_dir / config.name, data_dir=args.data_dir, progress=not args.quiet
+            )
+        else:
+            runs = {s: args.runs_dir / f"{config.name}-seed{s}" for s in args.seeds}
+            for seed, run_dir in runs.items():
+                run_study(
+                    with_seed(config, seed),
+                    run_dir,
+                    data_dir=args.data_dir,
+                    progress=not args.quiet,
+                )
+            report = write_summary(config.name, runs, args.runs_dir / f"{config.name}-seeds")
     except StudyPending as waiting:
         print(pending_message(waiting.pending, command))
         return PENDING_EXIT
@@ -128,7 +160,7 @@ def _run(name: str, args: argparse.Namespace) -> int:
     except (OSError, ValueError, ImportError) as err:  # bad input, a missing extra: named
         return fail(err)
     print(f"report: {report}")
-    print((report.parent / "report.md").read_text().split("## Attribute")[0])
+    print(report.read_text().split("\n## Plaintext features")[0].split("\n## Figures")[0])
     return 0
 
 

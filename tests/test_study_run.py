@@ -265,3 +265,31 @@ def test_a_run_begun_on_data_of_other_sizes_is_refused(tiny_study_data_dir, tmp_
     with pytest.raises(ValueError, match="made from other data"):
         run_study(config, run, data_dir=tiny_study_data_dir, progress=False)
     assert not (run / "victim").exists()
+
+
+def test_a_study_over_seeds_summarises_each_seeds_run(tiny_run, tmp_path, capsys):
+    """`--seeds`: one run per seed (seed 0's is the tiny study itself, so a copy of its folder
+    resumes there), then one report of every figure's spread and every cell's verdict count."""
+    import shutil
+
+    root, _ = tiny_run
+    shutil.copytree(root / "runs" / "tiny", tmp_path / "runs" / "tiny-seed0")
+    argv = ["run", "tiny", "--seeds", "0", "--runs-dir", str(tmp_path / "runs")]
+    capsys.readouterr()
+    assert main([*argv, "--data-dir", str(root / "data"), "--quiet"]) == 0
+    assert "## Verdicts: in how many seeds each cell leaks" in capsys.readouterr().out
+    tiny = json.loads((root / "runs" / "tiny" / "report.json").read_text())
+    summary = json.loads((tmp_path / "runs" / "tiny-seeds" / "report.json").read_text())
+    assert summary["seeds"] == [0]
+    gan = summary["figures"]["plaintext / reconstruction / gan: rank-1"]
+    assert gan["values"] == [tiny["reconstruction"]["gan"]["rank1"]] and gan["sd"] == 0.0
+    leaks = tiny["protections"]["one-time"]["irreversibility"]["leaks"]
+    assert summary["verdicts"]["one-time / irreversibility"] == {"leaks": int(leaks), "of": 1}
+
+
+@pytest.mark.parametrize("seeds", ["0,x", "1,1", "-1"])
+def test_bad_seeds_are_a_usage_error(seeds, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "tiny", "--seeds", seeds])
+    assert exit_info.value.code == 2
+    assert "--seeds" in capsys.readouterr().err
