@@ -1,16 +1,19 @@
 """FastReID checkpoints (invfeat/models/fastreid.py): name mapping on a numpy state dict; .pth
 files as users have them (DataParallel prefixes, optimizer and scheduler state beside the model,
-half and bfloat16 tensors, older head names, other depths); the backbones that are refused and the
-unreadable files, each named; and (with torch) a real .pth whose PyTorch forward pass the JAX model
-must reproduce."""
+half and bfloat16 tensors, older head names, other depths), written without torch by
+helpers/pth_files.write_pth; the backbones that are refused and the unreadable files, each named;
+and (with torch) a real .pth whose PyTorch forward pass the JAX model must reproduce."""
 
 from __future__ import annotations
 
 import sys
+from collections import Counter
 
 import jax
+import ml_dtypes
 import numpy as np
 import pytest
+from helpers.pth_files import write_pth, write_zip
 
 from invfeat.models import fastreid
 from invfeat.models.reid import get_config
@@ -127,7 +130,6 @@ def test_clear_errors(edit, message):
 
 
 def test_missing_file_is_named(tmp_path):
-    pytest.importorskip("torch")
     with pytest.raises(FileNotFoundError, match="nope.pth"):
         fastreid.load_fastreid(tmp_path / "nope.pth")
 
@@ -251,35 +253,29 @@ def _tiny_state(**kwargs):
 
 
 def test_a_dataparallel_bfloat16_checkpoint_with_training_state_loads(tmp_path):
-    torch = pytest.importorskip("torch")
     state = _tiny_state()
     tensors = {
-        f"module.{k}": torch.from_numpy(np.asarray(v)).to(
-            torch.bfloat16 if np.asarray(v).dtype.kind == "f" else torch.int64
-        )
+        f"module.{k}": v.astype(ml_dtypes.bfloat16 if v.dtype.kind == "f" else np.int64)
         for k, v in state.items()
     }
-    tensors["module.heads.weight"] = tensors["module.heads.weight"].half()  # mixed precisions
-    layer = torch.nn.Linear(2, 2)
-    optimizer = torch.optim.Adam(layer.parameters())
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [40, 90])
+    tensors["module.heads.weight"] = state["heads.weight"].astype(np.float16)  # mixed precisions
+    adam = {"step": np.array(1.0, np.float32), "exp_avg": np.zeros((2, 2), np.float32)}
+    optimizer = {  # as torch.optim.Adam(...).state_dict() has it
+        "state": {0: adam},
+        "param_groups": [{"lr": 0.001, "betas": (0.9, 0.999), "foreach": None, "params": [0]}],
+    }
+    scheduler = {"milestones": Counter({40: 1, 90: 1}), "gamma": 0.1, "base_lrs": [0.001]}
     path = tmp_path / "model_final.pth"
-    torch.save(
-        {
-            "model": tensors,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "iteration": 5,
-        },
-        path,
+    write_pth(
+        path, {"model": tensors, "optimizer": optimizer, "scheduler": scheduler, "iteration": 5}
     )
     model, variables = fastreid.load_fastreid(path)
     assert (model.width, model.num_classes, model.pooling) == (4, 3, "gem")
-    conv = tensors["module.backbone.layer2.0.conv1.weight"].float().numpy()
+    conv = tensors["module.backbone.layer2.0.conv1.weight"].astype(np.float32)
     np.testing.assert_array_equal(
         variables["params"]["backbone"]["layer2_0"]["conv1"]["kernel"], conv.transpose(2, 3, 1, 0)
     )
-    head = tensors["module.heads.weight"].float().numpy()
+    head = tensors["module.heads.weight"].astype(np.float32)
     np.testing.assert_array_equal(variables["params"]["classifier"]["kernel"], head.T)
 
 
@@ -339,9 +335,10 @@ def test_unsupported_backbones_are_named(edit, message):
 
 
 def test_a_pickled_module_is_refused_with_what_to_save_instead(tmp_path):
-    torch = pytest.importorskip("torch")
-    path = tmp_path / "whole_model.pth"
-    torch.save(torch.nn.Linear(2, 2), path)
+    path = tmp_path / "whole_model.pth"  # torch.save(nn.Linear(2, 2)) begins so
+    write_zip(
+        path, {"archive/data.pkl": b"\x80\x02ctorch.nn.modules.linear\nLinear\nq\x00)\x81q\x01."}
+    )
     with pytest.raises(
         fastreid.FastReIDCheckpointError,
         match=r"whole_model.pth: holds pickled Python objects \(torch.nn.modules.linear.Linear\)"
@@ -350,20 +347,23 @@ def test_a_pickled_module_is_refused_with_what_to_save_instead(tmp_path):
         fastreid.load_fastreid(path)
 
 
-def test_without_torch_the_error_names_the_file_and_the_extra(tmp_path, monkeypatch):
+def test_checkpoints_load_without_torch(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
-    with pytest.raises(
-        ImportError, match=r"model.pth needs PyTorch: pip install 'invfeat\[torch\]'"
-    ):
-        fastreid.load_fastreid(tmp_path / "model.pth")
+    state = _tiny_state()
+    path = tmp_path / "model.pth"
+    write_pth(path, {"model": state, "iteration": 5})
+    model, variables = fastreid.load_fastreid(path)
+    np.testing.assert_array_equal(
+        variables["params"]["backbone"]["conv1"]["kernel"],
+        state["backbone.conv1.weight"].transpose(2, 3, 1, 0),
+    )
 
 
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint", "truncated"])
 def test_unreadable_fastreid_checkpoint_is_named(tmp_path, content):
-    torch = pytest.importorskip("torch")
     path = tmp_path / "model_final.pth"
     if content == "truncated":
-        torch.save({"model": {"backbone.conv1.weight": torch.zeros(4, 3, 7, 7)}}, path)
+        write_pth(path, {"model": {"backbone.conv1.weight": np.zeros((4, 3, 7, 7), np.float32)}})
         content = path.read_bytes()[:200]
     path.write_bytes(content)
     with pytest.raises(fastreid.FastReIDCheckpointError, match="not a readable PyTorch checkpoint"):

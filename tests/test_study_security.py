@@ -129,7 +129,9 @@ def test_linkability_tests_every_reading_at_one_level(domain):
     }
     cell = security.linkability_cell(readings, domain)
     check_cell(cell)
-    assert len(cell["tests"]) == 8 and cell["level"] == pytest.approx(1 - security.ALPHA / security.CELLS / 8)
+    assert len(cell["tests"]) == 8 and cell["level"] == pytest.approx(
+        1 - security.ALPHA / security.CELLS / 8
+    )
     assert cell["leaks"]  # the plaintext reading alone leaks
     leaking = {t["figure"].split(",")[0] for t in cell["tests"] if t["leaks"]}
     assert leaking == {"floats"}
@@ -141,7 +143,9 @@ def test_irreversibility_of_a_static_key_is_bit_exact(domain):
     assert set(estimates) == set(SPLITS)
     cell = security.irreversibility_cell(estimates, domain)
     check_cell(cell)
-    assert len(cell["tests"]) == 2 and cell["level"] == pytest.approx(1 - security.ALPHA / security.CELLS / 2)
+    assert len(cell["tests"]) == 2 and cell["level"] == pytest.approx(
+        1 - security.ALPHA / security.CELLS / 2
+    )
     assert cell["leaks"] and all(t["leaks"] for t in cell["tests"])
     assert cell["bit_exact"] and cell["bits_correct"] == 1.0
     assert cell["cosine"] == pytest.approx(1.0)
@@ -201,7 +205,9 @@ def test_reconstruction_verdicts_from_rank1_against_chance():
     }
     hidden = security.reconstruction_cell(blocks, 0.01, None)
     check_cell(hidden)
-    assert not hidden["leaks"] and hidden["level"] == pytest.approx(1 - security.ALPHA / security.CELLS / 2)
+    assert not hidden["leaks"] and hidden["level"] == pytest.approx(
+        1 - security.ALPHA / security.CELLS / 2
+    )
     assert [t["figure"] for t in hidden["tests"]] == ["gan: rank-1", "autoencoder: rank-1"]
 
 

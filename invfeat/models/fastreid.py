@@ -2,22 +2,23 @@
 
 Tensors are matched by the names of FastReID's `Baseline` state dict, any ResNet depth; what
 invfeat's ResNet cannot hold (IBN-a, non-local, SE, ResNeXt, other backbones) is refused by name.
-torch is imported only when a .pth file is read (`pip install invfeat[torch]`).
+The .pth file is read without torch (`invfeat.models.pth`).
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import re
 from collections.abc import Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_dtypes
 import numpy as np
 from flax import traverse_util
 
+from invfeat.models.pth import ForbiddenGlobalError, PthError, load_pth
 from invfeat.models.reid import ReIDModel
 
 IGNORED_SUFFIXES = ("num_batches_tracked",)
@@ -35,28 +36,24 @@ class FastReIDCheckpointError(ValueError):
 def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Tensors of a FastReID .pth file as numpy arrays, floats as float32.
 
-    Takes `{"model": state_dict, ...}` or a bare state dict. The file is read with
-    `weights_only=True`, so a whole pickled `nn.Module` is refused (save its `state_dict()`).
+    Takes `{"model": state_dict, ...}` or a bare state dict. The file is read without torch by
+    `invfeat.models.pth`, which unpickles tensors and plain containers only, so a whole pickled
+    `nn.Module` is refused (save its `state_dict()`).
     """
-    try:
-        import torch
-    except ImportError as err:
-        raise ImportError(f"reading {path} needs PyTorch: pip install 'invfeat[torch]'") from err
     if not os.path.isfile(path):
         raise FileNotFoundError(f"FastReID checkpoint not found: {path}")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as err:
-        found = re.search(r"GLOBAL ([\w.]+)", str(err))
-        if found:
-            raise FastReIDCheckpointError(
-                f"{path}: holds pickled Python objects ({found.group(1)}), not only tensors; "
-                "invfeat reads tensors only: save the model's state_dict() (FastReID's "
-                "checkpointer does) instead of the model"
-            ) from None
-        first_line = (str(err).strip().splitlines() or [""])[0]
+        checkpoint = load_pth(path)
+    except ForbiddenGlobalError as err:
         raise FastReIDCheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {first_line})"
+            f"{path}: holds pickled Python objects ({err.name}), not only tensors; "
+            "invfeat reads tensors only: save the model's state_dict() (FastReID's "
+            "checkpointer does) instead of the model"
+        ) from None
+    except PthError as err:
+        reason = str(err).removeprefix(f"{path}: ")
+        raise FastReIDCheckpointError(
+            f"{path}: not a readable PyTorch checkpoint ({reason})"
         ) from None
     state = None
     if isinstance(checkpoint, Mapping):
@@ -64,9 +61,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if not isinstance(state, Mapping):
         raise FastReIDCheckpointError(f"{path}: expected a state dict or {{'model': state_dict}}")
     return {
-        k: (v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu()).numpy()
+        k: v.astype(np.float32) if v.dtype.kind == "f" or v.dtype == ml_dtypes.bfloat16 else v
         for k, v in state.items()
-        if isinstance(v, torch.Tensor)
+        if isinstance(v, np.ndarray)
     }
 
 

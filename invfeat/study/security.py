@@ -64,11 +64,8 @@ def _test(figure: str, interval: Mapping[str, float], chance: float) -> dict[str
 
 
 def _cell(tests: list[dict[str, Any]], **data: Any) -> dict[str, Any]:
-    return (
-        data
-        | {"level": _level(len(tests)), "leaks": any(t["leaks"] for t in tests)}
-        | {"tests": tests}
-    )
+    leaks = any(t["leaks"] for t in tests)
+    return {**data, "level": _level(len(tests)), "leaks": leaks, "tests": tests}
 
 
 def _rank1(figure: str, rank1: float, queries: int, chance: float, z: float) -> dict[str, Any]:
@@ -87,7 +84,9 @@ def attacker_estimates(
     return {split: inv.estimate_plaintext(c, profile) for split, c in cipher.items()}
 
 
-def attributes_cell(heads: Mapping[str, AttributeResult], domain: AttackDomain, readings) -> dict:
+def attributes_cell(
+    heads: Mapping[str, AttributeResult], domain: AttackDomain, readings: Mapping[str, Reading]
+) -> dict:
     """Each reading's head on the victims: mean and per-attribute balanced accuracy, each with its
     bootstrap interval over the victims."""
     tests, blocks = [], {}
@@ -121,7 +120,8 @@ def reconstruction_cell(blocks: Mapping[str, Any], chance: float, reading: str |
 
 def linkability_cell(readings: Mapping[str, Reading], domain: AttackDomain) -> dict:
     """Each reading ranked query against gallery by cosine, raw and after a metric learned on
-    the train split: rank-1 (exact binomial interval) and D_sys against the largest of its shuffles."""
+    the train split: rank-1 (exact binomial interval), and D_sys against the bar its label
+    shuffles set."""
     tests_per_reading = 4
     z = _z(tests_per_reading * len(readings))
     labels = [domain.identity, domain.camera]
