@@ -8,7 +8,9 @@ every method in turn; GB/s is the median, a ratio the median of the per-round ra
 changes on this shared machine hit both sides of a ratio alike). Two ways:
 "fresh" (a new output buffer per call, as a plain jitted call does) and "in place" (input
 donated, so the output reuses its buffer: no allocation or page faults, compute shows). The
-"eager" rows call sb.encrypt outside any jit, as a script or the CLI does. Host rows
+"eager" rows call sb.encrypt outside any jit, as a script or the CLI does. Jitted rows are
+compiled with the library kernels' options (512-bit vectors where the CPU has them);
+--formulations adds the two kernels at XLA's default width, and other formulations. Host rows
 (numpy copy, AES from `cryptography` if installed, the published per-element string method on a
 sample, scaled) have one column. GB/s counts the array's bytes once.
 """
@@ -27,6 +29,7 @@ import numpy as np
 
 from invfeat import shufflebits as sb
 from invfeat.shufflebits import one_time
+from invfeat.shufflebits.rotations import KERNEL_OPTIONS
 
 
 def best_time(fn: Callable[[], object], repeats: int) -> float:
@@ -46,20 +49,22 @@ def seconds(fn: Callable[[], object]) -> float:
 
 
 def time_jitted(
-    rows: list[tuple[str, Callable, tuple, bool]], x: jax.Array, repeats: int
+    rows: list[tuple[str, Callable, tuple, bool, dict]], x: jax.Array, repeats: int
 ) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
     """(name, fresh-output s per round, donated in-place s per round) for each f(x, *extra).
 
-    A row whose last field (eager) is True is called as it is, outside any jit of ours (the
-    library's own jitted kernel is then the top-level program); it has no in-place column.
+    A row whose eager field is True is called as it is, outside any jit of ours (the library's
+    own jitted kernel is then the top-level program); it has no in-place column. The others are
+    jitted with the row's compiler options.
     """
     calls = []
-    for _, f, extra, eager in rows:
+    for _, f, extra, eager, options in rows:
         if eager:
             calls.append((lambda f=f, extra=extra: f(x, *extra), None))
             jax.block_until_ready(calls[-1][0]())
             continue
-        fresh, inplace = jax.jit(f), jax.jit(f, donate_argnums=0)
+        fresh = jax.jit(f, compiler_options=options)
+        inplace = jax.jit(f, donate_argnums=0, compiler_options=options)
         state = {"y": jnp.array(x, copy=True)}
 
         def step(inplace=inplace, state=state, extra=extra) -> jax.Array:
@@ -226,17 +231,28 @@ def main() -> None:
     nonces = jax.device_put(sb.fresh_nonces(rows_n))
 
     static, one_time = (lambda v: sb.encrypt(v, key)), (lambda v, n: sb.encrypt(v, secret, n))
-    rows: list[tuple[str, Callable, tuple, bool]] = [
-        ("jitted x + 1 (memory-bound ceiling)", lambda v: v + 1, (), False),
-        ("jitted device copy (v.copy())", lambda v: v.copy(), (), False),
-        ("ShuffleBits static key (masked rotations, jit)", static, (), False),
-        (f"ShuffleBits one-time ({args.width}-d vectors, jit)", one_time, (nonces,), False),
-        ("eager sb.encrypt(x, key) (the library's own jit)", static, (), True),
-        ("eager sb.encrypt(x, secret, nonces) (the library's own jit)", one_time, (nonces,), True),
+    wide = KERNEL_OPTIONS  # the library's kernels' options (512-bit vectors), for every jitted row
+    rows: list[tuple[str, Callable, tuple, bool, dict]] = [
+        ("jitted x + 1 (memory-bound ceiling)", lambda v: v + 1, (), False, wide),
+        ("jitted device copy (v.copy())", lambda v: v.copy(), (), False, wide),
+        ("ShuffleBits static key (masked rotations, jit)", static, (), False, wide),
+        (f"ShuffleBits one-time ({args.width}-d vectors, jit)", one_time, (nonces,), False, wide),
+        ("eager sb.encrypt(x, key) (the library's own jit)", static, (), True, wide),
+        (
+            "eager sb.encrypt(x, secret, nonces) (the library's own jit)",
+            one_time,
+            (nonces,),
+            True,
+            wide,
+        ),
     ]
     if args.formulations:
-        rows += [(name, f, (), False) for name, f in formulations(key).items()]
-        rows += [(n, f, (nonces,), False) for n, f in one_time_formulations(secret).items()]
+        rows += [
+            ("  static key, XLA's default vector width", static, (), False, {}),
+            ("  one-time, XLA's default vector width", one_time, (nonces,), False, {}),
+        ]
+        rows += [(name, f, (), False, wide) for name, f in formulations(key).items()]
+        rows += [(n, f, (nonces,), False, wide) for n, f in one_time_formulations(secret).items()]
         static_reference = np.asarray(sb.encrypt(x, key)).view(np.uint32)
         for name, f in formulations(key).items():
             got = np.asarray(jax.jit(f)(x)).view(np.uint32)

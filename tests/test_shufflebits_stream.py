@@ -150,6 +150,20 @@ def test_eager_call_is_one_compiled_program(caplog):
     assert over_x == ["jit(stream_kernel)"], caplog.text
 
 
+def test_cpu_keystream_is_one_fusion_of_sixteen_outputs():
+    """On CPU each block is computed once, in one fusion whose 16 outputs are its words (a
+    variadic reduce): no loop, and no fusion on the smaller shapes of the nonces or counter."""
+    x = jnp.ones((4, 2048), jnp.float32)
+    text = stream_kernel.lower(x, KEY._words, sb.fresh_nonces(4)).compile().as_text()
+    types = [
+        line.split(" = ", 1)[1].split(" fusion(")[0]
+        for line in text.splitlines()
+        if " fusion(" in line
+    ]
+    assert [t.count("u32[4,128]{1,0}") for t in types if t.startswith("(")] == [16], text
+    assert "while" not in text and not re.search(r"u32\[(4|128)\]\{0\} fusion\(", text)
+
+
 def test_vmap_and_sharded_over_eight_devices():
     assert jax.device_count() == 8
     rows = NamedSharding(jax.make_mesh((8,), ("data",)), P("data"))

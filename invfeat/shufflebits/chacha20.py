@@ -30,18 +30,26 @@ def _double_round(_: Any, state: tuple) -> tuple:
     return tuple(x)
 
 
-def chacha20_lanes(key_words: Any, counter: Any, nonce_words: tuple) -> list[jax.Array]:
-    """RFC 8439 block function on a state of 16 separate uint32 arrays (vectorises over them)."""
+def chacha20_lanes(
+    key_words: Any, counter: Any, nonce_words: tuple, unroll: bool = False
+) -> list[jax.Array]:
+    """RFC 8439 block function on a state of 16 separate uint32 arrays (vectorises over them).
+
+    The ten double rounds are unrolled on accelerators (one fused kernel, not a loop of small
+    launches) and rolled on CPU, where XLA gives every word its own fusion either way; `unroll`
+    unrolls them on CPU too, for a caller that fuses all 16 words into one program
+    (`stream.keystream_words`).
+    """
     shape = jnp.broadcast_shapes(jnp.shape(counter), *(jnp.shape(n) for n in nonce_words))
     lanes = [*_SIGMA, *(key_words[i] for i in range(8)), counter, *nonce_words]
     init = tuple(jnp.broadcast_to(jnp.asarray(v, jnp.uint32), shape) for v in lanes)
-    # Unrolled on accelerators (one fused kernel, not a loop of small launches); rolled on CPU,
-    # where unrolling slows compilation and gains nothing (benchmarks/RESULTS.md).
-    out = jax.lax.platform_dependent(
-        init,
-        cpu=lambda s: jax.lax.fori_loop(0, 10, _double_round, s),
-        default=lambda s: jax.lax.fori_loop(0, 10, _double_round, s, unroll=True),
-    )
+    unrolled = lambda s: jax.lax.fori_loop(0, 10, _double_round, s, unroll=True)
+    if unroll:
+        out = unrolled(init)
+    else:
+        out = jax.lax.platform_dependent(
+            init, cpu=lambda s: jax.lax.fori_loop(0, 10, _double_round, s), default=unrolled
+        )
     return [o + i for o, i in zip(out, init, strict=True)]
 
 

@@ -17,6 +17,7 @@ from invfeat.shufflebits.chacha20 import NONCE_WORDS
 from invfeat.shufflebits.keys import WIDTHS, AnyKey, Key, Secret, StreamKey
 from invfeat.shufflebits.one_time import _one_time_ranks
 from invfeat.shufflebits.rotations import (
+    KERNEL_OPTIONS,
     UINT_BY_WIDTH,
     fewest_rotations,
     rotate_groups,
@@ -55,7 +56,7 @@ def _float_dtype(x: Any) -> np.dtype:
     return dtype
 
 
-@functools.partial(jax.jit, static_argnames=("key", "inverse"))
+@functools.partial(jax.jit, static_argnames=("key", "inverse"), compiler_options=KERNEL_OPTIONS)
 def _static_kernel(x: jax.Array, key: Key, inverse: bool) -> jax.Array:
     """A static key's masked rotations, bitcasts included: an eager call is one pass over memory.
 
@@ -69,7 +70,7 @@ def _static_kernel(x: jax.Array, key: Key, inverse: bool) -> jax.Array:
     return jax.lax.bitcast_convert_type(out, x.dtype)
 
 
-@jax.jit
+@functools.partial(jax.jit, compiler_options=KERNEL_OPTIONS)
 def _one_time_kernel(x: jax.Array, key_words: jax.Array, nonce: jax.Array, inverse: jax.Array):
     """Per-vector rotation masks from ChaCha20, then masked rotations (one program both ways)."""
     n = x.dtype.itemsize * 8
@@ -80,6 +81,15 @@ def _one_time_kernel(x: jax.Array, key_words: jax.Array, nonce: jax.Array, inver
     masks = jax.lax.optimization_barrier(rotation_masks(rank, inverse, u.dtype.type, stride))
     out = rotate_groups(u, [masks[..., g, None] for g in range(n)], stride)
     return jax.lax.bitcast_convert_type(out, x.dtype)
+
+
+def _run(kernel: Any, *args: Any) -> jax.Array:
+    """An eager call runs the jitted kernel, a top-level program where its compiler options
+    apply; a traced call (inside the caller's jit, vmap, ...) runs its body, as JAX refuses
+    compiler options on a nested jit."""
+    if any(isinstance(a, jax.core.Tracer) for a in args):
+        return kernel.__wrapped__(*args)
+    return kernel(*args)
 
 
 def _checked_nonce(x: jax.Array, nonce: Any, mode: str) -> jax.Array:
@@ -114,11 +124,11 @@ def _apply(x: Any, key: AnyKey, nonce: Any, inverse: bool) -> jax.Array:
             )
         if key.bits != bits:
             raise ValueError(f"key width {key.bits} bits does not match {dtype} ({bits} bits)")
-        return _static_kernel(x, key, inverse)
+        return _run(_static_kernel, x, key, inverse)
     nonce = _checked_nonce(x, nonce, _MODES[type(key)])
     if isinstance(key, Secret):
-        return _one_time_kernel(x, key._words, nonce, jnp.asarray(inverse))
-    return stream_kernel(x, key._words, nonce)  # XOR: its own inverse
+        return _run(_one_time_kernel, x, key._words, nonce, jnp.asarray(inverse))
+    return _run(stream_kernel, x, key._words, nonce)  # XOR: its own inverse
 
 
 def encrypt(x: Any, key: AnyKey, nonce: Any = None) -> jax.Array:

@@ -13,6 +13,11 @@ import jax.numpy as jnp
 import numpy as np
 
 UINT_BY_WIDTH = {16: np.uint16, 32: np.uint32, 64: np.uint64}  # float width -> unsigned view
+# The jitted kernels' compiler options: 512-bit vectors where the CPU has them. The kernels are
+# compute-bound on CPU, and an Intel core runs more lanes per cycle at 512 bits (an AMD Zen 4
+# splits them in two); no other backend reads the option (benchmarks/RESULTS.md). JAX takes
+# compiler options on top-level jits only: `cipher._run` runs a kernel's body when traced.
+KERNEL_OPTIONS = {"xla_cpu_prefer_vector_width": 512}
 
 
 def _rotl(v: Any, r: int) -> Any:

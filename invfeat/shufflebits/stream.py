@@ -11,14 +11,59 @@ element 2k + 1 its high half; 64-bit element k takes words 2k (low) and 2k + 1 (
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
 from invfeat.shufflebits.chacha20 import NONCE_WORDS, chacha20_lanes
-from invfeat.shufflebits.rotations import UINT_BY_WIDTH
+from invfeat.shufflebits.rotations import KERNEL_OPTIONS, UINT_BY_WIDTH
 
 FIRST_COUNTER = 1  # RFC 8439 section 2.8: block 0 keys Poly1305
 _MAX_BLOCKS = (1 << 32) - FIRST_COUNTER  # the 32-bit counter must not wrap within a vector
+
+
+def _interleaved_blocks(key_words: jax.Array, counter: jax.Array, nonce_words: tuple) -> jax.Array:
+    """[..., blocks * 16]: the blocks' words in order (accelerators). Each block is computed once,
+    then interleaved: fused into the interleave, every output word would recompute all 16 lanes
+    of its block."""
+    lanes = chacha20_lanes(key_words, counter, nonce_words)  # 16 x [..., blocks]
+    words = jnp.stack(jax.lax.optimization_barrier(lanes), axis=-1)  # [..., blocks, 16]
+    return words.reshape(words.shape[:-2] + (-1,))
+
+
+def _interleaved_blocks_cpu(
+    key_words: jax.Array, counter: jax.Array, nonce_words: tuple
+) -> jax.Array:
+    """[..., blocks * 16] on XLA:CPU, where only a reduce makes a fusion of several outputs.
+
+    The 16 lanes are the outputs of one variadic reduce, an XOR over an axis of two entries
+    whose second is zeroed (XLA would drop a reduce over one entry; LLVM drops the dead one), so
+    each block is computed once, in registers, vectorised over blocks. The counter and nonces
+    vary along that axis (`entry >> 1` is 0) so that XLA computes no part of the first round on
+    the smaller shapes of the nonces or the counter: those parts would be fusions of their own,
+    sharing the rotation amounts as runtime operands, and the block's rotations by 16 and 12
+    would become pairs of variable shifts. A select per word interleaves the outputs in the
+    consumer's fusion (a concatenate of 16 would be a pass over memory of its own).
+    """
+    shape = jnp.broadcast_shapes(counter.shape, *(n.shape for n in nonce_words)) + (2,)
+    entry = jax.lax.broadcasted_iota(jnp.uint32, shape, len(shape) - 1)
+    spread = lambda v: v[..., None] + (entry >> 1)
+    lanes = chacha20_lanes(
+        key_words, spread(counter), tuple(spread(n) for n in nonce_words), unroll=True
+    )  # 16 x [..., blocks, 2]
+    blocks = jax.lax.reduce(
+        tuple(jnp.where(entry == 1, jnp.uint32(0), lane) for lane in lanes),
+        (jnp.uint32(0),) * len(lanes),
+        lambda a, b: tuple(u ^ v for u, v in zip(a, b, strict=True)),
+        (len(shape) - 1,),
+    )  # 16 x [..., blocks]
+    shape = blocks[0].shape + (16,)
+    word = jax.lax.broadcasted_iota(jnp.uint32, shape, len(shape) - 1)
+    words = jnp.broadcast_to(blocks[0][..., None], shape)
+    for j in range(1, 16):
+        words = jnp.where(word == j, blocks[j][..., None], words)
+    return words.reshape(words.shape[:-2] + (-1,))
 
 
 def keystream_words(key_words: jax.Array, nonce: jax.Array, n_words: int) -> jax.Array:
@@ -29,16 +74,20 @@ def keystream_words(key_words: jax.Array, nonce: jax.Array, n_words: int) -> jax
         raise ValueError(f"a vector of {4 * n_words} bytes is past ChaCha20's 2^32 blocks")
     counter = jnp.arange(FIRST_COUNTER, FIRST_COUNTER + n_blocks, dtype=jnp.uint32)
     nonce_words = tuple(nonce[..., i, None] for i in range(NONCE_WORDS))  # [..., 1]
-    lanes = chacha20_lanes(key_words, counter, nonce_words)  # 16 x [..., blocks]
-    # The block is computed once, then interleaved: fused into the interleave, every output word
-    # would recompute all 16 lanes of its block.
-    words = jnp.stack(jax.lax.optimization_barrier(lanes), axis=-1)  # [..., blocks, 16]
-    return words.reshape(words.shape[:-2] + (n_blocks * 16,))[..., :n_words]
+    words = jax.lax.platform_dependent(
+        key_words,
+        counter,
+        nonce_words,
+        cpu=_interleaved_blocks_cpu,
+        default=_interleaved_blocks,
+    )
+    return words[..., :n_words]
 
 
-@jax.jit
+@functools.partial(jax.jit, compiler_options=KERNEL_OPTIONS)
 def stream_kernel(x: jax.Array, key_words: jax.Array, nonce: jax.Array) -> jax.Array:
-    """x XOR keystream, bitcasts included (its own inverse): one fused pass over memory."""
+    """x XOR keystream, bitcasts included (its own inverse): one program, whose XOR is one fused
+    pass over x (on CPU after the keystream's own fusion)."""
     n = x.dtype.itemsize * 8
     length = x.shape[-1]
     u = jax.lax.bitcast_convert_type(x, UINT_BY_WIDTH[n])
