@@ -178,8 +178,9 @@ def test_attribute_evaluator_yields_the_mean_then_each_attribute(one_device):
 # ---- tiny attack sets ------------------------------------------------------------------------
 
 TINY_CONFIG = AttributeAttackConfig(
-    learning_rate=1e-2, batch_size=16, epochs=1, steps_per_epoch=2, eval_batch_size=16
-)
+    learning_rate=1e-2, batch_size=16, epochs=1, steps_per_epoch=2, eval_batch_size=16,
+    block_num=2, dropout=0.5,
+)  # fmt: skip
 TINY_NAMES = ("gender", "bag", "hat")
 
 

@@ -1,4 +1,9 @@
-"""Configs of the attacks: frozen, JSON-able dataclasses with the published defaults."""
+"""Configs of the attacks: frozen, JSON-able dataclasses with the published defaults.
+
+tests/data/published_hyperparameters.json transcribes the published values (and those invfeat
+has no field for); docs/DEPARTURES.md lists where the code still departs from the published
+scripts. `SurrogateConfig` is invfeat's own: the published scripts have no surrogate.
+"""
 
 from __future__ import annotations
 
@@ -61,17 +66,21 @@ class _JSONable:
 class AttributeAttackConfig(_JSONable):
     """The attribute head of the published code and its training.
 
-    Adam at `learning_rate`, times `lr_drop` for the second half of the steps; with `keep_best`
-    the checkpoint with the best mean balanced accuracy on the victims' split is kept (as
-    published), else the last one.
-    `steps_per_epoch` None: one pass over the attacker's training rows per epoch.
+    The defaults are the flags of the published `scripts/reconstruction_attributes.py`
+    (`block_num` 1, `dropout_rate` 0.0, `learning_rate` 5e-5, `batch_size` 128, `epoch_num`
+    100; tests/data/published_hyperparameters.json). Adam at `learning_rate`, times `lr_drop`
+    (the published 1/5) for the second half of the steps; with `keep_best` the checkpoint with
+    the best mean balanced accuracy on the victims' split is kept (as published), else the last
+    one. Adam's epsilon is optax's 1e-8 (Keras: 1e-7; not configurable here).
+    `steps_per_epoch` None: floor(rows / batch_size) batches per epoch (Keras: the ceiling,
+    with a last partial batch).
     `encoding` (None, or a name of `invfeat.attacks.ciphertext.ENCODINGS`) is how the attacker
     reads the features it receives: None uses the floats as they are (plaintext only); an
     encoding reads ciphertext (or plaintext, for a like-for-like comparison) without NaN.
     """
 
-    block_num: int = 2
-    dropout: float = 0.5
+    block_num: int = 1
+    dropout: float = 0.0
     learning_rate: float = 5e-5
     lr_drop: float = 0.2
     batch_size: int = 128
@@ -94,6 +103,9 @@ class AttributeAttackConfig(_JSONable):
 @dataclasses.dataclass(frozen=True)
 class SurrogateConfig(_JSONable):
     """The attacker's imitation of the black-box API (for the victim-surrogate perceptual net).
+
+    invfeat's own, with no published counterpart (the published feature loss runs through an
+    ImageNet ResNet-50, `perceptual="resnet50-imagenet"`): its defaults are not published values.
 
     `loss` "auto": cosine distance to plaintext features, MSE to encoded ones (bits/bytes/...).
     `stages`: how many stage outputs of the SurrogateNet serve as perceptual features.
@@ -136,6 +148,13 @@ class ReconstructionConfig(_JSONable):
     `separate_batches` drive the GAN alternation; `condition` "concat" or "absdiff" compares the
     image and the feature in the discriminator; `encoding` as in `AttributeAttackConfig`.
     Training runs `epochs` x `steps_per_epoch` steps (published: 300 x 200, batch 64).
+    The defaults are the published flags of `scripts/reconstruction_GAN.py` and
+    `scripts/reconstruction_autoencoder.py` (Adam at 1e-4 for the decoder and the discriminator,
+    `use_different_batches` True, no spectral normalisation, concatenation) and the published
+    decoder and discriminator sizes (`reconstruction_utils.py`); the loss weights are the
+    README's commands (PRESETS), not the scripts' flag defaults (1, 1, 0, 1). Not published:
+    `perceptual` defaults to the threat model's victim-surrogate (published: the ImageNet
+    ResNet-50, which the paper-* studies name), and Adam's epsilon is optax's 1e-8 (Keras: 1e-7).
     """
 
     kind: str = "autoencoder"
@@ -148,11 +167,11 @@ class ReconstructionConfig(_JSONable):
     perceptual_layer: str = "conv2_block3_out"
     discriminator_steps: int = 1
     generator_steps: int = 1
-    separate_batches: bool = False
+    separate_batches: bool = True  # published use_different_batches: D and G alternate batches
     spectral_norm: bool = False
     condition: str = "concat"
-    learning_rate: float = 5e-5
-    discriminator_learning_rate: float | None = None  # None: learning_rate
+    learning_rate: float = 1e-4  # published learning_rate_of_G
+    discriminator_learning_rate: float | None = None  # None: learning_rate (published: 1e-4)
     batch_size: int = 64
     epochs: int = 300
     steps_per_epoch: int = 200

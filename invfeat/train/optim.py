@@ -16,7 +16,7 @@ class OptimizerConfig:
 
     `schedule`, by name:
 
-    - `constant`: the attack scripts' fixed rate (e.g. Adam 5e-5 for the GAN).
+    - `constant`: the attack scripts' fixed rate (e.g. Adam 1e-4 for the GAN).
     - `drop_at_half`: constant, then times `drop_factor` (default 1/5) for the second half of
       `total_steps`: the attribute attack's "lr / 5 for the second half".
     - `warmup_multistep`: linear warm-up from `warmup_factor * lr` over `warmup_steps`, then
