@@ -378,3 +378,23 @@ def test_fastreid_checkpoints_load_with_fastreid_stem():
     assert fastreid.infer_model(state, stem_pool="pad").stem_pool == "pad"
     tiny = get_config("cpu-tiny")
     assert tiny.build().stem_pool == "pad"  # invfeat's own victims keep torchvision's stem
+
+
+def test_the_scoring_api_resizes_to_the_victims_test_size(tmp_path):
+    """A FastReID victim tests at its INPUT.SIZE_TEST: the reconstructions (the attack's size)
+    are resized to it, bicubic, before the model sees them."""
+    import jax
+
+    from invfeat.models.reid import make_features_fn
+    from invfeat.victims.from_files import FileVictim, victim_api
+
+    path = tmp_path / "model.pth"
+    write_pth(path, {"model": _tiny_state()})
+    images = np.random.default_rng(0).random((3, 48, 16, 3)).astype(np.float32)
+    victim = FileVictim("v", image_size=(48, 16), weights=str(path), test_size=(32, 16))
+    model, variables = fastreid.load_fastreid(path)
+    resized = np.clip(jax.image.resize(images, (3, 32, 16, 3), "cubic"), 0, 1)
+    expected = make_features_fn(model)(variables, resized)
+    np.testing.assert_allclose(victim_api(victim, batch_size=4)(images), expected, atol=1e-5)
+    as_is = victim_api(FileVictim("v", image_size=(48, 16), weights=str(path)), batch_size=4)
+    assert not np.allclose(as_is(images), expected, atol=1e-3)

@@ -84,6 +84,9 @@ STUDIES: dict[str, StudyConfig] = {
 
 PAPER_DATASETS = {"market": "market1501", "duke": "dukemtmc_reid"}
 PAPER_VICTIMS = {"bot": "BoT (bag of tricks)", "agw": "AGW", "sbs": "SBS (stronger baseline)"}
+# INPUT.SIZE_TEST of FastReID's configs (configs/Base-bagtricks.yml, which Base-AGW.yml keeps;
+# Base-SBS.yml): the size each victim's own extractor resizes its input to
+FASTREID_TEST_SIZES = {"bot": (256, 128), "agw": (256, 128), "sbs": (384, 128)}
 PAPER_REQUIRES = (
     "GPU",
     "the real dataset, built (`data build --manual-dir`)",
@@ -101,7 +104,11 @@ def _paper_study(dataset: str, victim: str) -> StudyConfig:
         name=f"paper-{dataset}-{victim}",
         description=f"the paper: FastReID {PAPER_VICTIMS[victim]} trained on MSMT17, attacked "
         f"on {PAPER_DATASETS[dataset]}",
-        victim=FileVictim(name=f"fastreid-{victim}-msmt17", image_size=(384, 128)),
+        victim=FileVictim(
+            name=f"fastreid-{victim}-msmt17",
+            image_size=(384, 128),
+            test_size=FASTREID_TEST_SIZES[victim],
+        ),
         attack_dataset=PAPER_DATASETS[dataset],
         gan=gan_config(perceptual="resnet50-imagenet", discriminator_learning_rate=1e-4),
         requires=PAPER_REQUIRES,

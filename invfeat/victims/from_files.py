@@ -17,12 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from invfeat import shufflebits
 from invfeat.api import FeatureAPI
 from invfeat.data.datasets import SPLITS
 from invfeat.data.feature_files import FeatureFileError, align_to_records, read_features
+from invfeat.models.reid import make_features_fn
 from invfeat.victims.base import DatasetRef, MissingInputError, Served, ServeFn, StageRunner
 
 
@@ -38,9 +41,14 @@ class FileVictim:
     image_size: tuple[int, int] = (384, 128)  # (H, W) of the victim's input and the reconstructions
     features_dir: str | None = None  # holds train.npz, query.npz, gallery.npz
     weights: str | None = None  # a FastReID .pth or an invfeat victim folder: the scoring API
+    # (H, W) the victim's own test transform resizes its input to (FastReID: INPUT.SIZE_TEST);
+    # the scoring API resizes reconstructions to it as that transform does (bicubic). None: as is.
+    test_size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_size", tuple(self.image_size))
+        if self.test_size is not None:
+            object.__setattr__(self, "test_size", tuple(self.test_size))
 
     embeds_images = False
 
@@ -132,10 +140,25 @@ def victim_api(victim: FileVictim, batch_size: int = 256) -> FeatureAPI | None:
         from invfeat.models.fastreid import load_fastreid
 
         model, variables = load_fastreid(weights)
-        return FeatureAPI.from_model(model, variables, batch_size=batch_size)
+        features_fn = make_features_fn(model)
+        if victim.test_size is not None:
+            features_fn = resized_input(features_fn, victim.test_size)
+        return FeatureAPI(features_fn, variables, batch_size=batch_size)
     raise ValueError(
         f"{weights}: victim weights must be a FastReID .pth file or an invfeat victim folder"
     )
+
+
+def resized_input(features_fn: Callable[..., Any], size: tuple[int, int]) -> Callable[..., Any]:
+    """`features_fn` that first resizes its images [B, H, W, 3] in [0, 1] to `size` (H, W),
+    bicubic with antialiasing as PIL's (FastReID's test transform), clipped to [0, 1]."""
+    height, width = size
+
+    def fn(variables: Any, images: Any) -> Any:
+        shape = (images.shape[0], height, width, images.shape[-1])
+        return features_fn(variables, jnp.clip(jax.image.resize(images, shape, "cubic"), 0, 1))
+
+    return fn
 
 
 class PendingFeatures(Exception):
