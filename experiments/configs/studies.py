@@ -50,9 +50,6 @@ STUDIES: dict[str, StudyConfig] = {
             surrogate=SurrogateConfig(widths=(16, 32, 64), epochs=4),
             autoencoder=autoencoder_config(steps_per_epoch=400, **_DEMO_DECODER),
             gan=gan_config(steps_per_epoch=350, discriminator_filters=16, **_DEMO_DECODER),
-            # the GAN re-identifies more than the autoencoder on plaintext and on every
-            # protection (benchmarks/RESULTS.md), so on ciphertext the demo runs only the GAN
-            protected_reconstructions=("gan",),
         ),
         StudyConfig(
             name="tiny",
