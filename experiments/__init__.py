@@ -1,13 +1,15 @@
 """`python -m experiments ...`: a thin command line over the invfeat library.
 
 What every command group shares: how a user's mistake ends a command (one `error:` line naming
-the input, exit status 2), how Ctrl-C does, the argparse type for bounded counts, and how a
+the input, exit status 2; an error of the file system names the path and what is wrong with it),
+how Ctrl-C does, the argparse type for bounded counts, and how a
 command runs when it is launched as several processes (`on_process_0`).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import shlex
 import sys
 from collections.abc import Callable
@@ -44,7 +46,30 @@ def describe(error: object) -> str:
         return (
             f"{error.path}: no trained victim here ({how_to_train(error.workdir, error.started)})"
         )
+    if isinstance(error, OSError) and error.filename is not None:
+        return os_error_message(error)
     return str(error)
+
+
+OS_REASONS = {
+    errno.ENOENT: "no such file or folder",
+    errno.ENOTDIR: "a part of the path is not a folder",
+    errno.EISDIR: "is a folder",
+    errno.EEXIST: "already exists",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "not permitted",
+    errno.EROFS: "read-only file system",
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+}
+
+
+def os_error_message(error: OSError) -> str:
+    """`<the user's path>: <what is wrong>` for an error of the file system, without errno codes
+    (both paths of a rename or link)."""
+    reason = OS_REASONS.get(error.errno) or (error.strerror or str(error)).lower()
+    paths = [str(p) for p in (error.filename, error.filename2) if p is not None]
+    return f"{' -> '.join(paths)}: {reason}"
 
 
 def int_at_least(minimum: int) -> Callable[[str], int]:

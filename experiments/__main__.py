@@ -17,7 +17,7 @@ from pathlib import Path
 
 import experiments
 import invfeat
-from experiments import INTERRUPTED_EXIT, on_process_0
+from experiments import INTERRUPTED_EXIT, fail, on_process_0
 
 # Command groups, in the order `--help` lists them; one module per group.
 GROUPS = ("shufflebits", "data", "victim", "features", "study", "config")
@@ -43,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return INTERRUPTED_EXIT
+    except OSError as err:  # a path of the user's: missing, not a folder, no permission, full
+        if err.filename is None:
+            raise
+        return fail(err)
 
 
 def deliver_dropped_interrupts() -> None:

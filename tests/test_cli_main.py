@@ -56,3 +56,33 @@ def test_other_warnings_keep_their_format():
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines() == ["warning: ours", "/elsewhere/lib.py:3: UserWarning: theirs"]
+
+
+def test_errors_of_the_file_system_are_one_error_line_naming_the_path(tmp_path, capsys):
+    """A data dir that is a file, a workdir under a path that is a file, a folder that cannot be
+    made: one `error:` line naming the user's path and what is wrong, exit 2, no traceback."""
+    from experiments.__main__ import main
+
+    a_file = tmp_path / "a file"
+    a_file.write_text("")
+    argv = ["victim", "train", "--config", "tiny", "--workdir", str(a_file / "victim")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {a_file / 'victim'}") and err.count("\n") == 1, err
+    assert "a part of the path is not a folder" in err and "Errno" not in err
+
+
+def test_os_error_messages_name_the_path_without_errno_codes():
+    import errno
+
+    from experiments import describe
+
+    error = PermissionError(errno.EACCES, "Permission denied", "/sys/key.json")
+    assert describe(error) == "/sys/key.json: permission denied"
+    full = OSError(errno.ENOSPC, "No space left on device", "out.npz")
+    assert describe(full) == "out.npz: no space left on the device"
+    rename = OSError(errno.EXDEV, "Invalid cross-device link", "a.tmp", None, "b.npz")
+    assert describe(rename) == "a.tmp -> b.npz: invalid cross-device link"
+    assert describe(FileExistsError("x: already exists; pass --overwrite")) == (
+        "x: already exists; pass --overwrite"
+    )
