@@ -152,3 +152,29 @@ def test_feature_files_matched_by_path(tmp_path):
         evaluate_feature_files(tmp_path / "source.npz", tmp_path / "targets", pattern="*.feat")
     with pytest.raises(FeatureFileError, match="not a folder"):
         evaluate_feature_files(tmp_path / "source.npz", tmp_path / "missing")
+
+
+def test_feature_files_as_the_published_evaluation_finds_them(tmp_path):
+    """The published search: every folder below (`**/*.npz`), only paths holding the source's
+    identifier, a target that cannot be scored skipped with a warning naming it."""
+    from invfeat.attacks.evaluation import source_identifier
+
+    rng = np.random.default_rng(3)
+    paths = [f"query/{i:04d}_c1.png" for i in range(4)]
+    source = rng.normal(size=(4, D)).astype(np.float32)
+    write(tmp_path / "msmt_bot.R50.npz", paths, source)
+    assert source_identifier(tmp_path / "msmt_bot.R50.npz") == "msmt_bot"
+    targets = tmp_path / "Re-Identification_x"
+    (targets / "msmt_bot_run" / "epoch_1").mkdir(parents=True)
+    (targets / "msmt_sbs_run").mkdir()
+    write(targets / "msmt_bot_run" / "epoch_1" / "query.npz", paths, source)
+    write(targets / "msmt_bot_run" / "broken.npz", ["query/9999_c1.png"], source[:1])
+    write(targets / "msmt_sbs_run" / "query.npz", paths, -source)  # another victim's
+    published = dict(pattern="**/*.npz", identifier="msmt_bot", skip_errors=True)
+    with pytest.warns(UserWarning, match="broken.npz: 1 image paths are not in the source"):
+        distances = evaluate_feature_files(tmp_path / "msmt_bot.R50.npz", targets, **published)
+    assert distances == {"msmt_bot_run/epoch_1/query.npz": pytest.approx(0.0, abs=1e-6)}
+    with pytest.raises(FeatureFileError, match="broken.npz"):
+        evaluate_feature_files(
+            tmp_path / "msmt_bot.R50.npz", targets, pattern="**/*.npz", identifier="msmt_bot"
+        )

@@ -4,6 +4,7 @@ and the published `evaluation.py` on feature files made elsewhere.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -13,7 +14,12 @@ import numpy as np
 from invfeat import metrics as M
 from invfeat.api import as_float_images
 from invfeat.attacks.attributes import AttributePredictor, AttributeResult, attribute_metrics
-from invfeat.data.feature_files import FeatureFileError, normalise_path, read_features
+from invfeat.data.feature_files import (
+    FeatureFile,
+    FeatureFileError,
+    normalise_path,
+    read_features,
+)
 
 SSIM_WINDOW = 11
 
@@ -159,38 +165,70 @@ def evaluate_reconstructions(
 
 
 def evaluate_feature_files(
-    source: str | Path, target_dir: str | Path, *, pattern: str = "*.npz"
+    source: str | Path,
+    target_dir: str | Path,
+    *,
+    pattern: str = "*.npz",
+    identifier: str | None = None,
+    skip_errors: bool = False,
 ) -> dict[str, float]:
-    """Mean cosine distance per target file (name -> value) to the source rows of its paths.
+    """Mean cosine distance per target file (its path relative to `target_dir` -> value) to the
+    source rows of its paths.
 
     The published `evaluation.py`: target files hold features of reconstructions, rows matched
     to the source file's by image path. Every target path must be in the source file; both must
     be plaintext feature files of one dimension. Target files are `target_dir/<pattern>`, in
-    name order.
+    path order; the published script's search is `pattern="**/*.npz"` (every folder below),
+    keeping only the paths that contain `identifier` (published: the source file's name up to
+    its first dot, `source_identifier(source)`), and going on past a target it cannot score
+    (`skip_errors`: a warning names it and it is left out) where by default the error is raised.
     """
     source_file = read_features(source, encrypted=False)
     target_dir = Path(target_dir)
     if not target_dir.is_dir():
         raise FeatureFileError(f"{target_dir}: not a folder of target feature files")
-    targets = sorted(p for p in target_dir.glob(pattern) if p.resolve() != Path(source).resolve())
+    targets = sorted(
+        p
+        for p in target_dir.glob(pattern)
+        if p.resolve() != Path(source).resolve() and (identifier is None or identifier in str(p))
+    )
     if not targets:
-        raise FeatureFileError(f"{target_dir}: no target feature files matching {pattern!r}")
+        which = f" containing {identifier!r}" if identifier is not None else ""
+        raise FeatureFileError(f"{target_dir}: no target feature files matching {pattern!r}{which}")
     row = {normalise_path(p): i for i, p in enumerate(source_file.paths)}
     out = {}
     for path in targets:
-        target = read_features(path, encrypted=False)
-        if target.features.shape[1] != source_file.features.shape[1]:
-            raise FeatureFileError(
-                f"{path}: {target.features.shape[1]}-D features, the source {source} has "
-                f"{source_file.features.shape[1]}-D"
+        try:
+            out[path.relative_to(target_dir).as_posix()] = _target_distance(
+                path, source, source_file, row
             )
-        paths = [normalise_path(p) for p in target.paths]
-        missing = [p for p in paths if p not in row]
-        if missing:
-            raise FeatureFileError(
-                f"{path}: {len(missing)} image paths are not in the source {source} "
-                f"(e.g. {missing[0]})"
-            )
-        matched = source_file.features[[row[p] for p in paths]]
-        out[path.name] = float(np.mean(cosine_distances(target.features, matched)))
+        except FeatureFileError as err:
+            if not skip_errors:
+                raise
+            warnings.warn(f"{err}; left out", stacklevel=2)
     return out
+
+
+def source_identifier(source: str | Path) -> str:
+    """The published evaluation's filter: the source file's name up to its first dot."""
+    return Path(source).name.split(".")[0]
+
+
+def _target_distance(
+    path: Path, source: str | Path, source_file: FeatureFile, row: dict[str, int]
+) -> float:
+    """Mean cosine distance of the target file at `path` to the source rows of its paths."""
+    target = read_features(path, encrypted=False)
+    if target.features.shape[1] != source_file.features.shape[1]:
+        raise FeatureFileError(
+            f"{path}: {target.features.shape[1]}-D features, the source {source} has "
+            f"{source_file.features.shape[1]}-D"
+        )
+    paths = [normalise_path(p) for p in target.paths]
+    missing = [p for p in paths if p not in row]
+    if missing:
+        raise FeatureFileError(
+            f"{path}: {len(missing)} image paths are not in the source {source} (e.g. {missing[0]})"
+        )
+    matched = source_file.features[[row[p] for p in paths]]
+    return float(np.mean(cosine_distances(target.features, matched)))
