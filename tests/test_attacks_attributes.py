@@ -3,6 +3,7 @@ that features encode linearly, sits at chance on random ciphertext bit patterns,
 killed run exactly; on a tiny set, an attribute without training labels is left out, and victims
 without any label are refused before training."""
 
+import dataclasses
 import json
 import types
 import warnings
@@ -20,8 +21,9 @@ from invfeat.train.predict import BlockPredictor
 D = 16
 NAMES = ("gender", "age", "upblack", "upwhite", "upred")
 CONFIG = AttributeAttackConfig(
-    learning_rate=1e-2, batch_size=64, epochs=4, steps_per_epoch=10, dropout=0.1, block_num=2
-)
+    learning_rate=1e-2, batch_size=64, epochs=4, steps_per_epoch=10, dropout=0.1, block_num=2,
+    drop_incomplete_records=False,
+)  # fmt: skip
 
 
 def world(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -179,7 +181,7 @@ def test_attribute_evaluator_yields_the_mean_then_each_attribute(one_device):
 
 TINY_CONFIG = AttributeAttackConfig(
     learning_rate=1e-2, batch_size=16, epochs=1, steps_per_epoch=2, eval_batch_size=16,
-    block_num=2, dropout=0.5,
+    block_num=2, dropout=0.5, drop_incomplete_records=False,
 )  # fmt: skip
 TINY_NAMES = ("gender", "bag", "hat")
 
@@ -234,3 +236,34 @@ def test_victims_without_any_label_are_refused_before_training(tmp_path, one_dev
             progress=False,
         )
     assert not workdir.exists()  # refused before anything was written or trained
+
+
+def test_incomplete_records_are_dropped_as_published():
+    """`drop_incomplete_records`: a record with any label unknown after merging the colours
+    (missing, or not exactly one colour flag) is unknown throughout; else only that column."""
+    from invfeat.attacks.attributes import prepare_labels
+    from invfeat.data.attributes import Attribute
+
+    schema = (
+        Attribute("gender", ("male", "female")),
+        Attribute("upred", ("no", "yes")),
+        Attribute("upblue", ("no", "yes")),
+    )
+    values = np.array([[0, 1, 0], [1, 1, 1], [-1, 0, 1], [1, 0, 1]])
+    kept, columns = prepare_labels(values, schema, merge_colours=True)
+    assert [c.name for c in columns] == ["gender", "up_colour"]
+    np.testing.assert_array_equal(kept, [[0, 0], [1, -1], [-1, 1], [1, 1]])
+    dropped, _ = prepare_labels(values, schema, merge_colours=True, drop_incomplete_records=True)
+    np.testing.assert_array_equal(dropped, [[0, 0], [-1, -1], [-1, -1], [1, 1]])
+
+
+def test_dropping_incomplete_records_that_leaves_none_to_train_on_is_refused(tmp_path, one_device):
+    x_train, y_train = tiny_world(10, 0)
+    x_victim, y_victim = tiny_world(7, 1)
+    y_train[:, 1] = -1  # every training record lacks 'bag'
+    config = dataclasses.replace(TINY_CONFIG, drop_incomplete_records=True)
+    with pytest.raises(ValueError, match="none is left to train on"):
+        A.run_attribute_attack(
+            x_train, y_train, x_victim, y_victim, TINY_NAMES, config, tmp_path,
+            mesh=one_device, progress=False,
+        )  # fmt: skip

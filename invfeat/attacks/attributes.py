@@ -53,6 +53,7 @@ class AttributePredictor:
     attributes: tuple[Attribute, ...]  # the head's columns
     source_attributes: tuple[Attribute, ...]  # the columns of the raw attribute arrays
     merge_colours: bool
+    drop_incomplete_records: bool = False
 
     def __call__(self, features_ND: np.ndarray) -> np.ndarray:
         return self.blocks(
@@ -69,7 +70,12 @@ class AttributePredictor:
 
     def prepare_labels(self, attributes_NA: np.ndarray) -> np.ndarray:
         """Raw attribute values -> the head's columns (colours merged when configured)."""
-        return prepare_labels(attributes_NA, self.source_attributes, self.merge_colours)[0]
+        return prepare_labels(
+            attributes_NA,
+            self.source_attributes,
+            self.merge_colours,
+            drop_incomplete_records=self.drop_incomplete_records,
+        )[0]
 
 
 @dataclasses.dataclass
@@ -123,12 +129,18 @@ def attack_schema(
 
 
 def prepare_labels(
-    attributes_NA: np.ndarray, schema: Sequence[Attribute], merge_colours: bool
+    attributes_NA: np.ndarray,
+    schema: Sequence[Attribute],
+    merge_colours: bool,
+    *,
+    drop_incomplete_records: bool = False,
 ) -> tuple[np.ndarray, tuple[Attribute, ...]]:
     """Validated int32 labels [N, A'] in the head's columns, and those columns.
 
     With `merge_colours` the `up<colour>` / `down<colour>` flags become the class columns
-    `up_colour` / `down_colour` (the paper's choice; `merge_colour_values`).
+    `up_colour` / `down_colour` (the paper's choice; `merge_colour_values`). With
+    `drop_incomplete_records` a record with any label unknown after that (-1: missing, or not
+    exactly one colour flag) has all its labels unknown, as the published code drops it.
     """
     values = np.asarray(attributes_NA)
     if values.ndim != 2 or values.shape[1] != len(schema):
@@ -145,6 +157,8 @@ def prepare_labels(
     columns = tuple(schema)
     if merge_colours:
         values, columns = merge_colour_values(values, columns)
+    if drop_incomplete_records:
+        values = np.where((values < 0).any(axis=1, keepdims=True), -1, values)
     return values.astype(np.int32), columns
 
 
@@ -323,8 +337,9 @@ def run_attribute_attack(
         np.asarray(train_attributes),
         np.asarray(victim_attributes),
     )
-    y_train, columns = prepare_labels(train_attributes, schema, config.merge_colours)
-    y_victim, _ = prepare_labels(victim_attributes, schema, config.merge_colours)
+    drop = dict(drop_incomplete_records=config.drop_incomplete_records)
+    y_train, columns = prepare_labels(train_attributes, schema, config.merge_colours, **drop)
+    y_victim, _ = prepare_labels(victim_attributes, schema, config.merge_colours, **drop)
     x_train = attacker_features(train_features, config.encoding, "train_features")
     x_victim = attacker_features(victim_features, config.encoding, "victim_features")
     if len(x_train) != len(y_train) or len(x_victim) != len(y_victim):
@@ -336,6 +351,14 @@ def run_attribute_attack(
         raise ValueError(
             f"train_features are {x_train.shape[1]}-D but victim_features {x_victim.shape[1]}-D"
         )
+    if config.drop_incomplete_records:  # the records dropped leave the training set
+        complete = (y_train >= 0).any(axis=1)
+        if not complete.any():
+            raise ValueError(
+                "every training record has an attribute unknown: with drop_incomplete_records "
+                "none is left to train on"
+            )
+        x_train, y_train = x_train[complete], y_train[complete]
     names = tuple(a.name for a in columns)
     num_classes = tuple(a.num_classes for a in columns)
     y_victim = _scored_labels(y_train, y_victim, names)
@@ -381,7 +404,13 @@ def run_attribute_attack(
     variables = {"params": state.params, **state.model_state}
     scores = attribute_metrics(y_victim, predictor(variables, x_victim), names, num_classes)
     predict = AttributePredictor(
-        predictor, variables, config.encoding, columns, schema, config.merge_colours
+        predictor,
+        variables,
+        config.encoding,
+        columns,
+        schema,
+        config.merge_colours,
+        config.drop_incomplete_records,
     )
     return AttributeResult(
         metrics=scores,

@@ -87,6 +87,9 @@ class AttributeAttackConfig(_JSONable):
     epochs: int = 100
     steps_per_epoch: int | None = None
     merge_colours: bool = True
+    # published (`dropna`, exactly one colour flag): a record with any attribute unknown is left
+    # out of training and scoring; False keeps its known attributes
+    drop_incomplete_records: bool = True
     keep_best: bool = True
     encoding: str | None = None
     eval_batch_size: int = 1024
