@@ -15,6 +15,7 @@ import jax
 from experiments import INTERRUPTED_EXIT, fail
 from experiments.configs import STUDIES, get_study
 from experiments.configs.overrides import add_set_option, apply_overrides
+from invfeat.models.perceptual import KERAS_LOADERS
 from invfeat.study.config import StudyConfig
 from invfeat.study.run import StudyInputsError, StudyPending, run_study
 from invfeat.study.seeds import with_seed, write_summary
@@ -52,8 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--perceptual-weights",
         type=Path,
-        help="Keras resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 for the "
-        "resnet50-imagenet perceptual network",
+        help="the Keras weights of the Keras perceptual network the study names: "
+        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 (resnet50-imagenet) or "
+        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 (vgg16-imagenet)",
     )
     run.set_defaults(func=lambda args: _run(args.name, args), handles_processes=True)
 
@@ -107,9 +109,12 @@ def with_paths(config: StudyConfig, args: argparse.Namespace) -> StudyConfig:
     weights = getattr(args, "perceptual_weights", None)
     if weights is not None:
         attacks = ("autoencoder", "gan")
-        chosen = [a for a in attacks if getattr(config, a).perceptual == "resnet50-imagenet"]
+        chosen = [a for a in attacks if getattr(config, a).perceptual in KERAS_LOADERS]
         if not chosen:
-            raise ValueError(f"--perceptual-weights: {config.name} uses no resnet50-imagenet")
+            raise ValueError(
+                f"--perceptual-weights: {config.name} uses no Keras perceptual network "
+                f"({', '.join(KERAS_LOADERS)})"
+            )
         overrides |= {a: {"perceptual_weights": str(weights.resolve())} for a in chosen}
     return config.replace_nested(**overrides)
 

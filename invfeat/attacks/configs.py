@@ -108,7 +108,8 @@ class SurrogateConfig(_JSONable):
     """The attacker's imitation of the black-box API (for the victim-surrogate perceptual net).
 
     invfeat's own, with no published counterpart (the published feature loss runs through an
-    ImageNet ResNet-50, `perceptual="resnet50-imagenet"`): its defaults are not published values.
+    ImageNet ResNet-50, `perceptual="resnet50-imagenet"`, or VGG16, `"vgg16-imagenet"`): its
+    defaults are not published values.
 
     `loss` "auto": cosine distance to plaintext features, MSE to encoded ones (bits/bytes/...).
     `stages`: how many stage outputs of the SurrogateNet serve as perceptual features.
@@ -140,14 +141,20 @@ class SurrogateConfig(_JSONable):
         return "cosine" if self.encoding is None else "mse"
 
 
+# The output layer of each Keras perceptual network in the published scripts: ResNet-50's
+# `conv2_block3_out`, and VGG16's `block2_pool`, the scripts' commented alternative.
+PERCEPTUAL_LAYERS = {"resnet50-imagenet": "conv2_block3_out", "vgg16-imagenet": "block2_pool"}
+
+
 @dataclasses.dataclass(frozen=True)
 class ReconstructionConfig(_JSONable):
     """An image-reconstruction attack: the published flags plus model sizes and step counts.
 
     Loss weights as the published flags (`pixel`, `feature`, `total_variation`,
     `discriminator`; those left None take the README preset of `kind`); `perceptual` names the
-    network of the feature loss (`perceptual_weights`: the Keras .h5 file of resnet50-imagenet,
-    `perceptual_layer` its output layer); `discriminator_steps` / `generator_steps` /
+    network of the feature loss (`perceptual_weights`: the Keras .h5 file of resnet50-imagenet
+    or vgg16-imagenet, `perceptual_layer` its output layer, by default the published one:
+    PERCEPTUAL_LAYERS); `discriminator_steps` / `generator_steps` /
     `separate_batches` drive the GAN alternation; `condition` "concat" or "absdiff" compares the
     image and the feature in the discriminator; `encoding` as in `AttributeAttackConfig`.
     Training runs `epochs` x `steps_per_epoch` steps (published: 300 x 200, batch 64).
@@ -167,7 +174,7 @@ class ReconstructionConfig(_JSONable):
     discriminator: float | None = None
     perceptual: str = DEFAULT_PERCEPTUAL
     perceptual_weights: str | None = None
-    perceptual_layer: str = "conv2_block3_out"
+    perceptual_layer: str | None = None  # None: the network's published layer (PERCEPTUAL_LAYERS)
     discriminator_steps: int = 1
     generator_steps: int = 1
     separate_batches: bool = True  # published use_different_batches: D and G alternate batches
@@ -195,6 +202,9 @@ class ReconstructionConfig(_JSONable):
         for name, value in PRESETS[self.kind].items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
+        if self.perceptual_layer is None:
+            layer = PERCEPTUAL_LAYERS.get(self.perceptual, PERCEPTUAL_LAYERS["resnet50-imagenet"])
+            object.__setattr__(self, "perceptual_layer", layer)
         if self.kind == "autoencoder" and self.discriminator != 0:
             raise ValueError("an autoencoder has no discriminator: set discriminator=0")
         if self.kind == "gan" and self.discriminator <= 0:

@@ -16,13 +16,23 @@ import jax
 import numpy as np
 
 from invfeat.attacks.configs import ReconstructionConfig
-from invfeat.models.perceptual import PerceptualNetwork, resnet50_perceptual
+from invfeat.models.perceptual import (
+    KERAS_LOADERS,
+    KERAS_WEIGHTS_FILES,
+    PerceptualNetwork,
+    make_perceptual,
+)
 from invfeat.train.state import TrainState, split_variables
 
 if TYPE_CHECKING:  # reconstruction imports this module
     from invfeat.attacks.reconstruction import SurrogateResult
 
-THREAT_MODEL_ALLOWED = {"victim-surrogate": True, "resnet50-imagenet": True, "white-box": False}
+THREAT_MODEL_ALLOWED = {
+    "victim-surrogate": True,
+    "resnet50-imagenet": True,
+    "vgg16-imagenet": True,
+    "white-box": False,
+}
 
 
 def threat_model_allowed(network: PerceptualNetwork) -> bool:
@@ -61,14 +71,19 @@ def resolve_perceptual(
     if config.perceptual == "victim-surrogate":
         surrogate = train_surrogate_fn()
         return surrogate.perceptual, surrogate
-    if config.perceptual == "resnet50-imagenet":
+    if config.perceptual in KERAS_LOADERS:
         if config.perceptual_weights is None:
             raise ValueError(
-                "perceptual 'resnet50-imagenet' needs config.perceptual_weights: the path of "
-                "Keras' resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 (nothing is "
-                "downloaded); or use perceptual='victim-surrogate'"
+                f"perceptual {config.perceptual!r} needs config.perceptual_weights: the path of "
+                f"Keras' {KERAS_WEIGHTS_FILES[config.perceptual]} (nothing is downloaded); or use "
+                "perceptual='victim-surrogate'"
             )
-        return resnet50_perceptual(config.perceptual_weights, config.perceptual_layer), None
+        network = make_perceptual(
+            config.perceptual,
+            weights_path=config.perceptual_weights,
+            output_layer=config.perceptual_layer,
+        )
+        return network, None
     raise ValueError(
         "perceptual 'white-box' needs perceptual_fn=invfeat.models.perceptual."
         "white_box_perceptual(victim features_fn, victim variables)"

@@ -99,6 +99,12 @@ RESNET50_STAGES = (
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
 
+def caffe_preprocess(images_BHWC: jax.Array) -> jax.Array:
+    """RGB in [0, 1] -> Keras' "caffe" input (`preprocess_input` of resnet50 and vgg16):
+    x 255, RGB -> BGR, minus the ImageNet BGR mean."""
+    return images_BHWC[..., ::-1] * 255.0 - jnp.asarray(CAFFE_MEAN_BGR, images_BHWC.dtype)
+
+
 def resnet50_layers() -> tuple[str, ...]:
     """The output layers a KerasResNet50 can stop at, in order."""
     blocks = [f"{s}_block{b}_out" for s, _, n, _ in RESNET50_STAGES for b in range(1, n + 1)]
@@ -123,7 +129,7 @@ class KerasResNet50(nn.Module):
         check_float_images(images_BHWC)
         conv = lambda f, k, s, name, pad="VALID": nn.Conv(f, (k, k), (s, s), padding=pad, name=name)
         bn = lambda name: nn.BatchNorm(use_running_average=True, epsilon=1.001e-5, name=name)
-        x = images_BHWC[..., ::-1] * 255.0 - jnp.asarray(CAFFE_MEAN_BGR, images_BHWC.dtype)
+        x = caffe_preprocess(images_BHWC)
         x = nn.relu(bn("conv1_bn")(conv(64, 7, 2, "conv1_conv", [(3, 3), (3, 3)])(x)))
         if self.output_layer == "conv1_relu":
             return x
@@ -145,20 +151,41 @@ class KerasResNet50(nn.Module):
         raise AssertionError("unreachable: output_layer was validated")
 
 
+def _keras_template(model: nn.Module) -> Any:
+    """The shapes of `model`'s variables (for `keras_to_flax`), computed without running it."""
+    return jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 32, 3)))
+
+
+# The Keras ImageNet weights files (include_top=False) of the networks loaded from them.
+KERAS_WEIGHTS_FILES = {
+    "resnet50-imagenet": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "vgg16-imagenet": "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+}
+
+
+def _check_weights_file(weights_path: str, name: str, network: str, which: str) -> None:
+    """Refuses a missing weights file, naming the Keras file it should be (nothing downloads)."""
+    if not os.path.isfile(weights_path):
+        raise FileNotFoundError(
+            f"{network} weights not found: {weights_path}. The {name} perceptual network needs "
+            f"Keras' ImageNet weights ({KERAS_WEIGHTS_FILES[name]}, {which}); nothing is "
+            "downloaded at run time. Or choose the victim-surrogate perceptual network."
+        )
+
+
 def load_keras_resnet50(
     weights_path: str | os.PathLike, output_layer: str = "conv2_block3_out"
 ) -> tuple[KerasResNet50, dict]:
     """The module and its variables read from a Keras ResNet-50 .h5 file (layers up to the output)."""
     weights_path = os.fspath(weights_path)
-    if not os.path.isfile(weights_path):
-        raise FileNotFoundError(
-            f"ResNet-50 weights not found: {weights_path}. The resnet50-imagenet perceptual network "
-            "needs Keras' ImageNet weights (resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5, "
-            "the keras-applications/resnet release with layer names like conv1_conv); nothing is "
-            "downloaded at run time. Or choose the victim-surrogate perceptual network."
-        )
+    _check_weights_file(
+        weights_path,
+        "resnet50-imagenet",
+        "ResNet-50",
+        "the keras-applications/resnet release with layer names like conv1_conv",
+    )
     model = KerasResNet50(output_layer)
-    template = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 32, 3)))
+    template = _keras_template(model)
     layers = read_keras_h5(weights_path)
     if "conv1_conv" not in layers and "bn_conv1" in layers:
         raise ValueError(
@@ -182,6 +209,77 @@ def resnet50_perceptual(
     )
 
 
+# ---- VGG16 with Keras layer names -----------------------------------------------------------
+
+VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))  # (filters, convolutions)
+
+
+def vgg16_layers() -> tuple[str, ...]:
+    """The output layers a KerasVGG16 can stop at, in order (block1_conv1 ... block5_pool)."""
+    return tuple(
+        layer
+        for b, (_, convs) in enumerate(VGG16_BLOCKS, 1)
+        for layer in (*(f"block{b}_conv{c}" for c in range(1, convs + 1)), f"block{b}_pool")
+    )
+
+
+class KerasVGG16(nn.Module):
+    """ImageNet VGG16 (Keras' layout and layer names) up to `output_layer`, inference only.
+
+    Input: RGB in [0, 1], preprocessed as Keras' vgg16 `preprocess_input` ("caffe" mode); then
+    per block 3x3 "same" convolutions with ReLU and a 2x2 stride-2 max pooling. Only the layers
+    up to `output_layer` exist, so their weights alone load.
+    """
+
+    output_layer: str = "block2_pool"
+
+    @nn.compact
+    def __call__(self, images_BHWC: jax.Array) -> jax.Array:
+        if self.output_layer not in vgg16_layers():
+            raise ValueError(
+                f"unknown VGG16 layer {self.output_layer!r}; choose one of {vgg16_layers()} "
+                "(the published feature loss uses block2_pool)"
+            )
+        check_float_images(images_BHWC)
+        x = caffe_preprocess(images_BHWC)
+        for b, (filters, convs) in enumerate(VGG16_BLOCKS, 1):
+            for c in range(1, convs + 1):
+                x = nn.relu(nn.Conv(filters, (3, 3), padding="SAME", name=f"block{b}_conv{c}")(x))
+                if f"block{b}_conv{c}" == self.output_layer:
+                    return x
+            x = nn.max_pool(x, (2, 2), strides=(2, 2))
+            if f"block{b}_pool" == self.output_layer:
+                return x
+        raise AssertionError("unreachable: output_layer was validated")
+
+
+def load_keras_vgg16(
+    weights_path: str | os.PathLike, output_layer: str = "block2_pool"
+) -> tuple[KerasVGG16, dict]:
+    """The module and its variables read from a Keras VGG16 .h5 file (layers up to the output)."""
+    weights_path = os.fspath(weights_path)
+    _check_weights_file(
+        weights_path, "vgg16-imagenet", "VGG16", "with layer names like block1_conv1"
+    )
+    model = KerasVGG16(output_layer)
+    template = _keras_template(model)
+    return model, keras_to_flax(read_keras_h5(weights_path), template, source=weights_path)
+
+
+def vgg16_perceptual(
+    weights_path: str | os.PathLike, output_layer: str = "block2_pool"
+) -> PerceptualNetwork:
+    """The published scripts' alternative: VGG16 at block2_pool, weights from a Keras .h5 file
+    the user provides (e.g. vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5)."""
+    model, variables = load_keras_vgg16(weights_path, output_layer)
+    return PerceptualNetwork(
+        "vgg16-imagenet",
+        lambda variables, images_BHWC: (model.apply(variables, images_BHWC),),
+        jax.tree.map(jnp.asarray, variables),
+        description=f"ImageNet VGG16 (Keras weights) at {output_layer}",
+    )
+
+
 def white_box_perceptual(
     victim_features_fn: Callable[[Any, jax.Array], jax.Array], victim_variables: Any
 ) -> PerceptualNetwork:
@@ -197,7 +295,16 @@ def white_box_perceptual(
 PERCEPTUAL_BUILDERS: dict[str, Callable[..., PerceptualNetwork]] = {
     "victim-surrogate": surrogate_perceptual,
     "resnet50-imagenet": resnet50_perceptual,
+    "vgg16-imagenet": vgg16_perceptual,
     "white-box": white_box_perceptual,
+}
+
+
+# The networks whose weights come from a Keras .h5 file the user gives: their loaders
+# (weights_path, output_layer) -> (module, variables).
+KERAS_LOADERS: dict[str, Callable[[str | os.PathLike, str], tuple[nn.Module, dict]]] = {
+    "resnet50-imagenet": load_keras_resnet50,
+    "vgg16-imagenet": load_keras_vgg16,
 }
 
 

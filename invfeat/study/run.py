@@ -21,7 +21,7 @@ from invfeat.attacks.perceptual import THREAT_MODEL_ALLOWED
 from invfeat.attacks.reconstruction import train_surrogate
 from invfeat.data import builders
 from invfeat.metrics import chance_rank1
-from invfeat.models.perceptual import load_keras_resnet50, white_box_perceptual
+from invfeat.models.perceptual import KERAS_LOADERS, white_box_perceptual
 from invfeat.study import report
 from invfeat.study.attack_stages import Reading, attribute_stage, reconstruction_stages
 from invfeat.study.config import StudyConfig
@@ -67,7 +67,7 @@ class StudyPending(Exception):
 
 def _perceptual(config: StudyConfig, victim: Victim, surrogate: Any) -> Any:
     """What the feature loss runs through: the surrogate, the victim itself (white-box), or
-    None (`resnet50-imagenet`, loaded by the attack from its weights file)."""
+    None (`resnet50-imagenet`, `vgg16-imagenet`: loaded by the attack from its weights file)."""
     name = config.gan.perceptual
     if name == "victim-surrogate":
         return surrogate
@@ -77,11 +77,11 @@ def _perceptual(config: StudyConfig, victim: Victim, surrogate: Any) -> Any:
 
 
 def _keras_perceptual(config: StudyConfig) -> list[Any]:
-    """The attacks whose feature loss runs through Keras ResNet-50 weights."""
+    """The attacks whose feature loss runs through Keras weights (resnet50- or vgg16-imagenet)."""
     return [
         attack
         for attack in (config.autoencoder, config.gan)
-        if attack.feature > 0 and attack.perceptual == "resnet50-imagenet"
+        if attack.feature > 0 and attack.perceptual in KERAS_LOADERS
     ]
 
 
@@ -94,7 +94,7 @@ def check_inputs(config: StudyConfig) -> None:
         if attack.perceptual_weights is None:
             missing.append(
                 MissingInputError(
-                    f"the {attack.kind}'s resnet50-imagenet perceptual network needs its Keras "
+                    f"the {attack.kind}'s {attack.perceptual} perceptual network needs its Keras "
                     "weights file",
                     "perceptual_weights",
                 )
@@ -108,7 +108,7 @@ def check_inputs(config: StudyConfig) -> None:
         raise FileNotFoundError(f"{config.name}: no such file or folder: {', '.join(absent)}")
     config.victim.load_inputs()
     for attack in _keras_perceptual(config):
-        load_keras_resnet50(attack.perceptual_weights, attack.perceptual_layer)
+        KERAS_LOADERS[attack.perceptual](attack.perceptual_weights, attack.perceptual_layer)
 
 
 def run_study(

@@ -1,5 +1,5 @@
-"""Keras .h5 weight files for tests: the Keras-named weights of the first ResNet-50 layers, and
-the file Keras' `save_weights` (or a full-model save) would write with them."""
+"""Keras .h5 weight files for tests: the Keras-named weights of the first ResNet-50 or VGG16
+layers, and the file Keras' `save_weights` (or a full-model save) would write with them."""
 
 import numpy as np
 import pytest
@@ -24,16 +24,32 @@ def keras_layers(rng, up_to_block1=True):
     return layers
 
 
-def write_keras_h5(path, layers, full_model=False):
-    """`layers` as Keras writes them (plus the weightless conv1_pad); under model_weights/ as in a
-    full-model save. Skips the test where h5py is not installed."""
+def vgg16_keras_layers(rng, blocks=2):
+    """Keras-named weights of the convolutions of VGG16's first `blocks` blocks (1 or 2), Keras
+    shapes, random values."""
+    shapes = {"block1_conv1": (3, 64), "block1_conv2": (64, 64)}
+    shapes |= {"block2_conv1": (64, 128), "block2_conv2": (128, 128)} if blocks == 2 else {}
+    return {
+        name: {
+            "kernel:0": rng.normal(size=(3, 3, cin, cout)).astype(np.float32) * 0.05,
+            "bias:0": rng.normal(size=cout).astype(np.float32),
+        }
+        for name, (cin, cout) in shapes.items()
+    }
+
+
+def write_keras_h5(path, layers, full_model=False, weightless=("conv1_pad",)):
+    """`layers` as Keras writes them (plus the `weightless` layers, e.g. ResNet-50's conv1_pad or
+    VGG16's block1_pool); under model_weights/ as in a full-model save. Skips the test where h5py
+    is not installed."""
     h5py = pytest.importorskip("h5py")
     with h5py.File(path, "w") as f:
         root = f.create_group("model_weights") if full_model else f
-        root.attrs["layer_names"] = [name.encode() for name in [*layers, "conv1_pad"]]
+        root.attrs["layer_names"] = [name.encode() for name in [*layers, *weightless]]
         for name, weights in layers.items():
             group = root.create_group(name)
             group.attrs["weight_names"] = [f"{name}/{w}".encode() for w in weights]
             for w, array in weights.items():
                 group.create_dataset(f"{name}/{w}", data=array)
-        root.create_group("conv1_pad").attrs["weight_names"] = []
+        for name in weightless:
+            root.create_group(name).attrs["weight_names"] = []
