@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from invfeat.study import report
+from invfeat.study import figures, report
 
 
 def _attributes(bacc: float) -> dict:
@@ -121,12 +121,12 @@ def test_white_box_upper_bound_is_labelled():
 def test_read_curves_skips_non_numeric(tmp_path):
     log = tmp_path / "m.jsonl"
     log.write_text('{"step": 5, "loss": 1.5, "stage": "d"}\n\n{"step": 6, "loss": 1.0}\n')
-    assert report.read_curves(log) == {"loss": ([5.0, 6.0], [1.5, 1.0])}
+    assert figures.read_curves(log) == {"loss": ([5.0, 6.0], [1.5, 1.0])}
 
 
 def test_image_grid_rejects_mixed_shapes(tmp_path):
     with pytest.raises(ValueError, match="shape"):
-        report.image_grid(
+        figures.image_grid(
             {"a": np.zeros((1, 4, 4, 3)), "b": np.zeros((1, 8, 4, 3))}, tmp_path / "g.png"
         )
 

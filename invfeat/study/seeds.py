@@ -14,7 +14,7 @@ import numpy as np
 
 from invfeat.files import write_atomic, write_json
 from invfeat.study.config import StudyConfig
-from invfeat.study.report import ATTACKS
+from invfeat.study.figures import ATTACKS
 
 SEEDED = ("victim", "attributes", "surrogate", "autoencoder", "gan")  # configs with a `seed`
 
