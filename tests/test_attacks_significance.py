@@ -156,3 +156,21 @@ def test_leaks_only_when_the_interval_is_wholly_above_chance():
     # a rank-1 of 60 / 200 leaks against chance 0.01; one hit in 200 does not
     assert sig.leaks(sig.binomial_interval(60, 200), 0.01)
     assert not sig.leaks(sig.binomial_interval(1, 200), 0.01)
+
+
+def test_the_null_of_balanced_accuracy_is_what_predictions_score_against_shuffled_labels():
+    rng = np.random.default_rng(0)
+    labels = np.stack([rng.integers(0, 2, 400), rng.choice(4, 400, p=[0.85, 0.1, 0.04, 0.01])], 1)
+    null = sig.balanced_accuracy_null(labels, labels, (2, 4), permutations=300)
+    # a perfect predictor of shuffled labels says nothing: about 1 / classes on average
+    assert null["per_attribute"][0]["mean"] == pytest.approx(0.5, abs=0.02)
+    assert null["per_attribute"][1]["mean"] == pytest.approx(0.25, abs=0.03)
+    assert all(a["sd"] > 0.01 for a in null["per_attribute"])  # 400 rows: a visible spread
+    assert null["mean"] == pytest.approx(
+        np.mean([a["mean"] for a in null["per_attribute"]]), abs=1e-9
+    )
+    constant = np.zeros_like(labels)
+    flat = sig.balanced_accuracy_null(labels, constant, (2, 4), permutations=10)
+    assert flat["per_attribute"][0] == {"mean": 0.5, "sd": 0.0}
+    with pytest.raises(ValueError, match="permutations >= 2"):
+        sig.balanced_accuracy_null(labels, labels, (2, 4), permutations=1)

@@ -276,7 +276,8 @@ def test_attributes_cell_leaks_where_a_head_reads_the_attributes(domain):
             attribute = t["figure"].split(": ")[1]
             block = cell["readings"][name][attribute]
             assert t["value"] == pytest.approx(block["balanced_accuracy"])
-            assert t["chance"] == max(block["chance"], block["majority"])
+            assert t["chance"] == block["bar"] >= max(block["chance"], block["majority"])
+            assert t["leaks"] == (t["value"] > t["chance"])
             assert (block["low"], block["high"]) == (t["low"], t["high"])
     assert cell["readings"]["oracle"]["mean"]["balanced_accuracy"] == 1.0
     assert security.strongest(heads) == "oracle"

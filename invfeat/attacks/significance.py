@@ -1,8 +1,9 @@
 """Whether an attack beats chance, decided by a test: intervals for the study's figures.
 
-Each function returns `{value, low, high}`, an interval of z standard errors (95 % by default;
-`z_for(level)` for others), and a figure leaks when its interval lies wholly above what an
-attacker gets without the features (`leaks`). Attribute accuracy: the bootstrap standard error
+Each interval function returns `{value, low, high}`, an interval of z standard errors (95 % by
+default; `z_for(level)` for others), and a figure leaks when its interval lies wholly above what
+an attacker gets without the features (`leaks`). `balanced_accuracy_null` gives that level for a
+classifier: the same predictions scored against shuffled labels. Attribute accuracy: the bootstrap standard error
 over the victims; rank-1: the exact binomial interval of the hits; a mean of per-vector scores
 (an estimate's cosine to its own plaintext minus to another's): the normal interval.
 """
@@ -93,6 +94,44 @@ def balanced_accuracy_interval(
     with np.errstate(invalid="ignore"):
         out = summary(np.nanmean(per_attribute[known], axis=0))
     return out | {"per_attribute": [summary(row) for row in per_attribute]}
+
+
+def balanced_accuracy_null(
+    labels_NA: Any,
+    predictions_NA: Any,
+    num_classes: tuple[int, ...],
+    *,
+    permutations: int = 200,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """What the same predictions score where they say nothing of the labels: balanced accuracy
+    per attribute and its mean over attributes (as `balanced_accuracy_interval`) with the
+    victims' label rows shuffled against the predictions, `permutations` times (each class's
+    count and each prediction's kept). {mean, sd, per_attribute: [{mean, sd}, ...]}."""
+    labels = np.asarray(labels_NA, np.int64)
+    predictions = np.asarray(predictions_NA, np.int64)
+    if labels.shape != predictions.shape or labels.ndim != 2 or permutations < 2:
+        raise ValueError(
+            f"need two [N, A] arrays of one shape and permutations >= 2, got {labels.shape}, "
+            f"{predictions.shape}, {permutations}"
+        )
+    rng = np.random.default_rng(seed)
+    ones = np.ones((1, len(labels)))
+    scores = np.empty((permutations, labels.shape[1]))
+    for p in range(permutations):
+        shuffled = labels[rng.permutation(len(labels))]
+        for a, k in enumerate(num_classes):
+            onehot, correct = _recall_inputs(shuffled[:, a], predictions[:, a], k)
+            scores[p, a] = _balanced(ones, onehot, correct)[0]
+    known = np.isfinite(scores).all(axis=0)
+    mean = scores[:, known].mean(axis=1)
+    return {
+        "mean": float(mean.mean()),
+        "sd": float(mean.std(ddof=1)),
+        "per_attribute": [
+            {"mean": float(np.mean(col)), "sd": float(np.std(col, ddof=1))} for col in scores.T
+        ],
+    }
 
 
 def binomial_interval(hits: int, trials: int, *, z: float = Z_95) -> dict[str, float]:

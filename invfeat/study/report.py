@@ -213,10 +213,11 @@ def _notes(results: Mapping[str, Any]) -> list[str]:
     if readings:
         notes.append(f"The attacker read each ciphertext vector as: {'; '.join(readings)}.")
     notes.append(
-        "A cell **leaks** when one of its tests' intervals lies wholly above chance. A "
-        "protection's tests share a 1 % chance of a false alarm (Bonferroni over its attacks "
-        "and their tests; each table gives its level); D_sys is tested against the mean of its "
-        "label shuffles plus z of their standard deviations."
+        "A cell **leaks** when one of its tests puts a figure above chance: a rank-1 or a "
+        "cosine whose interval lies wholly above it; an attribute's balanced accuracy or a "
+        "D_sys above the bar that label shuffles set (their mean plus z standard deviations, "
+        "given as its chance). A protection's tests share a 1 % chance of a false alarm "
+        "(Bonferroni over its attacks and their tests; each table gives its level)."
     )
     if results.get("config", {}).get("attributes", {}).get("keep_best"):
         notes.append(

@@ -15,11 +15,12 @@ against a weaker one. It reads the victims' vectors (query and gallery) in each 
 - a name of `invfeat.attacks.ciphertext.ENCODINGS` (`popcount`, `columns`, `bits`, ...).
 
 A cell (protection x attack) holds `tests`, each a figure with its interval and the level an
-attacker without the features reaches (`chance`); the cell `leaks` when any test's interval lies
-wholly above its chance. The error is shared out (Bonferroni): each of a protection's CELLS
+attacker without the features reaches (`chance`); the cell `leaks` when any test puts its figure
+above that: a rank-1 or a cosine whose interval lies wholly above it, an attribute's balanced
+accuracy above the bar its predictions reach against shuffled labels. The error is shared out (Bonferroni): each of a protection's CELLS
 attacks gets ALPHA / CELLS, and each of a cell's m tests 1 / m of that, so a protection that
-leaks nothing is called leaking anywhere in at most 1 % of studies. D_sys has no interval: it is
-tested against the mean of its label shuffles plus z of their standard deviations.
+leaks nothing is called leaking anywhere in at most about 1 % of studies. D_sys and balanced
+accuracy are tested against the mean of their label shuffles plus z of their standard deviations.
 """
 
 from __future__ import annotations
@@ -88,22 +89,32 @@ def attributes_cell(
     heads: Mapping[str, AttributeResult], domain: AttackDomain, readings: Mapping[str, Reading]
 ) -> dict:
     """Each reading's head on the victims: mean and per-attribute balanced accuracy, each with its
-    bootstrap interval over the victims."""
+    bootstrap interval over the victims, tested against what the same predictions score against
+    shuffled labels (a class-imbalanced attribute lets a head that reads nothing wander far from
+    1 / classes): the figure leaks above the shuffles' mean plus z of their standard deviations,
+    and above the larger of guessing and always naming one class."""
     tests, blocks = [], {}
     z = _z(sum(len(h.names) + 1 for h in heads.values()))
     for name, head in heads.items():
         labels = head.prepare_labels(victims(domain.attributes))
         predictions = head.predict(victims(readings[name].features))
         interval = sig.balanced_accuracy_interval(labels, predictions, head.num_classes, z=z)
+        null = sig.balanced_accuracy_null(labels, predictions, head.num_classes)
         block = {k: dict(v) for k, v in head.metrics.items()}
-        pairs = [*zip(head.names, interval["per_attribute"], strict=True), ("mean", interval)]
-        for attribute, bounds in pairs:
-            block[attribute] |= {"low": bounds["low"], "high": bounds["high"]}
-            # without the features an attacker reaches the larger of guessing and always
-            # naming one class (1 / the classes present among the victims)
+        pairs = zip(
+            [*head.names, "mean"],
+            [*interval["per_attribute"], interval],
+            [*null["per_attribute"], null],
+            strict=True,
+        )
+        for attribute, bounds, shuffled in pairs:
+            if not np.isfinite(bounds["value"]):  # no victim has a known label
+                continue
             baseline = max(block[attribute]["chance"], block[attribute]["majority"])
-            if np.isfinite(bounds["value"]):  # NaN: no victim has a known label
-                tests.append(_test(f"{name}: {attribute}", bounds, baseline))
+            bar = max(baseline, shuffled["mean"] + z * shuffled["sd"])
+            block[attribute] |= {"low": bounds["low"], "high": bounds["high"], "bar": bar}
+            test = _test(f"{name}: {attribute}", bounds, bar)
+            tests.append(test | {"leaks": bool(bounds["value"] > bar)})
         blocks[name] = block
     return _cell(tests, readings=blocks)
 
