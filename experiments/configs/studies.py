@@ -20,12 +20,11 @@ from invfeat.attacks.configs import (
 from invfeat.study.config import StudyConfig
 from invfeat.victims.from_files import FileVictim
 
-# What `demo` and `tiny` were sized and recorded with where the config defaults have since become
-# the published values (docs/DEPARTURES.md): a two-block attribute head with dropout 0.5
-# (published: one block, no dropout) that keeps the known attributes of incomplete records
-# (published: such records are dropped), and D and G trained on the same batch (published:
-# alternate batches). The autoencoder has no discriminator; its field is pinned so its config
-# is unchanged.
+# Where `demo` and `tiny` keep the values their figures were measured with rather than the
+# published defaults (docs/DEPARTURES.md): a two-block attribute head with dropout 0.5 that keeps
+# the known attributes of incomplete records (published: one block, no dropout, such records
+# dropped), and D and G trained on the same batch (published: alternate batches). The
+# autoencoder has no discriminator; its field is set alike so its config reads the same.
 _PINNED_HEAD = dict(block_num=2, dropout=0.5, drop_incomplete_records=False)
 _PINNED_BATCHES = dict(separate_batches=False)
 
