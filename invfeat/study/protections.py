@@ -99,10 +99,9 @@ def evaluate_protection(
 
 
 def reference(
-    attacker: Attacker, head: Any, reconstructions: dict[str, Any]
+    attacker: Attacker, floats: Reading, head: Any, reconstructions: dict[str, Any]
 ) -> dict[str, dict[str, Any]]:
     """The plaintext row of the security table: the same cells on the features as floats."""
-    floats = Reading("plaintext", attacker.domain.plain)
     cells = {
         "attributes": security.attributes_cell(
             {"floats": head}, attacker.domain, {"floats": floats}

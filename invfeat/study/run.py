@@ -147,9 +147,8 @@ def run_study(
             **opened,
         ),
     )
-    head = attribute_stage(
-        stages, "attributes_plain", config, domain, Reading("plaintext", domain.plain)
-    )
+    plaintext = Reading("plaintext", domain.plain)  # the floats as they are: the reference
+    head = attribute_stage(stages, "attributes_plain", config, domain, plaintext)
 
     # The attacker's perceptual network imitates the plaintext API on the attacker's own images.
     # The ciphertext attacker is given it too: a stronger attacker than one who only sees
@@ -196,7 +195,7 @@ def run_study(
         stages,
         config,
         domain,
-        Reading("plaintext", domain.plain),
+        plaintext,
         names={"autoencoder": "autoencoder_plain", "gan": "gan_plain"},
         perceptual_fn=attacker.perceptual_fn,
         scoring=scoring,
@@ -207,7 +206,7 @@ def run_study(
     logs = {"victim": run / "victim" / METRICS_FILE} | {
         f"{kind} (plaintext)": log for kind, log in logs.items()
     }  # the victim's log is absent for a victim read from files
-    reference_cells = reference(attacker, head, plain)
+    reference_cells = reference(attacker, plaintext, head, plain)
     protections = {}
     for mode, key in keys.items():
         protections[mode], mode_grid, mode_logs = evaluate_protection(mode, key, attacker)
