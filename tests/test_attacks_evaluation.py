@@ -109,6 +109,49 @@ def test_uninformative_reconstructions_score_poorly(scene):
         evaluate(scene, lambda rows: np.zeros((len(rows), 8, 8, 3), np.float32), features)
 
 
+def test_the_gallery_is_reconstructed_and_scored_with_the_query_as_published(scene):
+    """With the gallery's features in, every query and gallery image is reconstructed and sent
+    through the API in one call; the cosine distance, PSNR and SSIM are means over all of them,
+    re-identification is the query's reconstructions against the real gallery."""
+    words = np.random.default_rng(2).integers(0, 2**32, size=(3 * IDS, D), dtype=np.uint64)
+    cipher = words.astype(np.uint32).view(np.float32)
+    real = np.concatenate([scene["query"], scene["gallery"]])
+    # perfect queries, flat grey gallery reconstructions: the means blend both
+    made = np.concatenate([scene["query"], np.full_like(scene["gallery"], 0.3)])
+    calls = []
+
+    def counted_api(images):
+        calls.append(len(images))
+        return api(images)
+
+    m, grid = evaluate_reconstructions(
+        lookup(cipher, made),
+        cipher[:IDS],
+        query_images=scene["query"],
+        query_features_plain=api(scene["query"]),
+        query_ids=scene["query_ids"],
+        query_cams=scene["query_cams"],
+        gallery_features_plain=api(scene["gallery"]),
+        gallery_ids=scene["gallery_ids"],
+        gallery_cams=scene["gallery_cams"],
+        plain_features_fn=counted_api,
+        gallery_features_in=cipher[IDS:],
+        gallery_images=scene["gallery"],
+        grid_images=4,
+    )
+    assert calls == [3 * IDS]
+    assert m["reconstructed"] == {"query": IDS, "gallery": 2 * IDS}
+    assert m["rank1"] == 1.0 and m["mAP"] == 1.0  # the query's reconstructions are perfect
+    grey = 1 - np.sum(api(made[IDS:]) * api(real[IDS:]), 1) / (
+        np.linalg.norm(api(made[IDS:]), axis=1) * np.linalg.norm(api(real[IDS:]), axis=1)
+    )
+    assert m["cosine_distance"] == pytest.approx(np.sum(grey) / (3 * IDS), rel=1e-4)
+    assert m["psnr"] < 100  # the grey gallery pulls the mean below a perfect query's
+    np.testing.assert_array_equal(grid, scene["query"][:4])
+    with pytest.raises(ValueError, match="needs gallery_features_in and gallery_images"):
+        evaluate(scene, lookup(cipher, made), cipher[:IDS], gallery_features_in=cipher[IDS:])
+
+
 def test_query_images_out_of_range_are_refused(scene):
     """PSNR and SSIM assume pixels in [0, 1]: 0-255 floats would score as another image."""
     features = api(scene["query"])

@@ -8,6 +8,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from invfeat.attacks import reconstruction as R
@@ -29,7 +30,7 @@ SMALL = dict(
     batch_size=16,
     learning_rate=3e-3,
 )
-AE = autoencoder_config(epochs=4, steps_per_epoch=40, **SMALL)
+AE = autoencoder_config(epochs=4, steps_per_epoch=40, keep_best=False, **SMALL)
 
 
 def records(workdir):
@@ -122,6 +123,54 @@ def test_killed_mid_epoch_loses_at_most_the_steps_since_the_last_save(
         resumed.variables,
         autoencoder.variables,
     )
+
+
+def test_the_autoencoder_keeps_its_epoch_of_lowest_validation_loss(
+    tmp_path, monkeypatch, pairs, one_device
+):
+    """keep_best (the published ModelCheckpoint on val_loss): each epoch ends with the pixel MSE
+    on the validation pairs, and the decoder returned is the lowest one's: that MSE measured
+    again; and, with the losses scripted to put the best in the middle, the decoder a run of
+    two epochs ends with."""
+    images, features = pairs
+    config = dataclasses.replace(AE, epochs=3, steps_per_epoch=10, keep_best=True)
+    run = dict(mesh=one_device, progress=False)
+    with pytest.raises(ValueError, match="validation_images and validation_features"):
+        R.run_reconstruction(images, features, config, tmp_path / "none", **run)
+    others = np.roll(images, N // 2, axis=0)  # mismatched pairs: the loss moves each epoch
+    validation = dict(validation_images=others, validation_features=features)
+    result = R.run_reconstruction(images, features, config, tmp_path / "real", **validation, **run)
+    losses = [r[R.BEST_METRIC] for r in records(tmp_path / "real") if r["kind"] == "epoch"]
+    assert len(losses) == 3 and len(set(losses)) == 3
+    made = result.reconstruct(features)
+    returned = np.mean(np.square(made - others.astype(np.float32) / 255))
+    assert returned == pytest.approx(min(losses), rel=1e-5)
+
+    scripted = iter([0.3, 0.1, 0.2])
+    monkeypatch.setattr(
+        R.PixelEvaluator, "run", lambda self, state: [("pixel_mse", next(scripted))]
+    )
+    best = R.run_reconstruction(
+        images, features, config, tmp_path / "scripted", **validation, **run
+    )
+    two = dataclasses.replace(config, epochs=2, keep_best=False)
+    second = R.run_reconstruction(images, features, two, tmp_path / "two", **run)
+    jax.tree.map(np.testing.assert_array_equal, best.variables, second.variables)
+
+
+def test_the_adam_epsilon_of_the_config_is_the_optimizers():
+    grads = {"w": jnp.asarray([1e-7, -3e-6, 2.0])}
+    for eps in (1e-7, 1e-3):
+        config = dataclasses.replace(AE, adam_epsilon=eps)
+        tx = R.build_reconstruction(config, (H, W), None).decoder_tx
+        expected = optax.adam(config.learning_rate, eps=eps)
+        got, _ = tx.update(grads, tx.init(grads))
+        want, _ = expected.update(grads, expected.init(grads))
+        np.testing.assert_allclose(got["w"], want["w"], rtol=1e-6)
+    with pytest.raises(ValueError, match="adam_epsilon must be positive"):
+        dataclasses.replace(AE, adam_epsilon=0.0)
+    with pytest.raises(ValueError, match="initializer must be one of"):
+        dataclasses.replace(AE, initializer="he_normal")
 
 
 def test_gan_on_ciphertext_alternates_and_stays_finite(tmp_path, pairs, one_device):

@@ -96,6 +96,43 @@ def test_attribute_head_step_lowers_balanced_cross_entropy(one_device):
     )
 
 
+def test_a_masked_batch_steps_as_its_real_rows_alone(one_device):
+    """A padded batch (Keras' partial last batch): the rows the mask leaves out change neither
+    the loss, the gradients nor the BatchNorm statistics, whatever they hold."""
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(5, 8)).astype(np.float32)
+    attributes = np.stack([features[:, 0] > 0, np.argmax(features[:, 1:4], 1)], 1).astype(np.int32)
+    head = AttributeHead(num_classes=(2, 3), block_num=2)
+    variables = fast_init(head.init, features)
+    tx = optax.sgd(0.1)
+    weights = attribute_class_weights(attributes, (2, 3))
+    step = jax.jit(make_attribute_head_step(head, tx, weights))
+    real = {"features": features, "attributes": attributes}
+    padded = {
+        "features": np.concatenate([features, 100 * rng.normal(size=(3, 8)).astype(np.float32)]),
+        "attributes": np.concatenate([attributes, np.ones((3, 2), np.int32)]),
+        "mask": np.arange(8) < 5,
+    }
+    outs = [
+        step(create_train_state(fixed_variables(variables), tx, one_device), b)
+        for b in (real, padded)
+    ]
+    (alone, m_alone), (masked, m_masked) = outs
+    np.testing.assert_allclose(m_masked["loss"], m_alone["loss"], rtol=1e-5)
+    np.testing.assert_allclose(m_masked["accuracy"], m_alone["accuracy"], rtol=1e-6)
+    for a, b in zip(
+        jax.tree.leaves((alone.params, alone.model_state)),
+        jax.tree.leaves((masked.params, masked.model_state)),
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    unmasked = step(
+        create_train_state(fixed_variables(variables), tx, one_device),
+        {k: v for k, v in padded.items() if k != "mask"},
+    )[1]
+    assert abs(float(unmasked["loss"]) - float(m_alone["loss"])) > 1e-3  # the mask is what acts
+
+
 # ---- surrogate -----------------------------------------------------------------------------
 
 

@@ -212,6 +212,53 @@ def test_a_feature_file_victim_is_attacked_and_scored_through_files(
         assert ours["cosine_distance"] == pytest.approx(theirs["cosine_distance"], abs=0.01)
 
 
+def test_a_study_as_published_reconstructs_and_validates_on_query_and_gallery(
+    tiny_run, tmp_path, monkeypatch, capsys
+):
+    """The published choices the paper-* studies make (reconstructed_splits query and gallery,
+    the autoencoder's best validation epoch) on the feature-file victim: every query and gallery
+    image goes out for the victim's features and comes back scored."""
+    root, _ = tiny_run
+    tiny_dir = root / "runs" / "tiny"
+    files = tmp_path / "fastreid"
+    files.mkdir()
+    counts = {}
+    for split in ("train", "query", "gallery"):
+        src = tiny_dir / "features" / f"plain_{split}.npz"
+        counts[split] = len(read_features(src))
+        _as_written_elsewhere(src, files / f"{split}.npz", "/datasets/synth_market")
+    base = get_study("tiny")
+    published = dataclasses.replace(
+        base,
+        name="tiny-published",
+        victim=FileVictim(name="tiny-as-files", image_size=base.victim.input_size),
+        autoencoder=dataclasses.replace(base.autoencoder, keep_best=True),
+        reconstructed_splits=("query", "gallery"),
+        protections=(),
+    )
+    monkeypatch.setitem(STUDIES, "tiny-published", published)
+    argv = ["run", "tiny-published", "--runs-dir", str(tmp_path / "runs")]
+    argv += ["--data-dir", str(root / "data"), "--victim-features", str(files), "--quiet"]
+    assert main(argv) == PENDING_EXIT
+    external = tmp_path / "runs" / "tiny-published" / "external"
+    api = load_victim(tiny_dir / "victim").api(batch_size=32)
+    for stage in ("autoencoder_plain", "gan_plain"):
+        names = sorted((external / stage).rglob("*.png"))
+        assert len(names) == counts["query"] + counts["gallery"]
+        images = np.stack([cv2.cvtColor(cv2.imread(str(n)), cv2.COLOR_BGR2RGB) for n in names])
+        paths = np.asarray([f"/elsewhere/{n.relative_to(external)}" for n in names])
+        write_features(external / f"{stage}.npz", FeatureFile(paths, api(images)))
+    assert main(argv) == 0
+    results = json.loads((tmp_path / "runs" / "tiny-published" / "report.json").read_text())
+    for method in ("autoencoder", "gan"):
+        scores = results["reconstruction"][method]
+        assert scores["reconstructed"] == {"query": counts["query"], "gallery": counts["gallery"]}
+        assert scores["num_queries"] == counts["query"]
+    log = tmp_path / "runs" / "tiny-published" / "autoencoder_plain" / "metrics.jsonl"
+    epochs = [json.loads(line) for line in log.read_text().splitlines()]
+    assert any("validation/pixel_mse" in r for r in epochs if r["kind"] == "epoch")
+
+
 def test_file_victim_weights_give_the_scoring_api(tiny_run, tmp_path):
     from invfeat.victims.from_files import victim_api
 

@@ -21,12 +21,24 @@ from invfeat.study.config import StudyConfig
 from invfeat.victims.from_files import FileVictim
 
 # Where `demo` and `tiny` keep the values their figures were measured with rather than the
-# published defaults (docs/DEPARTURES.md): a two-block attribute head with dropout 0.5 that keeps
-# the known attributes of incomplete records (published: one block, no dropout, such records
-# dropped), and D and G trained on the same batch (published: alternate batches). The
-# autoencoder has no discriminator; its field is set alike so its config reads the same.
-_PINNED_HEAD = dict(block_num=2, dropout=0.5, drop_incomplete_records=False)
-_PINNED_BATCHES = dict(separate_batches=False)
+# published defaults (docs/DEPARTURES.md): Flax's initialiser and optax's Adam epsilon (published:
+# Keras' glorot_uniform and 1e-7); a two-block attribute head with dropout 0.5 that keeps the
+# known attributes of incomplete records, trained on floor(rows / batch) full batches an epoch
+# (published: one block, no dropout, such records dropped, Keras' ceil with a partial batch);
+# D and G trained on the same batch (published: alternate batches); the autoencoder's last step
+# (published: its best validation epoch); the query alone reconstructed (published: query and
+# gallery). The autoencoder has no discriminator; its field is set alike so its config reads
+# the same.
+_PINNED_TRAINING = dict(initializer="lecun_normal", adam_epsilon=1e-8)
+_PINNED_HEAD = dict(
+    block_num=2,
+    dropout=0.5,
+    drop_incomplete_records=False,
+    partial_batches=False,
+    **_PINNED_TRAINING,
+)
+_PINNED_BATCHES = dict(separate_batches=False, keep_best=False, **_PINNED_TRAINING)
+_PINNED_STUDY = dict(reconstructed_splits=("query",))
 
 # The demo's decoders: narrower and faster-learning than published, for about 1/100 of its steps.
 _DEMO_DECODER = dict(
@@ -51,6 +63,7 @@ STUDIES: dict[str, StudyConfig] = {
             surrogate=SurrogateConfig(widths=(16, 32, 64), epochs=4),
             autoencoder=autoencoder_config(steps_per_epoch=400, **_DEMO_DECODER),
             gan=gan_config(steps_per_epoch=350, discriminator_filters=16, **_DEMO_DECODER),
+            **_PINNED_STUDY,
         ),
         StudyConfig(
             name="tiny",
@@ -76,6 +89,7 @@ STUDIES: dict[str, StudyConfig] = {
             ),
             grid_images=4,
             api_batch_size=32,
+            **_PINNED_STUDY,
         ),
     )
 }  # fmt: skip

@@ -16,13 +16,19 @@ from invfeat.attacks.ciphertext import encode_features
 from invfeat.data.sampling import ShuffledOrder
 from invfeat.train.mesh import check_batch_size
 
+MASK = "mask"  # the batch key of `partial_batches`: True for a real row, False for padding
+
 
 class ArrayBatches:
     """Endless shuffled batches (dicts of numpy arrays) of equally long host arrays.
 
     The global order is a pure function of (seed, epoch) (`ShuffledOrder`); each process takes
-    its contiguous part of every global batch. `get_state()` / `set_state()` are checkpointed,
-    so a resumed attack sees the same batches.
+    its contiguous part of every global batch. By default batches run on across epochs (every
+    batch full, `batches_per_epoch` = floor(rows / batch_size) on average); with
+    `partial_batches` each epoch is Keras' `fit`: its own shuffle in ceil(rows / batch_size)
+    batches, the last one padded to `batch_size` and every batch carrying a boolean MASK
+    (False on padding rows). `get_state()` / `set_state()` are checkpointed, so a resumed
+    attack sees the same batches.
     """
 
     def __init__(
@@ -33,6 +39,7 @@ class ArrayBatches:
         mesh: Mesh,
         seed: int = 0,
         name: str = "batch_size",
+        partial_batches: bool = False,
     ):
         lengths = {k: len(v) for k, v in arrays.items()}
         if not lengths or len(set(lengths.values())) != 1 or 0 in lengths.values():
@@ -45,12 +52,15 @@ class ArrayBatches:
         self._global = batch_size
         self._local = batch_size // processes
         self._offset = jax.process_index() * self._local
+        self._partial = partial_batches
         self._batches = 0  # global batches handed out
 
     def __iter__(self) -> ArrayBatches:
         return self
 
     def __next__(self) -> dict[str, np.ndarray]:
+        if self._partial:
+            return self._next_partial()
         start = self._batches * self._global + self._offset
         positions = np.arange(start, start + self._local)
         epochs, offsets = np.divmod(positions, self._num)
@@ -61,11 +71,28 @@ class ArrayBatches:
         self._batches += 1
         return {k: v[indices] for k, v in self._arrays.items()}
 
+    def _next_partial(self) -> dict[str, np.ndarray]:
+        per_epoch = -(-self._num // self._global)
+        epoch, batch = divmod(self._batches, per_epoch)
+        start = batch * self._global + self._offset
+        offsets = np.arange(start, start + self._local)
+        real = offsets < self._num
+        indices = self._order.epoch(epoch)[np.minimum(offsets, self._num - 1)]
+        self._batches += 1
+        return {k: v[indices] for k, v in self._arrays.items()} | {MASK: real}
+
     def get_state(self) -> dict[str, int]:
-        return {"batches": self._batches, "num_records": self._num, "batch_size": self._global}
+        return {
+            "batches": self._batches,
+            "num_records": self._num,
+            "batch_size": self._global,
+            "partial_batches": self._partial,
+        }
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         expected = {"num_records": self._num, "batch_size": self._global}
+        if self._partial:  # checkpoints of the other mode have no such key
+            expected["partial_batches"] = True
         found = {k: state.get(k) for k in expected}
         if found != expected:
             raise ValueError(

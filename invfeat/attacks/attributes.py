@@ -253,13 +253,19 @@ def _program(
 ) -> _Program:
     """Built once per configuration, so a resumed or repeated run reuses its compilations."""
     in_dim = encoded_dim(feature_dim, config.encoding) if config.encoding else feature_dim
-    head = AttributeHead(num_classes, block_num=config.block_num, dropout_rate=config.dropout)
+    head = AttributeHead(
+        num_classes,
+        block_num=config.block_num,
+        dropout_rate=config.dropout,
+        kernel_init=config.initializer,
+    )
     tx = make_optimizer(
         OptimizerConfig(
             learning_rate=config.learning_rate,
             schedule="drop_at_half",
             total_steps=total_steps,
             drop_factor=config.lr_drop,
+            eps=config.adam_epsilon,
         )
     )
     inner = make_attribute_head_step(head, tx, jnp.asarray(class_weights, jnp.float32))
@@ -365,7 +371,7 @@ def run_attribute_attack(
     record = {"attack": "attributes", **config.to_dict(), "attributes": list(names)}
     claim_workdir(workdir, record, resume=resume, old_runs="clear")
 
-    steps_per_epoch = config.steps_per_epoch or max(1, len(x_train) // config.batch_size)
+    steps_per_epoch = config.steps_per_epoch_for(len(x_train))
     total = config.epochs * steps_per_epoch
     weights_AC = np.asarray(attribute_class_weights(y_train, num_classes))
     program = _program(
@@ -377,7 +383,11 @@ def run_attribute_attack(
         keep_last=1, best_metric=BEST_METRIC if config.keep_best else None, best_mode="max"
     )
     batches = ArrayBatches(
-        {"features": x_train, "attributes": y_train}, config.batch_size, mesh=mesh, seed=config.seed
+        {"features": x_train, "attributes": y_train},
+        config.batch_size,
+        mesh=mesh,
+        seed=config.seed,
+        partial_batches=config.partial_batches,
     )
     result = run_training(
         program.init_fn,

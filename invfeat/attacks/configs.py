@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from invfeat.attacks.ciphertext import ENCODINGS
+from invfeat.models.initializers import KERNEL_INITIALIZERS
 from invfeat.models.perceptual import PERCEPTUAL_BUILDERS
 
 T = TypeVar("T")
@@ -35,6 +36,15 @@ def _positive(config: Any, *names: str) -> None:
         value = getattr(config, name)
         if value is not None and value <= 0:
             raise ValueError(f"{type(config).__name__}.{name} must be positive, got {value}")
+
+
+def _check_training(config: Any) -> None:
+    """The fields every trained attack shares: its initialiser and Adam's epsilon."""
+    if config.initializer not in KERNEL_INITIALIZERS:
+        raise ValueError(
+            f"initializer must be one of {list(KERNEL_INITIALIZERS)}, got {config.initializer!r}"
+        )
+    _positive(config, "adam_epsilon")
 
 
 def _from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
@@ -71,9 +81,12 @@ class AttributeAttackConfig(_JSONable):
     100; tests/data/published_hyperparameters.json). Adam at `learning_rate`, times `lr_drop`
     (the published 1/5) for the second half of the steps; with `keep_best` the checkpoint with
     the best mean balanced accuracy on the victims' split is kept (as published), else the last
-    one. Adam's epsilon is optax's 1e-8 (Keras: 1e-7; not configurable here).
-    `steps_per_epoch` None: floor(rows / batch_size) batches per epoch (Keras: the ceiling,
-    with a last partial batch).
+    one. Kernels start from `initializer` (published: Keras' "glorot_uniform"; Flax's default
+    is "lecun_normal") and Adam's epsilon is `adam_epsilon` (published: Keras' 1e-7).
+    With `partial_batches` an epoch is Keras' `fit`: a new shuffle of the rows, ceil(rows /
+    batch_size) batches, the last one partial (its padding rows are masked out of the loss and
+    of the BatchNorm statistics); without it, `steps_per_epoch` full batches (None:
+    floor(rows / batch_size)) from one continuous shuffled stream, batches straddling epochs.
     `encoding` (None, or a name of `invfeat.attacks.ciphertext.ENCODINGS`) is how the attacker
     reads the features it receives: None uses the floats as they are (plaintext only); an
     encoding reads ciphertext (or plaintext, for a like-for-like comparison) without NaN.
@@ -85,7 +98,10 @@ class AttributeAttackConfig(_JSONable):
     lr_drop: float = 0.2
     batch_size: int = 128
     epochs: int = 100
-    steps_per_epoch: int | None = None
+    partial_batches: bool = True  # published: Keras' fit, ceil(rows / batch) steps per epoch
+    steps_per_epoch: int | None = None  # only without partial_batches
+    initializer: str = "glorot_uniform"  # published: Keras' default
+    adam_epsilon: float = 1e-7  # published: Keras' default
     merge_colours: bool = True
     # published (`dropna`, exactly one colour flag): a record with any attribute unknown is left
     # out of training and scoring; False keeps its known attributes
@@ -99,8 +115,20 @@ class AttributeAttackConfig(_JSONable):
         _check_encoding(self.encoding)
         _positive(self, "block_num", "learning_rate", "batch_size", "epochs", "steps_per_epoch")
         _positive(self, "eval_batch_size")
+        _check_training(self)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.partial_batches and self.steps_per_epoch is not None:
+            raise ValueError(
+                "partial_batches counts an epoch's batches itself (ceil(rows / batch_size)): "
+                "set steps_per_epoch None, or partial_batches False for a fixed count"
+            )
+
+    def steps_per_epoch_for(self, rows: int) -> int:
+        """The optimizer steps of one epoch over `rows` training records."""
+        if self.partial_batches:
+            return -(-rows // self.batch_size)
+        return self.steps_per_epoch or max(1, rows // self.batch_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,9 +190,13 @@ class ReconstructionConfig(_JSONable):
     `scripts/reconstruction_autoencoder.py` (Adam at 1e-4 for the decoder and the discriminator,
     `use_different_batches` True, no spectral normalisation, concatenation) and the published
     decoder and discriminator sizes (`reconstruction_utils.py`); the loss weights are the
-    README's commands (PRESETS), not the scripts' flag defaults (1, 1, 0, 1). Not published:
-    `perceptual` defaults to the threat model's victim-surrogate (published: the ImageNet
-    ResNet-50, which the paper-* studies name), and Adam's epsilon is optax's 1e-8 (Keras: 1e-7).
+    README's commands (PRESETS), not the scripts' flag defaults (1, 1, 0, 1); kernels start from
+    Keras' "glorot_uniform" and Adam's epsilon is Keras' 1e-7, as published. With `keep_best`
+    (None: on for the autoencoder, as published, off for the GAN) each epoch ends with the
+    pixel MSE of the decoder on `validation_batches` x `batch_size` validation pairs (published:
+    50 batches of 64 query and gallery images), and the epoch with the lowest is kept. Not
+    published: `perceptual` defaults to the threat model's victim-surrogate (published: the
+    ImageNet ResNet-50, which the paper-* studies name).
     """
 
     kind: str = "autoencoder"
@@ -190,6 +222,10 @@ class ReconstructionConfig(_JSONable):
     decoder_filters: int = 16
     discriminator_filters: int = 32
     min_side: int = 4
+    initializer: str = "glorot_uniform"  # published: Keras' default
+    adam_epsilon: float = 1e-7  # published: Keras' default
+    keep_best: bool | None = None  # None: the autoencoder keeps its best validation epoch
+    validation_batches: int = 50  # published: 50 batches of query and gallery images
     encoding: str | None = None
     surrogate: SurrogateConfig = SurrogateConfig()
     eval_batch_size: int = 128
@@ -202,6 +238,8 @@ class ReconstructionConfig(_JSONable):
         for name, value in PRESETS[self.kind].items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
+        if self.keep_best is None:
+            object.__setattr__(self, "keep_best", self.kind == "autoencoder")
         if self.perceptual_layer is None:
             layer = PERCEPTUAL_LAYERS.get(self.perceptual, PERCEPTUAL_LAYERS["resnet50-imagenet"])
             object.__setattr__(self, "perceptual_layer", layer)
@@ -222,7 +260,8 @@ class ReconstructionConfig(_JSONable):
         _positive(self, "discriminator_steps", "generator_steps", "learning_rate", "batch_size")
         _positive(self, "epochs", "steps_per_epoch", "dense_units", "smallest_channels")
         _positive(self, "decoder_filters", "discriminator_filters", "min_side", "eval_batch_size")
-        _positive(self, "discriminator_learning_rate")
+        _positive(self, "discriminator_learning_rate", "validation_batches")
+        _check_training(self)
 
     @property
     def total_steps(self) -> int:

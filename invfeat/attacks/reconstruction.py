@@ -38,14 +38,18 @@ from invfeat.models.perceptual import (
     SurrogateNet,
     surrogate_perceptual,
 )
-from invfeat.train.checkpoint import CheckpointConfig
-from invfeat.train.loop import METRICS_FILE
+from invfeat.train.checkpoint import CheckpointConfig, Checkpointer
+from invfeat.train.loop import CHECKPOINT_DIR, METRICS_FILE
 from invfeat.train.mesh import make_mesh
 from invfeat.train.optim import OptimizerConfig, make_optimizer
 from invfeat.train.predict import BlockPredictor
 from invfeat.train.run import claim_workdir, run_training
+from invfeat.train.state import abstract_like
 
 SURROGATE_DIR = "surrogate"
+VALIDATION = "validation"
+BEST_METRIC = f"{VALIDATION}/pixel_mse"
+VALIDATION_CHUNK = 256  # validation images reconstructed at a time (bounds the host memory)
 CHECKPOINTS = CheckpointConfig(keep_last=1)
 # Reconstructions also save mid-epoch, so a killed run loses at most this many steps (an epoch
 # of the published 200 steps, or the demo's single 400-step epoch, would otherwise be lost).
@@ -179,7 +183,9 @@ def build_reconstruction(
         smallest_channels=config.smallest_channels,
         base_filters=config.decoder_filters,
         min_side=config.min_side,
+        kernel_init=config.initializer,
     )
+    adam = lambda rate: make_optimizer(OptimizerConfig(learning_rate=rate, eps=config.adam_epsilon))
     weights = LossWeights(
         pixel=config.pixel,
         feature=config.feature,
@@ -193,17 +199,53 @@ def build_reconstruction(
             spectral_norm=config.spectral_norm,
             comparison=CONDITIONS[config.condition],
             min_side=config.min_side,
+            kernel_init=config.initializer,
         )
-        rate = config.discriminator_learning_rate or config.learning_rate
-        discriminator_tx = make_optimizer(OptimizerConfig(learning_rate=rate))
+        discriminator_tx = adam(config.discriminator_learning_rate or config.learning_rate)
     return Reconstruction(
         decoder=decoder,
-        decoder_tx=make_optimizer(OptimizerConfig(learning_rate=config.learning_rate)),
+        decoder_tx=adam(config.learning_rate),
         weights=weights,
         discriminator=discriminator,
         discriminator_tx=discriminator_tx,
         perceptual=perceptual,
     )
+
+
+class PixelEvaluator:
+    """Evaluator for `fit`: the decoder's pixel MSE on fixed validation (features, images) pairs,
+    the published autoencoder's `val_loss` (its loss is pixel MSE alone)."""
+
+    def __init__(self, predictor: BlockPredictor, images: np.ndarray, features: np.ndarray):
+        self._predictor, self._images, self._features = predictor, images, features
+
+    def run(self, state: Any) -> list[tuple[str, float]]:
+        variables = {"params": state.params["decoder"], **state.model_state["decoder"]}
+        total = 0.0
+        for start in range(0, len(self._images), VALIDATION_CHUNK):
+            real = as_float_images(self._images[start : start + VALIDATION_CHUNK])
+            made = self._predictor(variables, self._features[start : start + VALIDATION_CHUNK])
+            total += float(np.sum(np.square(made - real, dtype=np.float64)))
+        return [("pixel_mse", total / self._images.size)]
+
+
+def validation_pairs(
+    images: np.ndarray | None, features: np.ndarray | None, config: ReconstructionConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """The `validation_batches` x `batch_size` pairs (all, if fewer) that `keep_best` scores:
+    one fixed draw, seeded by `config.seed`, in the attack's reading of the features."""
+    if images is None or features is None:
+        raise ValueError(
+            "keep_best picks the epoch by its pixel MSE on validation pairs: pass "
+            "validation_images and validation_features (published: query and gallery), "
+            "or set keep_best=False"
+        )
+    images = host_images(images, "validation_images")
+    features = attacker_features(features, config.encoding, "validation_features")
+    _check_pairs(images, features)
+    keep = min(len(images), config.validation_batches * config.batch_size)
+    rows = np.sort(np.random.default_rng([config.seed, 0x7A1]).permutation(len(images))[:keep])
+    return images[rows], features[rows]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -290,6 +332,8 @@ def run_reconstruction(
     workdir: str | Path,
     *,
     perceptual_fn: PerceptualNetwork | SurrogateResult | None = None,
+    validation_images: np.ndarray | None = None,
+    validation_features: np.ndarray | None = None,
     resume: bool = True,
     mesh: Mesh | None = None,
     progress: bool = True,
@@ -305,13 +349,17 @@ def run_reconstruction(
     `train_surrogate`); `white-box` needs `perceptual_fn=white_box_perceptual(victim
     features_fn, victim variables)`, and its result carries `threat_model_allowed=False`. A
     checkpoint is kept every `save_every_steps` steps and at each epoch's end; a resumed run
-    goes on from the last one, bit for bit.
+    goes on from the last one, bit for bit. With `config.keep_best` each epoch ends with the
+    pixel MSE on `validation_pairs` of (`validation_images`, `validation_features`) and the
+    decoder of the lowest is returned.
     """
     mesh = make_mesh() if mesh is None else mesh
     workdir = Path(workdir)
     images = host_images(train_images, "train_images")
     features = attacker_features(train_features, config.encoding, "train_features")
     _check_pairs(images, features)
+    if config.keep_best:
+        validation = validation_pairs(validation_images, validation_features, config)
     record = {"attack": "reconstruction", **config.to_dict()}
     claim_workdir(workdir, record, resume=resume, old_runs="clear")
 
@@ -340,6 +388,15 @@ def run_reconstruction(
     batches = ArrayBatches(
         {"image": images, "features": features}, config.batch_size, mesh=mesh, seed=config.seed
     )
+    checkpoint = dataclasses.replace(
+        CHECKPOINTS,
+        every_steps=save_every_steps,
+        best_metric=BEST_METRIC if config.keep_best else None,
+        best_mode="min",
+    )
+    evaluators = None
+    if config.keep_best:
+        evaluators = {VALIDATION: PixelEvaluator(program.predictor, *validation)}
     result = run_training(
         program.init_fn,
         program.txs,
@@ -350,13 +407,19 @@ def run_reconstruction(
         num_steps=config.total_steps,
         steps_per_epoch=config.steps_per_epoch,
         workdir=workdir,
-        checkpoint=dataclasses.replace(CHECKPOINTS, every_steps=save_every_steps),
+        checkpoint=checkpoint,
         meta=record,
         resume=resume,
+        evaluators=evaluators,
         progress=progress,
         prepare_state=None if perceptual is None else place_perceptual,
     )
     final = result.state
+    if config.keep_best:
+        with Checkpointer(workdir / CHECKPOINT_DIR, checkpoint) as ckpt:
+            best = ckpt.best_step()
+            if best is not None and best != result.step:
+                final = ckpt.restore(abstract_like(final), best).state
     variables = {"params": final.params["decoder"], **final.model_state["decoder"]}
 
     def reconstruct(features_ND: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ import numpy as np
 import optax
 
 from invfeat import losses
+from invfeat.attacks.arrays import MASK
 from invfeat.models.perceptual import FeaturesFn
 from invfeat.train.state import (
     Batch,
@@ -62,19 +63,23 @@ def attribute_head_loss_fn(head: nn.Module, class_weights_AC: jax.Array) -> Loss
     """Sum over attributes of the class-balanced cross-entropy; metrics: mean batch accuracy.
 
     Summed as Keras sums the losses of a multi-output model; dropout and BatchNorm in training
-    mode.
+    mode. A batch with a MASK (`ArrayBatches(partial_batches=True)`) leaves its padding rows out.
     """
     num_classes = tuple(head.num_classes)
 
     def loss_fn(params, model_state, batch: Batch, rng: jax.Array):
+        mask_B = batch.get(MASK)
         logits, updates = head.apply(
             {"params": params, **model_state},
             batch["features"],
             train=True,
+            mask_B=mask_B,
             rngs={"dropout": rng},
             mutable=["batch_stats"],
         )
         labels_BA = batch["attributes"]
+        if mask_B is not None:  # padding rows: unknown labels, out of the loss and the accuracy
+            labels_BA = jnp.where(mask_B[:, None], labels_BA, -1)
         total, correct, known = 0.0, 0.0, 0.0
         for a, (logits_BC, classes) in enumerate(zip(logits, num_classes, strict=True)):
             weights_C = class_weights_AC[a, :classes]

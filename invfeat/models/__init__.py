@@ -8,6 +8,7 @@ SUBMODULES = (
     "decoder",
     "discriminator",
     "fastreid",
+    "initializers",
     "keras_h5",
     "perceptual",
     "reid",

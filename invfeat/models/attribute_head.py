@@ -5,6 +5,8 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
+from invfeat.models.initializers import kernel_initializer
+
 
 def block_widths(feature_dim: int, num_classes: int, block_num: int) -> tuple[int, ...]:
     """Dense widths shrinking geometrically from `feature_dim` to `num_classes` in `block_num` steps.
@@ -27,6 +29,7 @@ class AttributeHead(nn.Module):
 
     Returns a tuple of logits, one [B, C_a] array per attribute (softmax belongs to the loss).
     All attributes share the input and live in one module, so one jitted step trains them all.
+    `mask` [B] (bool) leaves the False rows (a padded batch's) out of the BatchNorm statistics.
     """
 
     num_classes: Sequence[int]
@@ -34,9 +37,12 @@ class AttributeHead(nn.Module):
     dropout_rate: float = 0.0
     bn_momentum: float = 0.99  # Keras' BatchNormalization defaults
     bn_epsilon: float = 1e-3
+    kernel_init: str = "lecun_normal"  # a name of KERNEL_INITIALIZERS (Keras: "glorot_uniform")
 
     @nn.compact
-    def __call__(self, features_BD: jax.Array, train: bool = False) -> tuple[jax.Array, ...]:
+    def __call__(
+        self, features_BD: jax.Array, train: bool = False, mask_B: jax.Array | None = None
+    ) -> tuple[jax.Array, ...]:
         feature_dim = features_BD.shape[-1]
         logits = []
         for a, classes in enumerate(self.num_classes):
@@ -48,9 +54,13 @@ class AttributeHead(nn.Module):
                     momentum=self.bn_momentum,
                     epsilon=self.bn_epsilon,
                     name=f"attr{a}_bn{k}",
-                )(x)
+                )(x, mask=None if mask_B is None else mask_B[:, None])
                 x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-                x = nn.Dense(width, name=f"attr{a}_dense{k}")(x)
+                x = nn.Dense(
+                    width,
+                    kernel_init=kernel_initializer(self.kernel_init),
+                    name=f"attr{a}_dense{k}",
+                )(x)
                 if k + 1 < len(widths):
                     x = nn.relu(x)
             logits.append(x)

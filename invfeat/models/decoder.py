@@ -4,6 +4,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from invfeat.models.initializers import kernel_initializer
+
 
 def upsampling_plan(height: int, width: int, min_side: int = 4) -> tuple[int, int, int]:
     """(h0, w0, k): the smallest map h0 x w0 whose k doublings cover height x width.
@@ -37,16 +39,18 @@ class UpBlock(nn.Module):
     filters: int
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
+    kernel_init: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, x_BHWC: jax.Array, train: bool) -> jax.Array:
+        init = kernel_initializer(self.kernel_init)
         norm = lambda: nn.BatchNorm(
             use_running_average=not train, momentum=self.bn_momentum, epsilon=self.bn_epsilon
         )
         y = upsample2_BHWC(nn.relu(norm()(x_BHWC)))
-        y = nn.Conv(self.filters, (3, 3), padding="SAME")(y)
-        y = nn.Conv(self.filters, (3, 3), padding="SAME")(nn.relu(norm()(y)))
-        shortcut = nn.Conv(self.filters, (1, 1))(upsample2_BHWC(x_BHWC))
+        y = nn.Conv(self.filters, (3, 3), padding="SAME", kernel_init=init)(y)
+        y = nn.Conv(self.filters, (3, 3), padding="SAME", kernel_init=init)(nn.relu(norm()(y)))
+        shortcut = nn.Conv(self.filters, (1, 1), kernel_init=init)(upsample2_BHWC(x_BHWC))
         return y + shortcut
 
 
@@ -65,17 +69,21 @@ class Decoder(nn.Module):
     smallest_channels: int = 128
     base_filters: int = 16
     min_side: int = 4
+    kernel_init: str = "lecun_normal"  # a name of KERNEL_INITIALIZERS (Keras: "glorot_uniform")
 
     @nn.compact
     def __call__(self, features_BD: jax.Array, train: bool = False) -> jax.Array:
         h0, w0, k = upsampling_plan(self.image_height, self.image_width, self.min_side)
-        x = nn.relu(nn.Dense(self.dense_units)(features_BD))
-        x = nn.relu(nn.Dense(h0 * w0 * self.smallest_channels)(x))
+        init = kernel_initializer(self.kernel_init)
+        x = nn.relu(nn.Dense(self.dense_units, kernel_init=init)(features_BD))
+        x = nn.relu(nn.Dense(h0 * w0 * self.smallest_channels, kernel_init=init)(x))
         x = x.reshape(x.shape[0], h0, w0, self.smallest_channels)
         for i in range(k):
-            x = UpBlock(self.base_filters * 2 ** (k - 1 - i))(x, train)
+            x = UpBlock(self.base_filters * 2 ** (k - 1 - i), kernel_init=self.kernel_init)(
+                x, train
+            )
         x = nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3)(x)
-        x = nn.Conv(3, (3, 3), padding="SAME")(nn.relu(x))
+        x = nn.Conv(3, (3, 3), padding="SAME", kernel_init=init)(nn.relu(x))
         top = (x.shape[1] - self.image_height) // 2
         left = (x.shape[2] - self.image_width) // 2
         x = x[:, top : top + self.image_height, left : left + self.image_width]

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from invfeat.models.decoder import upsampling_plan
+from invfeat.models.initializers import kernel_initializer
 
 Comparison = Literal["concatenation", "absolute_difference"]
 COMPARISONS: tuple[str, ...] = ("concatenation", "absolute_difference")
@@ -21,11 +22,14 @@ class DownBlock(nn.Module):
 
     filters: int
     spectral_norm: bool = False
+    kernel_init: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, x_BHWC: jax.Array, train: bool) -> jax.Array:
+        init = kernel_initializer(self.kernel_init)
+
         def conv(kernel: int, y: jax.Array) -> jax.Array:
-            layer = nn.Conv(self.filters, (kernel, kernel), padding="SAME")
+            layer = nn.Conv(self.filters, (kernel, kernel), padding="SAME", kernel_init=init)
             if self.spectral_norm:
                 return nn.SpectralNorm(layer)(y, update_stats=train)
             return layer(y)
@@ -47,6 +51,7 @@ class Discriminator(nn.Module):
     spectral_norm: bool = False
     comparison: Comparison = "concatenation"
     min_side: int = 4
+    kernel_init: str = "lecun_normal"  # a name of KERNEL_INITIALIZERS (Keras: "glorot_uniform")
 
     @nn.compact
     def __call__(
@@ -57,11 +62,12 @@ class Discriminator(nn.Module):
         _, _, k = upsampling_plan(images_BHWC.shape[1], images_BHWC.shape[2], self.min_side)
         x = images_BHWC
         for i in range(k):
-            x = DownBlock(self.base_filters * 2**i, self.spectral_norm)(x, train)
+            x = DownBlock(self.base_filters * 2**i, self.spectral_norm, self.kernel_init)(x, train)
         embedding_BE = jnp.mean(x, axis=(1, 2))
-        condition_BE = nn.Dense(embedding_BE.shape[-1])(condition_BD)
+        init = kernel_initializer(self.kernel_init)
+        condition_BE = nn.Dense(embedding_BE.shape[-1], kernel_init=init)(condition_BD)
         if self.comparison == "concatenation":
             joint = jnp.concatenate([embedding_BE, condition_BE], axis=-1)
         else:
             joint = jnp.abs(embedding_BE - condition_BE)
-        return nn.Dense(1)(joint)[:, 0]
+        return nn.Dense(1, kernel_init=init)(joint)[:, 0]

@@ -99,18 +99,27 @@ def reconstruction_stages(
     pending: list[PendingFeatures],
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Path]]:
     """The reconstructions of `names` (kind -> stage name: "autoencoder", "gan") trained on the
-    train split's reading, each evaluated on the query's: (scores, grid images, log) per kind.
+    train split's reading, each evaluated on the reading of `config.reconstructed_splits`
+    (with `keep_best`, its epoch chosen on query and gallery, as published): (scores, grid
+    images, log) per kind.
 
     `scoring(stage)` is the victim's plaintext features function for that stage's
-    reconstructions; a stage whose features come from outside and are not there yet is
-    added to `pending` and left out of the returned blocks.
+    reconstructions (of the reconstructed splits, in order); a stage whose features come from
+    outside and are not there yet is added to `pending` and left out of the returned blocks.
     """
     configs = {"autoencoder": config.autoencoder, "gan": config.gan}
+    gallery = "gallery" in config.reconstructed_splits
     block, grid, logs = {}, {}, {}
     for kind, stage in names.items():
         rec_config = dataclasses.replace(configs[kind], encoding=reading.encoding)
+        validation = {}
+        if rec_config.keep_best:
+            validation = {
+                "validation_images": victims(domain.images),
+                "validation_features": victims(reading.features),
+            }
 
-        def attack(workdir: Path, rec_config=rec_config, stage=stage) -> dict[str, Any]:
+        def attack(workdir: Path, rec_config=rec_config, stage=stage, validation=validation):
             result = run_reconstruction(
                 domain.images["train"],
                 reading.features["train"],
@@ -118,10 +127,13 @@ def reconstruction_stages(
                 workdir,
                 perceptual_fn=perceptual_fn if rec_config.feature > 0 else None,
                 progress=stages.progress,
+                **validation,
             )
             scores, images = evaluate_reconstructions(
                 result.reconstruct,
                 reading.features["query"],
+                gallery_features_in=reading.features["gallery"] if gallery else None,
+                gallery_images=domain.images["gallery"] if gallery else None,
                 query_images=domain.images["query"],
                 query_features_plain=domain.plain["query"],
                 query_ids=domain.identity["query"],
@@ -138,10 +150,10 @@ def reconstruction_stages(
             return scores
 
         settings = {"attack": kind, "config": dataclasses.asdict(configs[kind])}
+        read = ("train", "query", "gallery") if gallery or validation else ("train", "query")
+        settings["reconstructed_splits"] = list(config.reconstructed_splits)
         try:
-            block[kind] = stages.run(
-                stage, attack, inputs=reading.digest(("train", "query"), settings)
-            )
+            block[kind] = stages.run(stage, attack, inputs=reading.digest(read, settings))
         except PendingFeatures as waiting:
             pending.append(waiting)
             continue

@@ -20,6 +20,7 @@ from invfeat.victims.from_files import FileVictim
 
 PROTECTIONS = ("static", "one-time", "stream")
 ESTIMATE = "estimate"  # the attacker's estimate of the plaintext floats
+RECONSTRUCTED_SPLITS = ("query", "gallery")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +43,9 @@ class StudyConfig:
     protections: tuple[str, ...] = PROTECTIONS
     readings: tuple[str, ...] = ("estimate", "popcount")
     protected_reconstructions: tuple[str, ...] = ("autoencoder", "gan")
+    # The splits whose images are reconstructed and scored (published: query and gallery; the
+    # cosine distance, PSNR and SSIM are means over them, re-identification is the query's).
+    reconstructed_splits: tuple[str, ...] = RECONSTRUCTED_SPLITS
     grid_images: int = 8  # query images shown in the report's reconstruction grid
     api_batch_size: int = 256
     requires: tuple[str, ...] = ()  # what a run needs beyond this machine, e.g. "GPU"
@@ -58,6 +62,11 @@ class StudyConfig:
                     f"{self.name}: {field} must name some of {list(allowed)}, each once "
                     f"(got {names})"
                 )
+        if self.reconstructed_splits not in (("query",), RECONSTRUCTED_SPLITS):
+            raise ValueError(
+                f"{self.name}: reconstructed_splits must be ['query'] or {list(RECONSTRUCTED_SPLITS)} "
+                f"(got {list(self.reconstructed_splits)})"
+            )
         if self.protections and not self.readings:
             raise ValueError(f"{self.name}: readings must name at least one way to read ciphertext")
 

@@ -34,7 +34,9 @@ class AttackDomain:
     """The attack domain in memory: labels and served features of each split, and the images
     the attacks need (train and query; the gallery is only ranked against)."""
 
-    images: dict[str, np.ndarray]  # "train", "query" -> uint8 [N, H, W, 3]
+    images: dict[
+        str, np.ndarray
+    ]  # "train", "query" (and "gallery" when needed) -> uint8 [N, H, W, 3]
     identity: dict[str, np.ndarray]
     camera: dict[str, np.ndarray]
     attributes: dict[str, np.ndarray]  # split -> [N, A] raw columns (-1 unknown)
@@ -81,6 +83,13 @@ def _served_file(mode: str, key: Any, names: np.ndarray, cipher: np.ndarray, non
     return FeatureFile(names, cipher, mode, nonces, tags=tags)
 
 
+def gallery_images_needed(config: StudyConfig) -> bool:
+    """Whether the attacks read the gallery's images: to reconstruct them, or to pick a
+    decoder's epoch on query and gallery (`keep_best`); else they stay on disk."""
+    keep_best = config.autoencoder.keep_best or config.gan.keep_best
+    return "gallery" in config.reconstructed_splits or bool(keep_best)
+
+
 def serve_attack_domain(
     config: StudyConfig,
     victim: Victim,
@@ -110,7 +119,8 @@ def serve_attack_domain(
         paths |= {mode: stage_dir / f"{mode}_{split}.npz" for mode in keys}
         done = all(path.exists() for path in paths.values())
         images = None
-        if split != "gallery" or (victim.embeds_images and not done):
+        keep_images = split != "gallery" or gallery_images_needed(config)
+        if keep_images or (victim.embeds_images and not done):
             arrays = materialize(source, victim.image_size)
             images = arrays.column("image")
             labels = {k: arrays.column(k) for k in ("identity", "camera", "attributes")}
@@ -142,7 +152,7 @@ def serve_attack_domain(
                 )
             parts["cipher"][mode][split] = served.features
             parts["nonces"][mode][split] = served.nonces
-        if split != "gallery":
+        if keep_images:
             parts["images"][split] = images
         parts["identity"][split] = labels["identity"].astype(np.int32)
         parts["camera"][split] = labels["camera"].astype(np.int32)

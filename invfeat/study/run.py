@@ -170,9 +170,8 @@ def run_study(
         if scoring_api is not None:
             return scoring_api
         external = run / EXTERNAL_DIR
-        return external_features(
-            external / stage, external / f"{stage}.npz", domain.file_names["query"]
-        )
+        names = np.concatenate([domain.file_names[s] for s in config.reconstructed_splits])
+        return external_features(external / stage, external / f"{stage}.npz", names)
 
     chance = chance_rank1(
         domain.identity["query"],
