@@ -50,6 +50,7 @@ SUBMODULES = (
     "api",
     "attacks",
     "data",
+    "defences",
     "files",
     "losses",
     "metrics",

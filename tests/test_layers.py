@@ -15,7 +15,13 @@ import invfeat
 
 ROOT = Path(invfeat.__file__).parent
 FOUNDATION = {"invfeat.files", "invfeat.losses", "invfeat.metrics", "invfeat.shufflebits"}
-BELOW_ATTACKS = FOUNDATION | {"invfeat.api", "invfeat.data", "invfeat.models", "invfeat.train"}
+BELOW_ATTACKS = FOUNDATION | {
+    "invfeat.api",
+    "invfeat.data",
+    "invfeat.defences",
+    "invfeat.models",
+    "invfeat.train",
+}
 # part -> the parts it may import (besides itself and the package root's lazy helpers)
 ALLOWED = {
     "invfeat.shufflebits": set(),
@@ -27,6 +33,7 @@ ALLOWED = {
     "invfeat.data": {"invfeat.files"},
     "invfeat.train": {"invfeat.files", "invfeat.losses", "invfeat.metrics"},
     "invfeat.api": {"invfeat.models", "invfeat.shufflebits", "invfeat.train"},
+    "invfeat.defences": {"invfeat.shufflebits"},
     "invfeat.victims": BELOW_ATTACKS,
     "invfeat.attacks": BELOW_ATTACKS,
     "invfeat.study": BELOW_ATTACKS | {"invfeat.attacks", "invfeat.victims"},

@@ -1,6 +1,7 @@
 """The attacks: attribute recognition, reconstruction (autoencoder, GAN) with the perceptual
-network the threat model allows, their evaluation, linkability, inversion
-of ciphertext (irreversibility, key recovery); each submodule loads on first use."""
+network the threat model allows, optimisation-based inversion through a differentiable model,
+their evaluation, linkability, inversion of ciphertext (irreversibility, key recovery); each
+submodule loads on first use."""
 
 from invfeat import lazy_submodules
 
@@ -12,6 +13,7 @@ SUBMODULES = (
     "evaluation",
     "inversion",
     "linkability",
+    "optimisation",
     "perceptual",
     "reconstruction",
     "steps",
