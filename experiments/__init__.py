@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -28,7 +29,9 @@ def describe(error: object) -> str:
     """The message of `error`, with the command that mends it where the library names a state
     the command line can change (a dataset not built, a victim not trained)."""
     from invfeat.data.datasets import DatasetNotBuiltError
+    from invfeat.train.run import RunExistsError
     from invfeat.victims.base import VictimNotTrainedError
+    from invfeat.victims.extraction import OutputsExistError
 
     if isinstance(error, DatasetNotBuiltError):
         manual = "" if error.dataset.startswith("synth_") else " --manual-dir /path/to/unpacked"
@@ -45,6 +48,16 @@ def describe(error: object) -> str:
 
         return (
             f"{error.path}: no trained victim here ({how_to_train(error.workdir, error.started)})"
+        )
+    if isinstance(error, RunExistsError):
+        return (
+            f"{error.workdir} already holds a training run; continue it with --resume, or "
+            "choose another --workdir"
+        )
+    if isinstance(error, OutputsExistError):
+        return (
+            f"{', '.join(map(str, error.paths))}: already exist(s); pass --overwrite to replace "
+            "them (a killed run resumes when rerun with the same options)"
         )
     if isinstance(error, OSError) and error.filename is not None:
         return os_error_message(error)
@@ -67,7 +80,10 @@ OS_REASONS = {
 def os_error_message(error: OSError) -> str:
     """`<the user's path>: <what is wrong>` for an error of the file system, without errno codes
     (both paths of a rename or link)."""
-    reason = OS_REASONS.get(error.errno) or (error.strerror or str(error)).lower()
+    standard = error.errno is None or error.strerror in (None, os.strerror(error.errno))
+    reason = (OS_REASONS.get(error.errno) if standard else None) or (
+        error.strerror or str(error)
+    ).lower()
     paths = [str(p) for p in (error.filename, error.filename2) if p is not None]
     return f"{' -> '.join(paths)}: {reason}"
 

@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     preview = commands.add_parser("preview", help="contact sheet of a synthetic dataset")
     preview.add_argument("--dataset", required=True, choices=SYNTH)
     preview.add_argument("--out", type=pathlib.Path, help="PNG path (default: NAME_preview.png)")
+    preview.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     preview.set_defaults(func=run_preview)
 
 
@@ -94,8 +95,7 @@ def run_preview(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else pathlib.Path(f"{args.dataset}_preview.png")
     if out.suffix.lower() != ".png" or out.is_dir():
         return fail(f"--out {out}: give a file path ending in .png")
-    try:
-        print(write_contact_sheet(args.dataset, out))
-    except OSError as err:  # a folder not writable
-        return fail(str(err))
+    if out.exists() and not args.overwrite:
+        return fail(f"{out}: already exists; pass --overwrite to replace it")
+    print(write_contact_sheet(args.dataset, out, overwrite=args.overwrite))
     return 0

@@ -9,6 +9,7 @@ One .npz per split, plaintext or (with --encrypt) ShuffleBits or stream-mode cip
 from __future__ import annotations
 
 import argparse
+import hashlib
 from pathlib import Path
 
 from experiments import fail, int_at_least
@@ -57,13 +58,30 @@ def load_or_create_key(path: Path, scheme: str):
     return key
 
 
+def made_by(args: argparse.Namespace) -> dict[str, str | None]:
+    """What makes the files, for a rerun to know its own interrupted extraction: the victim's
+    folder and a digest of its weights, the key file and a digest of it (never the key)."""
+    from invfeat.victims import VARIABLES_FILE
+
+    def digest(path: Path) -> str:
+        return hashlib.sha256(b"invfeat extract\0" + path.read_bytes()).hexdigest()[:32]
+
+    return {
+        "victim": str(args.victim.resolve()),
+        "weights": digest(args.victim / VARIABLES_FILE),
+        "key_file": None if args.key is None else str(args.key.resolve()),
+        "key": None if args.key is None else digest(args.key),
+    }
+
+
 def run_extract(args: argparse.Namespace) -> int:
     """One .npz per split: `--out DIR` writes DIR/<split>.npz, `--out NAME.npz` NAME_<split>.npz.
 
     With --encrypt the API emits ciphertext under the static key in the key file, or under
     per-vector keys derived from its one-time secret, or XORed with the ChaCha20 keystream of its
     stream key (with a Poly1305 tag per row), the nonces stored in the files; keys are never
-    printed. Existing outputs are replaced only with --overwrite, the key file never.
+    printed. Existing outputs are replaced only with --overwrite, the key file never; a rerun
+    of a killed extraction with the same options keeps the files it had written.
     """
     from invfeat import shufflebits as sb
     from invfeat.data import builders
@@ -77,6 +95,12 @@ def run_extract(args: argparse.Namespace) -> int:
         outputs = {path.resolve() for path in feature_paths(args.out, splits).values()}
         if args.key is not None and args.key.resolve() in outputs:
             return fail(f"--key {args.key}: is one of the output files; refusing to overwrite it")
+        unknown = sorted(set(splits) - set(builders.builder_class(args.dataset).SPLITS))
+        if unknown:
+            return fail(
+                f"--splits {' '.join(unknown)}: {args.dataset} has the splits "
+                f"{' '.join(builders.builder_class(args.dataset).SPLITS)}"
+            )
         victim = load_victim(args.victim)
         key = load_or_create_key(args.key, args.encrypt) if args.encrypt else None
         settings = settings_for(victim.config, args.dataset)
@@ -90,6 +114,7 @@ def run_extract(args: argparse.Namespace) -> int:
             data_settings=settings,
             batch_size=args.batch_size,
             overwrite=args.overwrite,
+            made_by=made_by(args),
         )
     except (OSError, ValueError, TypeError, FeatureFileError, sb.KeyFileError) as err:
         return fail(err)

@@ -13,6 +13,7 @@ import numpy as np
 from experiments import fail
 from invfeat import shufflebits as sb
 from invfeat.data.feature_files import FeatureFileError, read_features, write_features
+from invfeat.files import remove_orphans
 from invfeat.selftest import run_checks
 from invfeat.shufflebits.aead import check_stream_tags, stream_tags
 
@@ -62,6 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _keygen(args: argparse.Namespace) -> int:
     try:
+        remove_orphans(args.out)  # a killed keygen's temporary file holds a key
         if args.stream:
             key, kind = sb.StreamKey.generate(), "stream key (256 bits)"
         elif args.one_time:
@@ -90,6 +92,7 @@ def _transform(args: argparse.Namespace, encrypting: bool) -> int:
     """Encrypt or decrypt a feature file; a stream file's tags are all checked before any
     decryption, and nothing is written unless every step succeeds."""
     try:
+        remove_orphans(args.out)
         _check_output(args)
         key = sb.load_key(args.key)
         ff = read_features(args.inp, encrypted=not encrypting)
@@ -117,7 +120,7 @@ def _transform(args: argparse.Namespace, encrypting: bool) -> int:
             nonces=nonces if encrypting else None,
             tags=tags,
         )
-        write_features(args.out, result)
+        write_features(args.out, result, exclusive=not args.overwrite)
     except _ERRORS as err:
         if not encrypting and isinstance(err, FeatureFileError) and "NaN" in str(err):
             err = FeatureFileError(f"{err}; wrong key? nothing was written")

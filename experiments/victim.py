@@ -88,6 +88,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     from invfeat import victims as V
     from invfeat.train import distributed
+    from invfeat.train.loop import CHECKPOINT_DIR
 
     try:  # several processes (JAX_COORDINATOR_ADDRESS...) train one victim together
         distributed.initialize_from_env()
@@ -107,6 +108,8 @@ def run_train(args: argparse.Namespace) -> int:
               "takes tens of seconds", file=sys.stderr)  # fmt: skip
     say(f"training victim {config.name} ({config.model}, {config.input_size}) on "
         f"{config.dataset} in {workdir}")  # fmt: skip
+    if args.resume and not (workdir / CHECKPOINT_DIR).is_dir():
+        say(f"{workdir}: no run to resume there; starting a new one")
     try:
         victim = V.train_victim(config, workdir, resume=args.resume, data_dir=args.data_dir)
     except (FileNotFoundError, FileExistsError, ValueError, FloatingPointError) as err:

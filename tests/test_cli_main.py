@@ -72,7 +72,7 @@ def test_errors_of_the_file_system_are_one_error_line_naming_the_path(
     assert main(argv) == 2
     err = capsys.readouterr().err
     last = err.strip().splitlines()[-1]
-    assert last.startswith(f"error: {a_file}") and last.endswith("is not a folder"), err
+    assert last == f"error: {a_file}: a file, not a folder", err
     assert "Traceback" not in err and "Errno" not in err
 
 

@@ -161,6 +161,8 @@ def read_features(
 ) -> FeatureFile:
     """Load and validate a feature file; `encrypted` True/False demands that state."""
     path = Path(path)
+    if path.is_dir():
+        raise FeatureFileError(f"{path}: is a folder, not a feature file")
     if not path.is_file():
         raise FeatureFileError(f"{path}: no such feature file")
     if not zipfile.is_zipfile(path):
@@ -203,15 +205,16 @@ def read_features(
         paths_as_bytes,
         contents.get(TAGS_KEY),
     )
-    validate(ff, path, dataset_paths)
     if encrypted is not None and (scheme is not None) != encrypted:
         state = "encrypted" if scheme else "not encrypted"
         raise FeatureFileError(f"{path}: feature file is {state}")
+    validate(ff, path, dataset_paths)
     return ff
 
 
-def write_features(path: str | os.PathLike, ff: FeatureFile) -> None:
-    """Validate, then write atomically (`invfeat.files.write_atomic`)."""
+def write_features(path: str | os.PathLike, ff: FeatureFile, *, exclusive: bool = False) -> None:
+    """Validate, then write atomically (`invfeat.files.write_atomic`); with `exclusive` a file
+    that exists by then is left as it is (FileExistsError)."""
     path = Path(path)
     validate(ff, path)
     paths = np.char.encode(ff.paths, "utf-8") if ff.paths_as_bytes else ff.paths
@@ -223,7 +226,7 @@ def write_features(path: str | os.PathLike, ff: FeatureFile) -> None:
         arrays[NONCES_KEY] = ff.nonces
     if ff.tags is not None:
         arrays[TAGS_KEY] = ff.tags
-    write_atomic(path, lambda f: np.savez(f, **arrays))
+    write_atomic(path, lambda f: np.savez(f, **arrays), exclusive=exclusive)
 
 
 def align_to_records(ff: FeatureFile, record_paths: Iterable[str]) -> np.ndarray:

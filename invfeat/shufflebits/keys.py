@@ -9,8 +9,8 @@ import hmac
 import json
 import os
 import secrets
+import socket
 import stat
-import tempfile
 from pathlib import Path
 from typing import Any, Self
 
@@ -200,6 +200,20 @@ def _load_as(cls: type, path: str | os.PathLike) -> Any:
     return key
 
 
+def _temporary_path(path: Path) -> Path:
+    """`.<name>.<host>.<pid>.<random>.tmp` beside `path`, as `invfeat.files.temporary_path`
+    names them (this package imports nothing else of invfeat), so that the writer after a
+    killed one finds and removes its temporary file (`invfeat.files.remove_orphans`)."""
+    host = "".join(c if c.isalnum() or c in "-_" else "-" for c in socket.gethostname()) or "host"
+    return path.parent / f".{path.name}.{host}.{os.getpid()}.{secrets.token_hex(8)}.tmp"
+
+
+def _named(err: OSError, path: Path) -> OSError:
+    """The same error naming the key file (a write's or a sync's names none; the temporary
+    file's name is not the user's)."""
+    return type(err)(err.errno, err.strerror or os.strerror(err.errno or 0), str(path))
+
+
 def _write_private(path: Path, payload: dict, overwrite: bool) -> None:
     """Write a mode-0600 temporary file, then link it into place (replace it if `overwrite`):
     either way atomic, and without overwrite a file created meanwhile is never replaced."""
@@ -209,7 +223,11 @@ def _write_private(path: Path, payload: dict, overwrite: bool) -> None:
         raise FileNotFoundError(f"{path.parent}: no such folder for the key file {path.name}")
     content = {"format": FILE_FORMAT, "version": FILE_VERSION, **payload}
     text = json.dumps({**content, "check": _checksum(content)})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = _temporary_path(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except OSError as err:
+        raise _named(err, path) from None
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -225,8 +243,12 @@ def _write_private(path: Path, payload: dict, overwrite: bool) -> None:
                 raise FileExistsError(
                     f"{path}: already exists; refusing to overwrite a key file"
                 ) from None
+    except OSError as err:
+        if err.errno is None or err.filename not in (None, str(tmp)):
+            raise
+        raise _named(err, path) from None
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
     folder = os.open(path.parent, os.O_RDONLY)  # a key lost to a crash loses what it encrypted
     try:
         os.fsync(folder)

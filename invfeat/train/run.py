@@ -39,6 +39,14 @@ class Refusals:
     )
 
 
+class RunExistsError(FileExistsError):
+    """A fresh run refused over the checkpoints of an earlier one in `workdir`."""
+
+    def __init__(self, message: str, workdir: Path):
+        super().__init__(message)
+        self.workdir = workdir
+
+
 def _changed(stored: Mapping[str, Any], given: Mapping[str, Any]) -> list[str]:
     return sorted(k for k in stored.keys() | given.keys() if stored.get(k) != given.get(k))
 
@@ -54,7 +62,7 @@ def claim_workdir(
     """Make `workdir` this run's: check its `config.json` against `config`, then write it.
 
     With `resume` an existing `config.json` must equal `config` (ValueError); without it,
-    checkpoints left by an earlier run are refused (FileExistsError) or removed, as `old_runs`
+    checkpoints left by an earlier run are refused (RunExistsError) or removed, as `old_runs`
     says: "refuse" for the victim (a finished or killed training is worth keeping), "clear" for
     the attacks (cheap to redo). `refusals` words the errors, so each command names its own
     remedy. Every process checks the same files; process 0 writes.
@@ -70,7 +78,7 @@ def claim_workdir(
     elif old_runs == "clear":
         shutil.rmtree(checkpoints, ignore_errors=True)
     elif checkpoints.exists() and any(checkpoints.iterdir()):
-        raise FileExistsError(refusals.old_run.format(**words))
+        raise RunExistsError(refusals.old_run.format(**words), workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if is_primary():
         write_json(given, path)

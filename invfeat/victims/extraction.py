@@ -9,6 +9,7 @@ the records' dataset-relative file names.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -22,8 +23,10 @@ from invfeat.api import FeatureAPI
 from invfeat.data.datasets import dataset_splits, open_dataset_split, prepare_dataset
 from invfeat.data.feature_files import FeatureFile, write_features
 from invfeat.data.pipeline import LoaderConfig, make_loader
+from invfeat.files import json_default, remove_orphans, write_json
 from invfeat.shufflebits.aead import stream_tags
 
+MANIFEST_VERSION = 1
 # images float32 [B, H, W, 3] in [0, 1] -> (features [B, D], nonces [B, 3] or None)
 EmbedFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
 
@@ -107,6 +110,25 @@ def scheme_of(key: Any) -> str | None:
     raise TypeError(f"key must be a shufflebits Key, Secret or StreamKey, got {type(key).__name__}")
 
 
+class OutputsExistError(FileExistsError):
+    """Output files exist that this extraction may not replace: `paths`."""
+
+    def __init__(self, paths: Sequence[Path]):
+        super().__init__(
+            f"{', '.join(map(str, paths))}: already exist(s), from a finished extraction or one "
+            "with other settings; pass overwrite=True to replace them"
+        )
+        self.paths = tuple(paths)
+
+
+def manifest_path(out: str | Path) -> Path:
+    """The record of an extraction under way: `DIR/.extract.json`, `.NAME.extract.json`."""
+    out = Path(out)
+    if out.suffix == ".npz":
+        return out.with_name(f".{out.stem}.extract.json")
+    return out / ".extract.json"
+
+
 def feature_paths(out: str | Path, splits: Sequence[str]) -> dict[str, Path]:
     """Where each split's file goes: `DIR/<split>.npz`, or `NAME_<split>.npz` for `NAME.npz`."""
     out = Path(out)
@@ -126,27 +148,55 @@ def extract_features(
     data_settings: Mapping[str, Any] | None = None,
     batch_size: int = 256,
     overwrite: bool = False,
+    made_by: Mapping[str, Any] | None = None,
     progress: bool = True,
 ) -> dict[str, Path]:
     """Write one feature file per split of `dataset` (default: every built split).
 
     Returns {split: path}. With a key the files hold ciphertext (and, one-time and stream, the
-    nonces; stream, the Poly1305 tags computed from the served ciphertext).
-    Existing files are replaced only with `overwrite` (FileExistsError, before any work, else).
+    nonces; stream, the Poly1305 tags computed from the served ciphertext). Each file is
+    published atomically as its split is done.
+
+    Resumable: while it runs, `manifest_path(out)` records what makes the files (dataset, data
+    settings, splits, scheme, and `made_by`: the caller's JSON-able description of the victim
+    and key); a run that finds its own record there (one that was killed) keeps the files
+    already written and makes the rest; the record is removed at the end. Other existing files
+    are replaced only with `overwrite` (OutputsExistError before any work, else), and a file
+    that another writer makes meanwhile is never replaced without it. The output folder is
+    written to (the record) before any work, so an unwritable `out` fails first.
     """
     scheme = scheme_of(key)
     opened = dict(data_dir=data_dir, data_settings=data_settings)
     prepare_dataset(dataset, **opened)
     splits = tuple(splits) if splits else dataset_splits(dataset, **opened)
     paths = feature_paths(out, splits)
-    existing = [str(path) for path in paths.values() if path.exists()]
-    if existing and not overwrite:
-        raise FileExistsError(
-            f"{', '.join(existing)}: already exist(s); pass overwrite=True (--overwrite) to "
-            "replace them"
+    manifest = manifest_path(out)
+    record = json.loads(
+        json.dumps(
+            {
+                "version": MANIFEST_VERSION,
+                "dataset": dataset,
+                "data_settings": data_settings,
+                "splits": list(splits),
+                "scheme": scheme,
+                "made_by": made_by,
+            },
+            default=json_default,
         )
+    )
+    for path in paths.values():
+        remove_orphans(path)
+    existing = [path for path in paths.values() if path.exists()]
+    resuming = made_by is not None and _read_manifest(manifest) == record
+    if existing and not (overwrite or resuming):
+        raise OutputsExistError(existing)
+    write_json(record, manifest)
     api = victim.api(key=key, batch_size=batch_size)
     for split, path in paths.items():
+        if resuming and not overwrite and path.exists():
+            if progress:
+                print(f"{path}: kept from the interrupted extraction", file=sys.stderr)
+            continue
         source = open_dataset_split(dataset, split, **opened)
         emb = embed_split(
             api_embed(api),
@@ -155,8 +205,16 @@ def extract_features(
             api.batch_size,
             desc=f"{dataset}/{split}" if progress else None,
         )
-        path.parent.mkdir(parents=True, exist_ok=True)
         tags = stream_tags(emb.features, key, emb.nonces) if scheme == "stream" else None
         ff = FeatureFile(emb.file_names, emb.features, scheme, emb.nonces, tags=tags)
-        write_features(path, ff)
+        write_features(path, ff, exclusive=not overwrite)
+    manifest.unlink()
     return paths
+
+
+def _read_manifest(path: Path) -> Any:
+    """The record at `path`, or None where there is none or it cannot be read."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

@@ -25,6 +25,7 @@ from invfeat import shufflebits
 from invfeat.api import FeatureAPI
 from invfeat.data.datasets import SPLITS
 from invfeat.data.feature_files import FeatureFileError, align_to_records, read_features
+from invfeat.files import make_folder
 from invfeat.models.reid import make_features_fn
 from invfeat.victims.base import DatasetRef, MissingInputError, Served, ServeFn, StageRunner
 
@@ -192,10 +193,12 @@ def external_features(
             return aligned_features(expected, names)
         for name, image in zip(names, images, strict=True):
             path = folder / name
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_folder(path.parent)
             pixels = np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-            if not cv2.imwrite(str(path), cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)):
-                raise OSError(f"{path}: could not write the reconstruction")
+            ok, png = cv2.imencode(".png", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
+            if not ok:
+                raise ValueError(f"{path}: could not encode the reconstruction")
+            path.write_bytes(png.tobytes())  # errors name the path (no OpenCV warning line)
         raise PendingFeatures(folder, expected)
 
     return features

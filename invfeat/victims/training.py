@@ -115,8 +115,8 @@ def victim_optimizer(config: VictimConfig, steps_per_epoch: int) -> Any:
 REFUSALS = Refusals(
     other_config="{path}: the run in {workdir} used another config (fields {changed} differ); "
     "resume it with the same config or choose another --workdir",
-    old_run="{workdir} already holds a training run; pass resume=True (--resume) to continue "
-    "it, or choose another workdir",
+    old_run="{workdir} already holds a training run; resume it (resume=True), or choose "
+    "another workdir",
 )
 
 

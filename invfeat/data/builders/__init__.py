@@ -7,9 +7,12 @@ under `--data-dir`, else $INVFEAT_DATA_DIR, else ./data.
 
 from __future__ import annotations
 
+import fcntl
 import importlib
 import os
 import pathlib
+import shutil
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +28,9 @@ from invfeat.data.builders.common import (
     encode_image,
     reid_features,
 )
+from invfeat.files import make_folder
+
+BUILD_LOCK = ".build.lock"
 
 # Each registers its builders on import, so `REGISTRY` is complete once this module is imported;
 # a module that does not exist is skipped, one that fails to import raises.
@@ -82,12 +88,25 @@ def build(
     manual_dir: str | os.PathLike | None = None,
     **builder_kwargs: Any,
 ) -> ReidBuilder:
-    """Builds dataset `name` (no-op if already built) and returns its builder."""
+    """Builds dataset `name` (no-op if already built) and returns its builder.
+
+    One build at a time per dataset and config: a build holds an exclusive lock on
+    `.build.lock` beside the version folders, and a second one waits for it, then finds the
+    dataset built. Under the lock, the `incomplete.*` folders that TFDS leaves when a build is
+    killed can only be such leftovers: they are removed, each with a warning.
+    """
     b = builder(name, data_dir=data_dir, **builder_kwargs)
     config = tfds.download.DownloadConfig(
         manual_dir=os.fspath(manual_dir) if manual_dir is not None else None
     )
-    b.download_and_prepare(download_config=config)
+    root = pathlib.Path(b.data_dir).parent
+    make_folder(root)
+    with open(root / BUILD_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for leftover in sorted(root.glob("incomplete.*")):
+            shutil.rmtree(leftover, ignore_errors=True)
+            warnings.warn(f"{leftover}: removed what a killed build of {name} left", stacklevel=2)
+        b.download_and_prepare(download_config=config)
     return b
 
 

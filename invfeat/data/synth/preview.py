@@ -10,6 +10,7 @@ import numpy as np
 from invfeat.data.attributes import Attribute
 from invfeat.data.synth.protocol import Shot, SynthConfig, identities, render_shot
 from invfeat.data.synth.world import domain
+from invfeat.files import write_atomic
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -54,8 +55,10 @@ def write_contact_sheet(
     size: tuple[int, int] = (128, 64),
     zoom: int = 2,
     seed: int = 0,
+    overwrite: bool = False,
 ) -> pathlib.Path:
-    """Writes a PNG grid to `out`: one row per test identity, one column per camera.
+    """Writes a PNG grid to `out` (atomically; an existing file is replaced only with
+    `overwrite`, else FileExistsError): one row per test identity, one column per camera.
 
     Tiles are rendered at `size` (what a model sees) and enlarged `zoom` times, pixels kept sharp.
     """
@@ -92,8 +95,10 @@ def write_contact_sheet(
     cv2.putText(header, title, (4, line_h), _FONT, scale, (0, 0, 0), 1, cv2.LINE_AA)
     sheet = np.concatenate([header, *rows], axis=0)
     out = pathlib.Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    params = [cv2.IMWRITE_PNG_COMPRESSION, 9]
-    if not cv2.imwrite(str(out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), params):
-        raise OSError(f"could not write the contact sheet {out}")
+    ok, png = cv2.imencode(
+        ".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9]
+    )
+    if not ok:
+        raise ValueError(f"could not encode the contact sheet {out}")
+    write_atomic(out, lambda f: f.write(png.tobytes()), exclusive=not overwrite)
     return out
