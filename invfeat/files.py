@@ -4,6 +4,7 @@ that were killed are found and removed by the next writer of the same path."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -133,15 +134,25 @@ def write_atomic(
     except BaseException as err:
         if fd >= 0:
             os.close(fd)
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a leftover is removed by the next writer
+            tmp.unlink(missing_ok=True)
         if isinstance(err, OSError) and err.errno and err.filename in (None, str(tmp), tmp):
             raise _named(err, path) from None  # a write, a sync, or the temporary file's name
         raise
-    folder = os.open(path.parent, os.O_RDONLY)  # the rename is durable once the folder is synced
+    sync_folder(path)
+
+
+def sync_folder(path: Path) -> None:
+    """Sync `path`'s folder, so that a rename or link into it survives a crash of the machine;
+    an error names `path`."""
     try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    except OSError as err:
+        raise _named(err, path) from None
 
 
 def _publish(tmp: Path, path: Path, exclusive: bool) -> None:
@@ -154,7 +165,8 @@ def _publish(tmp: Path, path: Path, exclusive: bool) -> None:
         raise FileExistsError(
             errno.EEXIST, "made by another writer while this one ran; left as it is", str(path)
         ) from None
-    tmp.unlink()
+    with contextlib.suppress(OSError):  # published; a leftover is removed by the next writer
+        tmp.unlink()
 
 
 def json_default(value: Any) -> Any:

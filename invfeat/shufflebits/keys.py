@@ -4,6 +4,7 @@ file names its scheme, and each scheme's `load` refuses the others)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -248,12 +249,16 @@ def _write_private(path: Path, payload: dict, overwrite: bool) -> None:
             raise
         raise _named(err, path) from None
     finally:
-        tmp.unlink(missing_ok=True)
-    folder = os.open(path.parent, os.O_RDONLY)  # a key lost to a crash loses what it encrypted
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+        with contextlib.suppress(OSError):  # a leftover is removed by the next keygen
+            tmp.unlink(missing_ok=True)
+    try:  # a key lost to a crash loses what it encrypted: the folder is synced too
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    except OSError as err:
+        raise _named(err, path) from None
 
 
 def _checksum(content: dict) -> str:
