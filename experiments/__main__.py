@@ -20,7 +20,7 @@ import invfeat
 from experiments import INTERRUPTED_EXIT, fail, on_process_0
 
 # Command groups, in the order `--help` lists them; one module per group.
-GROUPS = ("shufflebits", "data", "victim", "features", "study", "config")
+GROUPS = ("shufflebits", "data", "victim", "features", "study", "config", "frontier")
 
 
 def build_parser() -> argparse.ArgumentParser:
