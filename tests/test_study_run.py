@@ -34,11 +34,11 @@ PROTECTED = (
 )
 STAGES = (
     "data", "victim", "victim_eval", "features", "attributes_plain", "surrogate",
-    "autoencoder_plain", "gan_plain", "linkability_plain",
+    "autoencoder_plain", "gan_plain", "optimisation_plain", "linkability_plain",
     *(f"protections/{mode}/{stage}" for mode in ("static", "one-time", "stream") for stage in PROTECTED),
 )  # fmt: skip
 RECONSTRUCTIONS = (
-    "autoencoder_plain", "gan_plain",
+    "autoencoder_plain", "gan_plain", "optimisation_plain",
     *(f"protections/{mode}/{kind}" for mode in ("static", "one-time", "stream") for kind in ("autoencoder", "gan")),
 )  # fmt: skip
 
@@ -64,6 +64,10 @@ def test_tiny_study_writes_a_complete_report(tiny_run):
         for method in ("autoencoder", "gan"):
             assert set(report.RECONSTRUCTION_METRICS) <= set(block[method])
             assert np.isfinite([block[method][m] for m in report.RECONSTRUCTION_METRICS]).all()
+    optimisation = results["reconstruction"]["optimisation"]  # beside the decoders
+    assert optimisation["kind"] == "optimisation" and optimisation["threat_model_allowed"]
+    assert np.isfinite([optimisation[m] for m in report.RECONSTRUCTION_METRICS]).all()
+    assert "| optimisation |" in (run / "report.md").read_text()
     names = set(results["attributes"]) - {"mean"}
     assert {"gender", "up_colour", "down_colour"} <= names
     assert set(results["protections"]) == {"static", "one-time", "stream"}
@@ -184,7 +188,7 @@ def test_a_feature_file_victim_is_attacked_and_scored_through_files(
     out = capsys.readouterr().out
     external = tmp_path / "runs" / "tiny-files" / "external"
     stages = [stage for stage in RECONSTRUCTIONS if str(external / stage) in out]
-    assert stages[:2] == ["autoencoder_plain", "gan_plain"]
+    assert stages[:3] == ["autoencoder_plain", "gan_plain", "optimisation_plain"]
     api = load_victim(tiny_dir / "victim").api(batch_size=32)
     for stage in stages:  # the victim's own extractor, run outside the study
         names = sorted((external / stage).rglob("*.png"))
@@ -242,9 +246,11 @@ def test_a_study_as_published_reconstructs_and_validates_on_query_and_gallery(
     assert main(argv) == PENDING_EXIT
     external = tmp_path / "runs" / "tiny-published" / "external"
     api = load_victim(tiny_dir / "victim").api(batch_size=32)
-    for stage in ("autoencoder_plain", "gan_plain"):
+    for stage in ("autoencoder_plain", "gan_plain", "optimisation_plain"):
         names = sorted((external / stage).rglob("*.png"))
-        assert len(names) == counts["query"] + counts["gallery"]
+        # the decoders reconstruct both splits; the optimisation inverts the queries
+        both = stage != "optimisation_plain"
+        assert len(names) == counts["query"] + both * counts["gallery"]
         images = np.stack([cv2.cvtColor(cv2.imread(str(n)), cv2.COLOR_BGR2RGB) for n in names])
         paths = np.asarray([f"/elsewhere/{n.relative_to(external)}" for n in names])
         write_features(external / f"{stage}.npz", FeatureFile(paths, api(images)))

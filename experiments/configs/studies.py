@@ -17,6 +17,7 @@ from invfeat.attacks.configs import (
     autoencoder_config,
     gan_config,
 )
+from invfeat.attacks.optimisation import OptimisationConfig
 from invfeat.study.config import StudyConfig
 from invfeat.victims.from_files import FileVictim
 
@@ -63,6 +64,9 @@ STUDIES: dict[str, StudyConfig] = {
             surrogate=SurrogateConfig(widths=(16, 32, 64), epochs=4),
             autoencoder=autoencoder_config(steps_per_epoch=400, **_DEMO_DECODER),
             gan=gan_config(steps_per_epoch=350, discriminator_filters=16, **_DEMO_DECODER),
+            optimisation=OptimisationConfig(
+                steps=100, learning_rate=0.02, total_variation=0.01, batch_size=64
+            ),
             **_PINNED_STUDY,
         ),
         StudyConfig(
@@ -87,6 +91,7 @@ STUDIES: dict[str, StudyConfig] = {
                 smallest_channels=16, decoder_filters=4, discriminator_filters=4,
                 **_PINNED_BATCHES,
             ),
+            optimisation=OptimisationConfig(steps=4, batch_size=8, curve_every=2),
             grid_images=4,
             api_batch_size=32,
             **_PINNED_STUDY,

@@ -15,9 +15,15 @@ import jax
 import numpy as np
 
 from invfeat.attacks.attributes import AttributeResult, run_attribute_attack
-from invfeat.attacks.ciphertext import encode_features
+from invfeat.attacks.ciphertext import encode_features, encoded_dim
 from invfeat.attacks.evaluation import evaluate_reconstructions
-from invfeat.attacks.reconstruction import run_reconstruction
+from invfeat.attacks.optimisation import (
+    OptimisationAttack,
+    OptimisationConfig,
+    surrogate_features_fn,
+)
+from invfeat.attacks.reconstruction import SurrogateResult, run_reconstruction
+from invfeat.models.perceptual import SurrogateNet
 from invfeat.study.config import StudyConfig
 from invfeat.study.domain import AttackDomain
 from invfeat.study.stages import Stages, inputs_digest
@@ -160,3 +166,70 @@ def reconstruction_stages(
         grid[kind] = np.load(stages.home(stage) / "grid.npy")
         logs[kind] = stages.home(stage) / "metrics.jsonl"
     return block, grid, logs
+
+
+def optimisation_stage(
+    stages: Stages,
+    name: str,
+    config: OptimisationConfig,
+    domain: AttackDomain,
+    reading: Reading,
+    surrogate: SurrogateResult,
+    *,
+    queries: int | None,
+    scoring: Callable[[str], Callable[[np.ndarray], np.ndarray]],
+    attribute_predict: Callable[[np.ndarray], np.ndarray],
+    grid_images: int,
+    view: Callable[[jax.Array], jax.Array] | None = None,
+    view_name: str = "none",
+) -> dict[str, Any]:
+    """Optimisation-based inversion of the first `queries` (None: all) victims' queries from
+    their reading, by gradient descent on the pixels through the attacker's surrogate of the
+    API (`view` applied to its output: a defence the attacker can apply itself), scored
+    through the victim as the decoders are; the grid images go to `grid.npy`."""
+    opt = dataclasses.replace(config, encoding=reading.encoding)
+    n = (
+        len(domain.identity["query"])
+        if queries is None
+        else min(queries, len(domain.identity["query"]))
+    )
+    dim = reading.features["train"].shape[1]
+    net = SurrogateNet(
+        feature_dim=encoded_dim(dim, opt.encoding) if opt.encoding else dim,
+        widths=surrogate.config.widths,
+    )
+    net_fn = surrogate_features_fn(net)
+    features_fn = net_fn if view is None else (lambda v, x: view(net_fn(v, x)))
+
+    def attack(workdir: Path) -> dict[str, Any]:
+        inversion = OptimisationAttack(
+            features_fn, surrogate.perceptual.variables, opt,
+            image_hw=domain.images["query"].shape[1:3], progress=stages.progress,
+        )  # fmt: skip
+        first = slice(0, n)
+        scores, grid = evaluate_reconstructions(
+            inversion.reconstruct,
+            reading.features["query"][first],
+            query_images=domain.images["query"][first],
+            query_features_plain=domain.plain["query"][first],
+            query_ids=domain.identity["query"][first],
+            query_cams=domain.camera["query"][first],
+            gallery_features_plain=domain.plain["gallery"],
+            gallery_ids=domain.identity["gallery"],
+            gallery_cams=domain.camera["gallery"],
+            plain_features_fn=scoring(name),
+            attribute_predict=attribute_predict,
+            query_attributes=domain.attributes["query"][first],
+            grid_images=grid_images,
+        )
+        np.save(workdir / "grid.npy", grid)
+        return scores | inversion.summary() | {"view": view_name}
+
+    settings = {
+        "attack": "optimisation",
+        "config": opt.to_dict(),
+        "surrogate": surrogate.config.to_dict(),
+        "queries": n,
+        "view": view_name,
+    }
+    return stages.run(name, attack, inputs=reading.digest(("train", "query"), settings))

@@ -15,6 +15,7 @@ from invfeat.attacks.configs import (
     autoencoder_config,
     gan_config,
 )
+from invfeat.attacks.optimisation import OptimisationConfig
 from invfeat.victims.config import VictimConfig
 from invfeat.victims.from_files import FileVictim
 
@@ -46,6 +47,9 @@ class StudyConfig:
     # The splits whose images are reconstructed and scored (published: query and gallery; the
     # cosine distance, PSNR and SSIM are means over them, re-identification is the query's).
     reconstructed_splits: tuple[str, ...] = RECONSTRUCTED_SPLITS
+    # Optimisation-based inversion of the plaintext queries through the attacker's surrogate of
+    # the API, reported beside the decoders (None: not run).
+    optimisation: OptimisationConfig | None = None
     grid_images: int = 8  # query images shown in the report's reconstruction grid
     api_batch_size: int = 256
     requires: tuple[str, ...] = ()  # what a run needs beyond this machine, e.g. "GPU"

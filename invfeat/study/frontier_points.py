@@ -19,16 +19,17 @@ from jax.sharding import PartitionSpec as P
 
 from invfeat.api import as_float_images
 from invfeat.attacks.attributes import AttributeResult
-from invfeat.attacks.ciphertext import encoded_dim
-from invfeat.attacks.evaluation import evaluate_reconstructions
-from invfeat.attacks.optimisation import OptimisationAttack, surrogate_features_fn
 from invfeat.attacks.reconstruction import SurrogateResult, train_surrogate
 from invfeat.data.datasets import SPLITS
 from invfeat.defences import Defence, ProjectionKey, Transform, build, fresh_noise_keys
 from invfeat.files import write_atomic
-from invfeat.models.perceptual import SurrogateNet
 from invfeat.study import security
-from invfeat.study.attack_stages import Reading, attribute_stage, reconstruction_stages
+from invfeat.study.attack_stages import (
+    Reading,
+    attribute_stage,
+    reconstruction_stages,
+)
+from invfeat.study.attack_stages import optimisation_stage as inversion_stage
 from invfeat.study.domain import reid_scores
 from invfeat.study.protections import ESTIMATES_FILE, Attacker, evaluate_protection, reference
 from invfeat.study.stages import Stages
@@ -133,52 +134,23 @@ def optimisation_stage(
     view: Transform | None,
     view_name: str,
 ) -> dict[str, Any]:
-    """Optimisation-based inversion of the first `inverted_queries` victims' queries through
-    `view`(surrogate), scored through the victim as the decoders are."""
-    config, stages, domain = frontier.config, frontier.stages, frontier.domain
-    attacker = frontier.attacker
-    opt = dataclasses.replace(config.optimisation, encoding=reading.encoding)
-    n = min(config.inverted_queries, len(domain.identity["query"]))
-    dim = reading.features["train"].shape[1]
-    net = SurrogateNet(
-        feature_dim=encoded_dim(dim, opt.encoding) if opt.encoding else dim,
-        widths=surrogate.config.widths,
+    """The study's `optimisation_stage` on the first `inverted_queries` victims' queries,
+    through `view`(surrogate)."""
+    config, attacker = frontier.config, frontier.attacker
+    return inversion_stage(
+        frontier.stages,
+        name,
+        config.optimisation,
+        frontier.domain,
+        reading,
+        surrogate,
+        queries=config.inverted_queries,
+        scoring=attacker.scoring,
+        attribute_predict=attacker.attribute_predict,
+        grid_images=config.grid_images,
+        view=view,
+        view_name=view_name,
     )
-    net_fn = surrogate_features_fn(net)
-    features_fn = net_fn if view is None else (lambda v, x: view(net_fn(v, x)))
-
-    def attack(workdir: Path) -> dict[str, Any]:
-        inversion = OptimisationAttack(
-            features_fn, surrogate.perceptual.variables, opt,
-            image_hw=domain.images["query"].shape[1:3], progress=stages.progress,
-        )  # fmt: skip
-        first = slice(0, n)
-        scores, grid = evaluate_reconstructions(
-            inversion.reconstruct,
-            reading.features["query"][first],
-            query_images=domain.images["query"][first],
-            query_features_plain=domain.plain["query"][first],
-            query_ids=domain.identity["query"][first],
-            query_cams=domain.camera["query"][first],
-            gallery_features_plain=domain.plain["gallery"],
-            gallery_ids=domain.identity["gallery"],
-            gallery_cams=domain.camera["gallery"],
-            plain_features_fn=attacker.scoring(name),
-            attribute_predict=attacker.attribute_predict,
-            query_attributes=domain.attributes["query"][first],
-            grid_images=config.grid_images,
-        )
-        np.save(workdir / "grid.npy", grid)
-        return scores | inversion.summary() | {"view": view_name}
-
-    settings = {
-        "attack": "optimisation",
-        "config": opt.to_dict(),
-        "surrogate": surrogate.config.to_dict(),
-        "queries": n,
-        "view": view_name,
-    }
-    return stages.run(name, attack, inputs=reading.digest(("train", "query"), settings))
 
 
 def _reconstructions(

@@ -23,7 +23,12 @@ from invfeat.data import builders
 from invfeat.metrics import chance_rank1
 from invfeat.models.perceptual import KERAS_LOADERS, white_box_perceptual
 from invfeat.study import report
-from invfeat.study.attack_stages import Reading, attribute_stage, reconstruction_stages
+from invfeat.study.attack_stages import (
+    Reading,
+    attribute_stage,
+    optimisation_stage,
+    reconstruction_stages,
+)
 from invfeat.study.config import StudyConfig
 from invfeat.study.domain import (
     build_data,
@@ -154,7 +159,7 @@ def run_study(
     # The ciphertext attacker is given it too: a stronger attacker than one who only sees
     # ciphertext, so the encrypted figures are conservative.
     surrogate = None
-    if config.gan.perceptual == "victim-surrogate":
+    if config.gan.perceptual == "victim-surrogate" or config.optimisation is not None:
         surrogate = stages.timed(
             "surrogate",
             lambda workdir: train_surrogate(
@@ -166,11 +171,13 @@ def run_study(
             ),
         )
 
-    def scoring(stage: str) -> Callable[[np.ndarray], np.ndarray]:
+    def scoring(
+        stage: str, splits: tuple[str, ...] = config.reconstructed_splits
+    ) -> Callable[[np.ndarray], np.ndarray]:
         if scoring_api is not None:
             return scoring_api
         external = run / EXTERNAL_DIR
-        names = np.concatenate([domain.file_names[s] for s in config.reconstructed_splits])
+        names = np.concatenate([domain.file_names[s] for s in splits])
         return external_features(external / stage, external / f"{stage}.npz", names)
 
     chance = chance_rank1(
@@ -201,6 +208,23 @@ def run_study(
         attribute_predict=head.predict,
         pending=attacker.pending,
     )
+    if config.optimisation is not None:  # through the surrogate: the threat model's own
+        try:
+            plain["optimisation"] = optimisation_stage(
+                stages,
+                "optimisation_plain",
+                config.optimisation,
+                domain,
+                plaintext,
+                surrogate,
+                queries=None,
+                scoring=lambda stage: scoring(stage, ("query",)),
+                attribute_predict=head.predict,
+                grid_images=config.grid_images,
+            )
+            grid["optimisation"] = np.load(stages.home("optimisation_plain") / "grid.npy")
+        except PendingFeatures as waiting:
+            attacker.pending.append(waiting)
     grid = {"real": real} | {f"{kind} (plaintext)": images for kind, images in grid.items()}
     logs = {"victim": run / "victim" / METRICS_FILE} | {
         f"{kind} (plaintext)": log for kind, log in logs.items()
