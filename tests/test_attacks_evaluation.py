@@ -62,8 +62,7 @@ def evaluate(scene, reconstruct, features_in, **kwargs):
         gallery_features_plain=api(scene["gallery"]),
         gallery_ids=scene["gallery_ids"],
         gallery_cams=scene["gallery_cams"],
-        plain_features_fn=api,
-        **kwargs,
+        **{"plain_features_fn": api, **kwargs},
     )
 
 
@@ -124,16 +123,10 @@ def test_the_gallery_is_reconstructed_and_scored_with_the_query_as_published(sce
         calls.append(len(images))
         return api(images)
 
-    m, grid = evaluate_reconstructions(
+    m, grid = evaluate(
+        scene,
         lookup(cipher, made),
         cipher[:IDS],
-        query_images=scene["query"],
-        query_features_plain=api(scene["query"]),
-        query_ids=scene["query_ids"],
-        query_cams=scene["query_cams"],
-        gallery_features_plain=api(scene["gallery"]),
-        gallery_ids=scene["gallery_ids"],
-        gallery_cams=scene["gallery_cams"],
         plain_features_fn=counted_api,
         gallery_features_in=cipher[IDS:],
         gallery_images=scene["gallery"],
