@@ -26,9 +26,9 @@ FRONTIERS: dict[str, FrontierConfig] = {
         victim=get_victim_config("cpu"),
         attack_dataset="synth_market",
         defences=DEFAULT_DEFENCES,
-        # The optimisation is left out: at what 2 cores allow per point (a surrogate of 2 to 10
-        # epochs, 60 to 200 steps) it inverted 0 of 32-64 plaintext queries, at about the GAN's
-        # cost; `--set 'reconstructions=["autoencoder","gan","optimisation"]'` adds it.
+        # The optimisation is left out: at the sizes 2 cores allow per point it recovers no
+        # identity (benchmarks/RESULTS.md, the frontier);
+        # `--set 'reconstructions=["autoencoder","gan","optimisation"]'` adds it.
         reconstructions=("autoencoder", "gan"),
         # The demo's attacks, shortened for 19 points: the attribute head 5 epochs (demo 15), its
         # last epoch kept (the demo keeps the best on the victims, as published: an upward bias

@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING, Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from invfeat.api import as_float_images
 from invfeat.attacks.attributes import AttributeResult
@@ -33,6 +31,7 @@ from invfeat.study.attack_stages import optimisation_stage as inversion_stage
 from invfeat.study.domain import reid_scores
 from invfeat.study.protections import ESTIMATES_FILE, Attacker, evaluate_protection, reference
 from invfeat.study.stages import Stages
+from invfeat.train.mesh import make_mesh, replicated_sharding
 from invfeat.train.predict import BlockPredictor
 
 if TYPE_CHECKING:
@@ -55,8 +54,8 @@ def defended_server(
     victim's `features_fn` and the defence's `transform` in one jitted program, on fixed-size
     blocks over this process's devices (as `invfeat.api.FeatureAPI` serves encryption). A
     `random` transform (noise) gets a fresh threefry key per served vector, from os.urandom."""
-    mesh = Mesh(np.array(jax.local_devices()), ("data",))
-    replicated = NamedSharding(mesh, P())
+    mesh = make_mesh(jax.local_devices())
+    replicated = replicated_sharding(mesh)
     variables = jax.device_put(variables, replicated)
 
     def serve_batch(variables: Any, inputs: Any) -> jax.Array:
