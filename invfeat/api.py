@@ -12,6 +12,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from invfeat import shufflebits
+from invfeat.defences import Defence, ProjectionKey, build, fresh_noise_keys
 from invfeat.models.reid import ReIDModel, make_features_fn
 from invfeat.train.predict import BlockPredictor
 
@@ -57,8 +58,11 @@ class FeatureAPI:
     any length never recompiles. With a `shufflebits.Key` it emits ciphertext under that static
     key. With a key whose scheme takes nonces (`shufflebits.uses_nonces`: a `Secret`, one-time
     mode, or a `StreamKey`, stream mode) each vector is encrypted under a fresh nonce drawn on
-    the host. Encryption runs inside the same jit as the network, so plaintext features never
-    leave the device.
+    the host. With a `defence` (`invfeat.defences.Defence`; project needs its secret
+    `projection_key`) the features are transformed before anything else happens to them; noise
+    draws each vector's own PRNG key on the host (`fresh_noise_keys`). The defence and the
+    encryption run inside the same jit as the network, so plaintext features never leave the
+    device.
 
     `api(images)` returns the served array (ciphertext when a key is set); `api.serve(images)`
     returns `Served(features, nonces)`, whose nonces decryption needs in one-time and stream
@@ -72,8 +76,20 @@ class FeatureAPI:
         batch_size: int = 256,
         key: shufflebits.Key | shufflebits.Secret | shufflebits.StreamKey | None = None,
         devices: list[jax.Device] | None = None,
+        *,
+        defence: Defence | None = None,
+        projection_key: ProjectionKey | None = None,
     ):
-        nonced = key is not None and shufflebits.uses_nonces(key)  # TypeError for a non-key
+        if key is not None:
+            shufflebits.uses_nonces(key)  # TypeError for a non-key
+        if defence is not None and not isinstance(defence, Defence):
+            raise TypeError(f"defence must be an invfeat.defences.Defence, got {defence!r}")
+        if projection_key is not None and not isinstance(projection_key, ProjectionKey):
+            raise TypeError(f"projection_key must be a ProjectionKey, got {type(projection_key)}")
+        if projection_key is not None and (defence is None or not defence.needs_key):
+            raise ValueError("projection_key is for a project defence alone")
+        if defence is not None and defence.needs_key and projection_key is None:
+            raise ValueError(f"{defence.label} needs a projection_key (ProjectionKey.generate())")
         if isinstance(key, shufflebits.Key) and key.bits != 32:
             raise ValueError(
                 f"the API serves float32 features: a static key must be 32-bit, got {key.bits}-bit"
@@ -87,16 +103,24 @@ class FeatureAPI:
             raise ValueError("devices is empty: the API needs at least one device")
         self.mesh = Mesh(np.array(devices), ("data",))
         self.key = key
+        self.defence = defence
+        self._noisy = defence is not None and defence.needs_rng
         replicated = NamedSharding(self.mesh, P())
         self.variables = jax.device_put(variables, replicated)
 
-        def serve_batch(variables: Any, inputs: Any) -> jax.Array:
-            """Features of a batch of images, encrypted under the key (with its nonces)."""
-            images_BHWC, nonces_B3 = inputs if nonced else (inputs, None)
-            features = features_fn(variables, images_BHWC).astype(jnp.float32)
+        def serve_batch(variables: Any, inputs: dict[str, jax.Array]) -> jax.Array:
+            """Features of a batch of images, defended, then encrypted under the key."""
+            features = features_fn(variables, inputs["images"]).astype(jnp.float32)
+            if defence is not None:
+                with jax.ensure_compile_time_eval():  # project's matrix: a constant, made once
+                    transform = build(defence, features.shape[-1], key=projection_key)
+                rng = None
+                if "noise" in inputs:
+                    rng = jax.random.wrap_key_data(inputs["noise"], impl="threefry2x32")
+                features = transform(features, rng)
             if key is None:
                 return features
-            return shufflebits.encrypt(features, key, nonces_B3)
+            return shufflebits.encrypt(features, key, inputs.get("nonces"))
 
         # A batch splits evenly over the mesh: its size is rounded up to the device count.
         self._predict = BlockPredictor(
@@ -121,13 +145,17 @@ class FeatureAPI:
         if not len(images):
             raise ValueError("images is empty: nothing to serve")
         # uint8 images stay uint8 until their batch is sent
-        if not self.uses_nonces:
-            return Served(self._predict(self.variables, images, as_float_images), None)
-        nonces = shufflebits.fresh_nonces(len(images))
+        inputs = {"images": images}
+        if self.uses_nonces:
+            inputs["nonces"] = shufflebits.fresh_nonces(len(images))
+        if self._noisy:
+            inputs["noise"] = np.asarray(jax.random.key_data(fresh_noise_keys(len(images))))
         features = self._predict(
-            self.variables, (images, nonces), lambda block: (as_float_images(block[0]), block[1])
+            self.variables,
+            inputs,
+            lambda block: block | {"images": as_float_images(block["images"])},
         )
-        return Served(features, nonces)
+        return Served(features, inputs.get("nonces"))
 
     def __call__(self, images: Any) -> np.ndarray:
         """The served feature array (ciphertext under a key; nonces, if any, are dropped)."""

@@ -11,6 +11,7 @@ import pytest
 
 from invfeat import shufflebits
 from invfeat.api import FeatureAPI, as_float_images
+from invfeat.defences import Defence, ProjectionKey, apply_defence, projection_matrix
 from invfeat.models.reid import get_config, init_variables, make_features_fn
 
 TINY = get_config("cpu-tiny")
@@ -109,3 +110,52 @@ def test_api_arguments_are_checked_when_built():
         FeatureAPI(features_fn, {}, batch_size=2.5)
     with pytest.raises(ValueError, match="devices is empty"):
         FeatureAPI(features_fn, {}, devices=[])
+
+
+def test_a_defence_runs_inside_the_served_program_before_encryption(victim):
+    features_fn, variables, images_u8, reference = victim
+    dim = reference.shape[1]
+    key = ProjectionKey.from_bytes(bytes(range(32)))
+    project = Defence("project", 0.5)
+    projected = reference @ projection_matrix(key, dim, dim // 2)
+    api = FeatureAPI(features_fn, variables, batch_size=8, defence=project, projection_key=key)
+    np.testing.assert_allclose(api(images_u8), projected, rtol=1e-4, atol=1e-5)
+    # The key holder decrypts the projection: the defence comes first, then the cipher.
+    secret = shufflebits.Secret.generate()
+    api = FeatureAPI(
+        features_fn, variables, batch_size=8, key=secret, defence=project, projection_key=key
+    )
+    served = api.serve(images_u8)
+    plain = np.asarray(shufflebits.decrypt(served.features, secret, served.nonces))
+    np.testing.assert_allclose(plain, projected, rtol=1e-4, atol=1e-5)
+    quantise = Defence("quantise", 1)
+    signs = FeatureAPI(features_fn, variables, batch_size=8, defence=quantise)(images_u8)
+    np.testing.assert_array_equal(signs, np.asarray(apply_defence(quantise, reference)))
+
+
+def test_noise_is_drawn_afresh_for_each_served_vector(victim):
+    features_fn, variables, images_u8, reference = victim
+    api = FeatureAPI(features_fn, variables, batch_size=8, defence=Defence("noise", 1.0))
+    twice = np.concatenate([images_u8[:1], images_u8[:1]])
+    first, second = api(twice)
+    assert not np.allclose(first, second)  # a fresh PRNG key per served vector
+    noise = api(images_u8) - reference
+    ratio = np.sqrt(np.mean(noise**2, axis=1)) / np.sqrt(np.mean(reference**2, axis=1))
+    np.testing.assert_allclose(ratio, 1.0, rtol=0.5)  # std / RMS = strength 1
+
+
+def test_defence_arguments_are_checked_when_built(victim):
+    features_fn, variables, _, _ = victim
+    key = ProjectionKey.generate()
+    with pytest.raises(ValueError, match="project-0.5 needs a projection_key"):
+        FeatureAPI(features_fn, variables, defence=Defence("project", 0.5))
+    with pytest.raises(ValueError, match="for a project defence alone"):
+        FeatureAPI(features_fn, variables, defence=Defence("noise", 0.1), projection_key=key)
+    with pytest.raises(ValueError, match="for a project defence alone"):
+        FeatureAPI(features_fn, variables, projection_key=key)
+    with pytest.raises(TypeError, match="must be a ProjectionKey"):
+        FeatureAPI(
+            features_fn, variables, defence=Defence("project", 0.5), projection_key=bytes(32)
+        )
+    with pytest.raises(TypeError, match="must be an invfeat.defences.Defence"):
+        FeatureAPI(features_fn, variables, defence=("noise", 0.1))

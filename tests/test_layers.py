@@ -32,7 +32,7 @@ ALLOWED = {
     "invfeat.models": set(),
     "invfeat.data": {"invfeat.files"},
     "invfeat.train": {"invfeat.files", "invfeat.losses", "invfeat.metrics"},
-    "invfeat.api": {"invfeat.models", "invfeat.shufflebits", "invfeat.train"},
+    "invfeat.api": {"invfeat.defences", "invfeat.models", "invfeat.shufflebits", "invfeat.train"},
     "invfeat.defences": {"invfeat.shufflebits"},
     "invfeat.victims": BELOW_ATTACKS,
     "invfeat.attacks": BELOW_ATTACKS,

@@ -2,7 +2,7 @@
 the `tiny` frontier end to end writes a complete report whose points are what they claim (a
 strength-0 defence is the plaintext, sign bits are sign bits, a static key's holder gets the
 plaintext back); a killed run resumes at its first unfinished stage; bad configurations are
-refused with a message naming the field; a defence runs inside the serving program."""
+refused with a message naming the field."""
 
 import dataclasses
 import json
@@ -12,11 +12,9 @@ import pytest
 
 from experiments.__main__ import build_parser, main
 from experiments.configs.frontiers import get_frontier
-from invfeat.defences import Defence, ProjectionKey, build, projection_matrix
-from invfeat.models.reid import make_features_fn
 from invfeat.study import frontier_report
 from invfeat.study.frontier import FrontierConfig
-from invfeat.study.frontier_points import SERVED_FILE, defended_server
+from invfeat.study.frontier_points import SERVED_FILE
 from invfeat.victims.from_files import FileVictim
 
 TINY = get_frontier("tiny")
@@ -179,6 +177,9 @@ def test_encodings_are_the_points_own():
     attributes = dataclasses.replace(TINY.attributes, encoding="popcount")
     with pytest.raises(ValueError, match="attributes.encoding must be null"):
         dataclasses.replace(TINY, attributes=attributes)
+    optimisation = dataclasses.replace(TINY.optimisation, init="given")
+    with pytest.raises(ValueError, match='optimisation.init must be "grey"'):
+        dataclasses.replace(TINY, optimisation=optimisation)
 
 
 def test_the_config_is_normalised_and_json_able():
@@ -203,24 +204,3 @@ def test_a_bad_set_is_one_error_line(tmp_path, capsys):
 def test_the_command_is_listed():
     text = build_parser().format_help()
     assert "frontier" in text and "privacy-utility frontier" in text
-
-
-def test_a_defence_runs_inside_the_serving_program(untrained_victim):
-    victim = untrained_victim
-    features_fn, variables = make_features_fn(victim.model), victim.variables
-    images = np.random.default_rng(0).integers(0, 256, (5, *victim.image_size, 3), np.uint8)
-    plain = np.asarray(features_fn(variables, images.astype(np.float32) / 255.0))
-    dim = plain.shape[1]
-    key = ProjectionKey.from_bytes(bytes(range(32)))
-    project = Defence("project", 0.5)
-    serve = defended_server(
-        features_fn, variables, build(project, dim, key=key), random=False, batch_size=4
-    )
-    np.testing.assert_allclose(
-        serve(images), plain @ projection_matrix(key, dim, dim // 2), rtol=1e-4, atol=1e-5
-    )
-    noise = Defence("noise", 1.0)
-    serve = defended_server(features_fn, variables, build(noise, dim), random=True, batch_size=4)
-    twice = np.concatenate([images[:1], images[:1]])
-    first, second = serve(twice)
-    assert not np.allclose(first, second)  # a fresh key per served vector

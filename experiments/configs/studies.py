@@ -65,7 +65,7 @@ STUDIES: dict[str, StudyConfig] = {
             autoencoder=autoencoder_config(steps_per_epoch=400, **_DEMO_DECODER),
             gan=gan_config(steps_per_epoch=350, discriminator_filters=16, **_DEMO_DECODER),
             optimisation=OptimisationConfig(
-                steps=100, learning_rate=0.02, total_variation=0.01, batch_size=64
+                steps=100, learning_rate=0.005, total_variation=0.01, init="given", batch_size=64
             ),
             **_PINNED_STUDY,
         ),
@@ -91,7 +91,7 @@ STUDIES: dict[str, StudyConfig] = {
                 smallest_channels=16, decoder_filters=4, discriminator_filters=4,
                 **_PINNED_BATCHES,
             ),
-            optimisation=OptimisationConfig(steps=4, batch_size=8, curve_every=2),
+            optimisation=OptimisationConfig(steps=4, init="given", batch_size=8, curve_every=2),
             grid_images=4,
             api_batch_size=32,
             **_PINNED_STUDY,

@@ -11,8 +11,10 @@ emits, inside the same jit as the model (as encryption is), each a pure jnp func
 `Defence(name, strength)` names one (frozen, JSON-able, checked); `DEFENCES` is the registry
 (what each strength means); `sweep([(name, strength), ...])` checks a list of them; `build(defence,
 D, key=...)` gives the pure `transform(features, rng=None)` a serving program calls, once built;
-`apply_defence` builds and applies at once. The transforms themselves are in `transforms`
-(`add_noise`, `quantise`, `drop_dims`, `project`); the projection's key and matrix in `projection`.
+`apply_defence` builds and applies at once; `invfeat.api.FeatureAPI(..., defence=Defence(...))`
+serves a model with one fused in (before encryption, if a key is set too). The transforms
+themselves are in `transforms` (`add_noise`, `quantise`, `drop_dims`, `project`); the
+projection's key and matrix in `projection`.
 
 What each resists, against the attacks of this project (an attacker who knows the scheme and
 its strength, Kerckhoffs). None is a cipher: the user never gets the original features back,

@@ -30,6 +30,7 @@ from invfeat.study.stages import Stages, inputs_digest
 from invfeat.victims.from_files import PendingFeatures
 
 CHUNK_ROWS = 4096  # rows encoded at a time: a 32-bit encoding holds 32 floats per float read
+QUERY_RECONSTRUCTIONS = "queries.npy"  # a decoder's reconstructions of the queries, uint8
 
 
 @functools.cache
@@ -103,6 +104,7 @@ def reconstruction_stages(
     scoring: Callable[[str], Callable[[np.ndarray], np.ndarray]],
     attribute_predict: Callable[[np.ndarray], np.ndarray],
     pending: list[PendingFeatures],
+    keep_queries: tuple[str, ...] = (),
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Path]]:
     """The reconstructions of `names` (kind -> stage name: "autoencoder", "gan") trained on the
     train split's reading, each evaluated on the reading of `config.reconstructed_splits`
@@ -112,6 +114,8 @@ def reconstruction_stages(
     `scoring(stage)` is the victim's plaintext features function for that stage's
     reconstructions (of the reconstructed splits, in order); a stage whose features come from
     outside and are not there yet is added to `pending` and left out of the returned blocks.
+    The stages of the kinds in `keep_queries` keep their reconstructions of every query in
+    `QUERY_RECONSTRUCTIONS` (uint8), for an optimisation to start from (`query_reconstructions`).
     """
     configs = {"autoencoder": config.autoencoder, "gan": config.gan}
     gallery = "gallery" in config.reconstructed_splits
@@ -125,7 +129,13 @@ def reconstruction_stages(
                 "validation_features": victims(reading.features),
             }
 
-        def attack(workdir: Path, rec_config=rec_config, stage=stage, validation=validation):
+        def attack(
+            workdir: Path,
+            rec_config=rec_config,
+            stage=stage,
+            validation=validation,
+            keep=kind in keep_queries,
+        ):
             result = run_reconstruction(
                 domain.images["train"],
                 reading.features["train"],
@@ -135,6 +145,9 @@ def reconstruction_stages(
                 progress=stages.progress,
                 **validation,
             )
+            if keep:  # before the scoring, which may wait for a file victim's features
+                queries = result.reconstruct(reading.features["query"])
+                np.save(workdir / QUERY_RECONSTRUCTIONS, np.rint(queries * 255).astype(np.uint8))
             scores, images = evaluate_reconstructions(
                 result.reconstruct,
                 reading.features["query"],
@@ -168,6 +181,18 @@ def reconstruction_stages(
     return block, grid, logs
 
 
+def query_reconstructions(stages: Stages, stage: str) -> np.ndarray | None:
+    """The query reconstructions a stage kept (`reconstruction_stages(keep_queries=)`), or None
+    before it made them. They are written before the stage's scoring, so a stage waiting for a
+    file victim's features of its images has them already."""
+    try:
+        home = stages.home(stage)
+    except FileNotFoundError:  # not finished: pending, or not run yet
+        home = stages.run_dir / stage
+    path = home / QUERY_RECONSTRUCTIONS
+    return np.load(path) if path.exists() else None
+
+
 def optimisation_stage(
     stages: Stages,
     name: str,
@@ -182,17 +207,24 @@ def optimisation_stage(
     grid_images: int,
     view: Callable[[jax.Array], jax.Array] | None = None,
     view_name: str = "none",
+    starts: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Optimisation-based inversion of the first `queries` (None: all) victims' queries from
     their reading, by gradient descent on the pixels through the attacker's surrogate of the
     API (`view` applied to its output: a defence the attacker can apply itself), scored
-    through the victim as the decoders are; the grid images go to `grid.npy`."""
+    through the victim as the decoders are; the grid images go to `grid.npy`. With
+    `config.init` "given", `starts` [queries, H, W, 3] uint8 are where each query's descent
+    begins (a decoder's reconstructions of the same reading, refined here)."""
     opt = dataclasses.replace(config, encoding=reading.encoding)
     n = (
         len(domain.identity["query"])
         if queries is None
         else min(queries, len(domain.identity["query"]))
     )
+    if (opt.init == "given") != (starts is not None):
+        raise ValueError(f'init={opt.init!r}: starts are needed for "given" and only then')
+    if starts is not None and len(starts) < n:
+        raise ValueError(f"{len(starts)} start images for {n} queries")
     dim = reading.features["train"].shape[1]
     net = SurrogateNet(
         feature_dim=encoded_dim(dim, opt.encoding) if opt.encoding else dim,
@@ -202,9 +234,10 @@ def optimisation_stage(
     features_fn = net_fn if view is None else (lambda v, x: view(net_fn(v, x)))
 
     def attack(workdir: Path) -> dict[str, Any]:
+        start = None if starts is None else (lambda targets: starts[:n])  # the first n queries
         inversion = OptimisationAttack(
             features_fn, surrogate.perceptual.variables, opt,
-            image_hw=domain.images["query"].shape[1:3], progress=stages.progress,
+            image_hw=domain.images["query"].shape[1:3], start=start, progress=stages.progress,
         )  # fmt: skip
         first = slice(0, n)
         scores, grid = evaluate_reconstructions(
@@ -231,5 +264,6 @@ def optimisation_stage(
         "surrogate": surrogate.config.to_dict(),
         "queries": n,
         "view": view_name,
+        "starts": None if starts is None else inputs_digest([starts[:n]], {}),
     }
     return stages.run(name, attack, inputs=reading.digest(("train", "query"), settings))

@@ -48,7 +48,8 @@ class StudyConfig:
     # cosine distance, PSNR and SSIM are means over them, re-identification is the query's).
     reconstructed_splits: tuple[str, ...] = RECONSTRUCTED_SPLITS
     # Optimisation-based inversion of the plaintext queries through the attacker's surrogate of
-    # the API, reported beside the decoders (None: not run).
+    # the API, reported beside the decoders (None: not run); init "given" starts each query
+    # from the plaintext GAN's reconstruction of it and refines it, "grey" from mid-grey.
     optimisation: OptimisationConfig | None = None
     grid_images: int = 8  # query images shown in the report's reconstruction grid
     api_batch_size: int = 256

@@ -124,8 +124,8 @@ class FrontierConfig:
     (`invfeat.study.config.PROTECTIONS`), each read by the study's `readings`.
     `reconstructions` names the attacks whose best rank-1 is the reconstruction leakage:
     "autoencoder", "gan" (each a decoder trained on the served vectors, as in the study) and
-    "optimisation" (gradient descent on the pixels of the first `inverted_queries` queries
-    through a surrogate trained on the served vectors: `optimisation`, `surrogate`). Every
+    "optimisation" (gradient descent from grey on the pixels of the first `inverted_queries`
+    queries through a surrogate trained on the served vectors: `optimisation`, `surrogate`). Every
     GAN's feature loss runs through the surrogate of the plaintext API, as in the study.
     """
 
@@ -174,6 +174,11 @@ class FrontierConfig:
                     f"{owner}: {field}.encoding must be null: each point sets how its vectors "
                     "are read"
                 )
+        if self.optimisation.init != "grey":
+            raise ValueError(
+                f'{owner}: optimisation.init must be "grey": every point inverts from grey '
+                "(the study's \"given\" refines its GAN's reconstructions)"
+            )
         if self.attack_data_settings is not None:
             settings = json.loads(json.dumps(self.attack_data_settings))
             object.__setattr__(self, "attack_data_settings", settings)

@@ -1,5 +1,5 @@
 """The points of a frontier, each a group of resumable stages: a defence served inside the
-victim's program (`defended_server`), what the key holder's re-ID keeps of it, and what an
+victim's program (`invfeat.api.FeatureAPI`), what the key holder's re-ID keeps of it, and what an
 adaptive attacker trained on its outputs gets (`defence_point`); the plaintext and the
 encryption modes as the study measures them, with the optimisation attack added
 (`plaintext_point`, `encryption_point`); and each point's headline figures (`summarise`)."""
@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from invfeat.api import as_float_images
+from invfeat.api import FeatureAPI
 from invfeat.attacks.attributes import AttributeResult
 from invfeat.attacks.reconstruction import SurrogateResult, train_surrogate
 from invfeat.data.datasets import SPLITS
-from invfeat.defences import Defence, ProjectionKey, Transform, build, fresh_noise_keys
+from invfeat.defences import Defence, ProjectionKey, Transform, build
 from invfeat.files import write_atomic
 from invfeat.study import security
 from invfeat.study.attack_stages import (
@@ -31,8 +30,6 @@ from invfeat.study.attack_stages import optimisation_stage as inversion_stage
 from invfeat.study.domain import reid_scores
 from invfeat.study.protections import ESTIMATES_FILE, Attacker, evaluate_protection, reference
 from invfeat.study.stages import Stages
-from invfeat.train.mesh import make_mesh, replicated_sharding
-from invfeat.train.predict import BlockPredictor
 
 if TYPE_CHECKING:
     from invfeat.study.frontier import FrontierConfig
@@ -40,40 +37,6 @@ if TYPE_CHECKING:
 SERVED_FILE = "served.npz"
 NEW_KEY = "query_new_key"  # the projection's queries served again under a new key
 SAME, RENEWED = "defended", "new key"  # the attacker's readings of a defended point
-
-
-def defended_server(
-    features_fn: Callable[[Any, jax.Array], jax.Array],
-    variables: Any,
-    transform: Transform,
-    *,
-    random: bool,
-    batch_size: int,
-) -> Callable[[np.ndarray], np.ndarray]:
-    """`serve(images [N, H, W, 3] uint8 or float in [0, 1]) -> defended features [N, D']`: the
-    victim's `features_fn` and the defence's `transform` in one jitted program, on fixed-size
-    blocks over this process's devices (as `invfeat.api.FeatureAPI` serves encryption). A
-    `random` transform (noise) gets a fresh threefry key per served vector, from os.urandom."""
-    mesh = make_mesh(jax.local_devices())
-    replicated = replicated_sharding(mesh)
-    variables = jax.device_put(variables, replicated)
-
-    def serve_batch(variables: Any, inputs: Any) -> jax.Array:
-        images_BHWC, keys_B2 = inputs if random else (inputs, None)
-        features = features_fn(variables, images_BHWC).astype(jnp.float32)
-        if not random:
-            return transform(features)
-        return transform(features, jax.random.wrap_key_data(keys_B2, impl="threefry2x32"))
-
-    predict = BlockPredictor(serve_batch, mesh, batch_size, variables_sharding=replicated)
-
-    def serve(images: np.ndarray) -> np.ndarray:
-        if not random:
-            return predict(variables, images, as_float_images)
-        keys = np.asarray(jax.random.key_data(fresh_noise_keys(len(images))))
-        return predict(variables, (images, keys), lambda b: (as_float_images(b[0]), b[1]))
-
-    return serve
 
 
 @dataclasses.dataclass
@@ -229,14 +192,13 @@ def _serve(frontier: Frontier, defence: Defence, workdir: Path) -> dict[str, Any
     """Serve the attack domain's splits under `defence` (under a projection, the queries again
     under a new key), saved to `SERVED_FILE`."""
     features_fn, variables = frontier.white_box
-    dim = frontier.domain.plain["train"].shape[1]
     batch = frontier.config.api_batch_size
 
-    def server(key: ProjectionKey | None) -> Callable[[np.ndarray], np.ndarray]:
-        transform = build(defence, dim, key=key)
-        return defended_server(
-            features_fn, variables, transform, random=defence.needs_rng, batch_size=batch
-        )
+    def server(key: ProjectionKey | None) -> FeatureAPI:
+        return FeatureAPI(
+            features_fn, variables, batch, devices=jax.local_devices(),
+            defence=defence, projection_key=key,
+        )  # fmt: skip
 
     key = ProjectionKey.generate() if defence.needs_key else None  # held in memory alone
     serve = server(key)

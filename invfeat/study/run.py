@@ -27,6 +27,7 @@ from invfeat.study.attack_stages import (
     Reading,
     attribute_stage,
     optimisation_stage,
+    query_reconstructions,
     reconstruction_stages,
 )
 from invfeat.study.config import StudyConfig
@@ -197,6 +198,7 @@ def run_study(
         pending=[],
     )
     real = domain.images["query"][: config.grid_images].astype(np.float32) / 255.0
+    refine_gan = config.optimisation is not None and config.optimisation.init == "given"
     plain, grid, logs = reconstruction_stages(
         stages,
         config,
@@ -207,8 +209,11 @@ def run_study(
         scoring=scoring,
         attribute_predict=head.predict,
         pending=attacker.pending,
+        keep_queries=("gan",) if refine_gan else (),
     )
-    if config.optimisation is not None:  # through the surrogate: the threat model's own
+    # Through the surrogate, the threat model's own; "given" refines the GAN's reconstructions.
+    starts = query_reconstructions(stages, "gan_plain") if refine_gan else None
+    if config.optimisation is not None and (not refine_gan or starts is not None):
         try:
             plain["optimisation"] = optimisation_stage(
                 stages,
@@ -221,6 +226,7 @@ def run_study(
                 scoring=lambda stage: scoring(stage, ("query",)),
                 attribute_predict=head.predict,
                 grid_images=config.grid_images,
+                starts=starts,
             )
             grid["optimisation"] = np.load(stages.home("optimisation_plain") / "grid.npy")
         except PendingFeatures as waiting:
