@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jax
 import numpy as np
 
 from invfeat.api import FeatureAPI
@@ -195,10 +194,7 @@ def _serve(frontier: Frontier, defence: Defence, workdir: Path) -> dict[str, Any
     batch = frontier.config.api_batch_size
 
     def server(key: ProjectionKey | None) -> FeatureAPI:
-        return FeatureAPI(
-            features_fn, variables, batch, devices=jax.local_devices(),
-            defence=defence, projection_key=key,
-        )  # fmt: skip
+        return FeatureAPI(features_fn, variables, batch, defence=defence, projection_key=key)
 
     key = ProjectionKey.generate() if defence.needs_key else None  # held in memory alone
     serve = server(key)
