@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -237,21 +236,30 @@ from experiments.__main__ import show_own_warnings_as_lines
 show_own_warnings_as_lines()
 prepare_dataset("synth_market", data_dir="data", data_settings={TINY_MARKET!r})
 """
+# The build's own example generator kills its process after a few examples: always mid-way,
+# where a kill from outside could race a tiny build's end.
+KILLED_MIDWAY = """
+import os, signal
+from invfeat.data.builders.common import ReidBuilder
+generate = ReidBuilder._generate_examples
+def killed_midway(self, split, records):
+    for i, example in enumerate(generate(self, split, records)):
+        if i == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+        yield example
+ReidBuilder._generate_examples = killed_midway
+"""
 
 
 def test_a_build_killed_midway_is_rebuilt_and_its_leftovers_removed(tmp_path):
     """TFDS writes through TensorFlow's file system, which the os hooks do not see: the build
-    (as every command renders a synthetic dataset) is killed as soon as its `incomplete.*`
-    folder appears, then run again."""
+    (as every command renders a synthetic dataset) is killed while it writes its examples into
+    its `incomplete.*` folder, then run again."""
     env = {"PYTHONPATH": str(faults.ROOT), "PATH": "/usr/bin:/bin"}
     run = dict(cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    proc = subprocess.Popen([sys.executable, "-c", BUILD], **run)
-    deadline = time.monotonic() + 120
-    while not list(tmp_path.glob("data/synth_market/*/incomplete.*")):
-        assert proc.poll() is None and time.monotonic() < deadline, "the build never started"
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    killed = subprocess.run([sys.executable, "-c", KILLED_MIDWAY + BUILD], **run, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert list(tmp_path.glob("data/synth_market/*/incomplete.*"))
     assert faults.leftovers(tmp_path / "data")
     again = subprocess.run([sys.executable, "-c", BUILD], **run, text=True, check=True)
     assert "warning: " in again.stderr and "removed what a killed build" in again.stderr
