@@ -38,6 +38,13 @@ def _positive(config: Any, *names: str) -> None:
             raise ValueError(f"{type(config).__name__}.{name} must be positive, got {value}")
 
 
+def resolved_feature_loss(loss: str, encoding: str | None) -> str:
+    """A feature loss as named, or for "auto": cosine on plaintext, MSE on encoded ciphertext."""
+    if loss != "auto":
+        return loss
+    return "cosine" if encoding is None else "mse"
+
+
 def _check_training(config: Any) -> None:
     """The fields every trained attack shares: its initialiser and Adam's epsilon."""
     if config.initializer not in KERNEL_INITIALIZERS:
@@ -164,9 +171,7 @@ class SurrogateConfig(_JSONable):
 
     @property
     def resolved_loss(self) -> str:
-        if self.loss != "auto":
-            return self.loss
-        return "cosine" if self.encoding is None else "mse"
+        return resolved_feature_loss(self.loss, self.encoding)
 
 
 # The output layer of each Keras perceptual network in the published scripts: ResNet-50's

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from invfeat import losses
 from invfeat.api import as_float_images
 from invfeat.attacks.arrays import attacker_features, feature_transform
-from invfeat.attacks.configs import _check_encoding, _JSONable
+from invfeat.attacks.configs import _check_encoding, _JSONable, resolved_feature_loss
 from invfeat.models.perceptual import SurrogateNet
 from invfeat.train.mesh import batch_sharding, check_batch_size, replicated_sharding
 
@@ -105,9 +105,7 @@ class OptimisationConfig(_JSONable):
 
     @property
     def resolved_loss(self) -> str:
-        if self.loss != "auto":
-            return self.loss
-        return "cosine" if self.encoding is None else "mse"
+        return resolved_feature_loss(self.loss, self.encoding)
 
 
 class InversionResult(NamedTuple):
